@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs rlkube's pinned toolchain binaries (Go programs, built once per machine through the Go module
+# proxy) and the Python deps of the trainer. Idempotent: a binary already built at its pinned version is
+# kept. Binaries land in $RLKUBE_HOME/bin (default ~/.cache/rlkube/bin), outside the repository.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+RLKUBE_HOME=${RLKUBE_HOME:-$HOME/.cache/rlkube}
+bin="$RLKUBE_HOME/bin"
+mkdir -p "$bin" "$RLKUBE_HOME/stamps"
+export GOBIN="$bin" GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+# name  go-package@version  (one line each; the version is the pin)
+tools=(
+  "nats-server github.com/nats-io/nats-server/v2@v2.12.15"
+  "nats github.com/nats-io/natscli/nats@v0.5.1"
+)
+
+install_go_tool() {
+  local name=$1 pkg=$2 stamp="$RLKUBE_HOME/stamps/$1"
+  if [[ -x "$bin/$name" && -f "$stamp" && "$(cat "$stamp")" == "$pkg" ]]; then return 0; fi
+  echo "toolchain: building $name ($pkg)"
+  go install "$pkg"
+  echo "$pkg" > "$stamp"
+}
+for t in "${tools[@]}"; do install_go_tool $t; done
+
+# Kubernetes binaries come from the wrapper module in toolchain/kube (replace lines for the staging modules).
+if [[ -f "$here/kube/install.sh" ]]; then bash "$here/kube/install.sh"; fi
+
+# Python deps of the trainer and tiny policy server, for Debian's /usr/bin/python3.
+if ! /usr/bin/python3 -c 'import torch, pytest, numpy' 2>/dev/null; then
+  echo "toolchain: installing python3-torch, python3-pytest, python3-numpy (apt)"
+  apt_prefix=(); [[ $(id -u) -ne 0 ]] && apt_prefix=(sudo)
+  "${apt_prefix[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_prefix[@]}" apt-get install -y -qq python3-torch python3-pytest python3-numpy >/dev/null
+fi
+echo "toolchain: ready in $bin"
