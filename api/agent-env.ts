@@ -1,0 +1,154 @@
+// The environment contract of the agent containers, in one place: variable names, the typed config they
+// parse into, and the projection of the RLJob spec that an agent receives. Documented in docs/agent-env.md.
+import { Type, type Static } from '@sinclair/typebox';
+import { LearnerTemplate } from './common.js';
+import { RLJobSpec, RolloutSpec } from './rljob.js';
+import { withRules } from './schema-kit.js';
+import { formatErrors, validate, withDefaults } from './validate.js';
+
+export const AGENT_ENV = {
+  natsUrl: 'RLKUBE_NATS_URL',
+  natsCreds: 'RLKUBE_NATS_CREDS',
+  namespace: 'RLKUBE_NAMESPACE',
+  job: 'RLKUBE_JOB',
+  role: 'RLKUBE_ROLE',
+  pool: 'RLKUBE_POOL',
+  workerId: 'RLKUBE_WORKER_ID',
+  engineUrl: 'RLKUBE_ENGINE_URL',
+  trainerUrl: 'RLKUBE_TRAINER_URL',
+  jobSpec: 'RLKUBE_JOB_SPEC',
+  metricsPort: 'RLKUBE_METRICS_PORT',
+} as const;
+export type AgentEnvName = (typeof AGENT_ENV)[keyof typeof AGENT_ENV];
+
+export const DEFAULT_AGENT_METRICS_PORT = 9090;
+
+/**
+ * The RLJob spec as an agent sees it. The operator leaves out what only it acts on (suspend, deadlines,
+ * the other pools), so that editing those does not restart every agent; a full spec is accepted too.
+ */
+const { rollout: _rollout, learner: _learner, suspend: _suspend, ...agentFields } = RLJobSpec.properties;
+export const AgentJobSpec = withRules(Type.Object({
+  ...agentFields,
+  suspend: Type.Optional(Type.Boolean()),
+  rollout: Type.Optional(RolloutSpec),
+  learner: Type.Optional(LearnerTemplate),
+}, { additionalProperties: false }), [{
+  rule: '!has(self.sync.taskWindow) || self.sync.taskWindow >= self.algorithm.batchSize',
+  message: 'sync.taskWindow must be >= algorithm.batchSize',
+  fieldPath: '.sync.taskWindow',
+  check: (self) => self.sync.taskWindow === undefined || self.sync.taskWindow >= self.algorithm.batchSize,
+}]);
+export type AgentJobSpec = Static<typeof AgentJobSpec>;
+
+/** What goes into RLKUBE_JOB_SPEC for an agent of the given role. */
+export function agentJobSpec(spec: Static<typeof RLJobSpec>, role: AgentRole): AgentJobSpec {
+  const { suspend: _s, activeDeadlineSeconds: _d, ttlSecondsAfterFinished: _t, managedBy: _m, rollout: _r, learner, ...rest } = spec;
+  return role === 'learner' ? { ...rest, learner } : rest;
+}
+
+export type AgentRole = 'rollout' | 'learner';
+
+interface CommonAgentConfig {
+  natsServers: string[];
+  /** Path of a NATS credentials file; absent → no credentials. */
+  natsCreds?: string;
+  namespace: string;
+  job: string;
+  workerId: string;
+  jobSpec: AgentJobSpec;
+  metricsPort: number;
+}
+export interface RolloutAgentConfig extends CommonAgentConfig { role: 'rollout'; pool: string; engineUrl: string }
+export interface LearnerAgentConfig extends CommonAgentConfig { role: 'learner'; trainerUrl: string }
+export type AgentConfig = RolloutAgentConfig | LearnerAgentConfig;
+
+export class AgentEnvError extends Error {
+  readonly reason = 'InvalidAgentEnv' as const;
+  constructor(readonly setting: AgentEnvName, message: string) {
+    super(`${setting}: ${message}`);
+    this.name = 'AgentEnvError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function required(env: Env, name: AgentEnvName): string {
+  const value = env[name]?.trim();
+  if (!value) throw new AgentEnvError(name, 'is required');
+  return value;
+}
+
+function httpUrl(env: Env, name: AgentEnvName): string {
+  const value = required(env, name);
+  let url: URL;
+  try { url = new URL(value); } catch { throw new AgentEnvError(name, `not a URL: ${value}`); }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new AgentEnvError(name, `must be http(s), got ${value}`);
+  return value.replace(/\/+$/, '');
+}
+
+function dnsName(env: Env, name: AgentEnvName): string {
+  const value = required(env, name);
+  if (!NAME.test(value) || value.length > 253) throw new AgentEnvError(name, `not a valid Kubernetes name: ${value}`);
+  return value;
+}
+
+/** Parses an agent's environment (pass process.env from main); throws AgentEnvError naming the variable. */
+export function parseAgentEnv(env: Env): AgentConfig {
+  const natsServers = required(env, AGENT_ENV.natsUrl).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of natsServers) {
+    if (!/^(nats|tls|ws|wss):\/\/\S+$/.test(s)) throw new AgentEnvError(AGENT_ENV.natsUrl, `not a NATS URL: ${s}`);
+  }
+  const portText = env[AGENT_ENV.metricsPort]?.trim();
+  const metricsPort = portText ? Number(portText) : DEFAULT_AGENT_METRICS_PORT;
+  if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {
+    throw new AgentEnvError(AGENT_ENV.metricsPort, `not a port number: ${portText}`);
+  }
+  let specJson: unknown;
+  try { specJson = JSON.parse(required(env, AGENT_ENV.jobSpec)); } catch (err) {
+    if (err instanceof AgentEnvError) throw err;
+    throw new AgentEnvError(AGENT_ENV.jobSpec, `not JSON: ${(err as Error).message}`);
+  }
+  const jobSpec = withDefaults<AgentJobSpec>(AgentJobSpec, specJson);
+  const errors = validate(AgentJobSpec, jobSpec, 'spec');
+  if (errors.length > 0) throw new AgentEnvError(AGENT_ENV.jobSpec, formatErrors(errors));
+
+  const creds = env[AGENT_ENV.natsCreds]?.trim();
+  const common: CommonAgentConfig = {
+    natsServers,
+    ...(creds ? { natsCreds: creds } : {}),
+    namespace: dnsName(env, AGENT_ENV.namespace),
+    job: dnsName(env, AGENT_ENV.job),
+    workerId: required(env, AGENT_ENV.workerId),
+    jobSpec,
+    metricsPort,
+  };
+  const role = required(env, AGENT_ENV.role);
+  if (role === 'rollout') {
+    return { ...common, role, pool: dnsName(env, AGENT_ENV.pool), engineUrl: httpUrl(env, AGENT_ENV.engineUrl) };
+  }
+  if (role === 'learner') return { ...common, role, trainerUrl: httpUrl(env, AGENT_ENV.trainerUrl) };
+  throw new AgentEnvError(AGENT_ENV.role, `must be rollout or learner, got ${role}`);
+}
+
+/** The inverse of parseAgentEnv: the variables that describe config (local runs, tests). */
+export function formatAgentEnv(config: AgentConfig): Record<string, string> {
+  const env: Record<string, string> = {
+    [AGENT_ENV.natsUrl]: config.natsServers.join(','),
+    [AGENT_ENV.namespace]: config.namespace,
+    [AGENT_ENV.job]: config.job,
+    [AGENT_ENV.role]: config.role,
+    [AGENT_ENV.workerId]: config.workerId,
+    [AGENT_ENV.jobSpec]: JSON.stringify(config.jobSpec),
+    [AGENT_ENV.metricsPort]: String(config.metricsPort),
+  };
+  if (config.natsCreds) env[AGENT_ENV.natsCreds] = config.natsCreds;
+  if (config.role === 'rollout') {
+    env[AGENT_ENV.pool] = config.pool;
+    env[AGENT_ENV.engineUrl] = config.engineUrl;
+  } else {
+    env[AGENT_ENV.trainerUrl] = config.trainerUrl;
+  }
+  return env;
+}

@@ -1,0 +1,185 @@
+// RLJob (rlkube.dev/v1alpha1): one RL post-training run. The schema is the one source of the TS type,
+// the runtime validation and the CRD.
+import { Type, type Static } from '@sinclair/typebox';
+import { Conditions, LearnerTemplate, MAX_JOB_NAME, Metadata, PoolTemplate } from './common.js';
+import { Enum, defaultsToFilled, withRules } from './schema-kit.js';
+
+export const SyncMode = Enum(['SequentialPull', 'AsyncPushPull'] as const, { default: 'SequentialPull' });
+export type SyncMode = Static<typeof SyncMode>;
+export const EnvironmentName = Enum(['reverse', 'arithmetic', 'gsm8k', 'math'] as const);
+export type EnvironmentName = Static<typeof EnvironmentName>;
+/** The built-in character-level policy; any other model name is a Hugging Face id. */
+export const TINY_MODEL = 'tiny';
+
+export const ModelSpec = withRules(Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\s]+$' }),
+  lora: Type.Optional(Type.Object({
+    rank: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
+    alpha: Type.Number({ exclusiveMinimum: 0, default: 16 }),
+  }, { additionalProperties: false })),
+  maxTokens: Type.Integer({ minimum: 1, maximum: 131072, default: 64 }),
+}, { additionalProperties: false }), [{
+  rule: "self.name != 'tiny' || !has(self.lora)",
+  message: 'model.lora is only for Hugging Face models, not the built-in tiny model',
+  fieldPath: '.lora',
+  check: (self) => self.name !== TINY_MODEL || self.lora === undefined,
+}]);
+
+const ArgValue = Type.Union([Type.String({ maxLength: 1024 }), Type.Number()], { 'x-kubernetes-preserve-unknown-fields': true });
+export const EnvironmentSpec = Type.Object({
+  name: EnvironmentName,
+  // Values are strings or numbers; the CRD cannot type a map of either, so only local validation checks it.
+  args: Type.Optional(Type.Record(Type.String({ maxLength: 63 }), ArgValue, { maxProperties: 32 })),
+  dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
+}, { additionalProperties: false });
+
+export const AlgorithmSpec = defaultsToFilled(Type.Object({
+  groupSize: Type.Integer({ minimum: 2, maximum: 1024, default: 8 }),
+  batchSize: Type.Integer({ minimum: 1, maximum: 65536, default: 32 }),
+  maxSteps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100 }),
+  learningRate: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.001 }),
+  temperature: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 1.0 }),
+  clipLow: Type.Number({ minimum: 0, maximum: 1, default: 0.2 }),
+  clipHigh: Type.Number({ minimum: 0, maximum: 10, default: 0.28 }),
+  klCoef: Type.Number({ minimum: 0, default: 0 }),
+  isCap: Type.Number({ minimum: 1, default: 2.0 }),
+  seed: Type.Integer({ minimum: 0, default: 1 }),
+}, { additionalProperties: false }));
+
+export const SyncSpec = defaultsToFilled(withRules(Type.Object({
+  mode: SyncMode,
+  maxStaleness: Type.Integer({ minimum: 0, maximum: 1024, default: 1 }),
+  taskWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+}, { additionalProperties: false }), [{
+  // Decided: the mode is fixed for a run. The learner's consumers and the tasks already issued are
+  // tagged for one mode; switching mid-run would mix their semantics. Start a new job instead.
+  rule: 'self.mode == oldSelf.mode',
+  message: 'sync.mode is immutable',
+  fieldPath: '.mode',
+}]));
+
+export const VerificationSpec = defaultsToFilled(Type.Object({
+  rewardTolerance: Type.Number({ minimum: 0, default: 0.000001 }),
+  logprobTolerance: Type.Number({ minimum: 0, default: 0.10 }),
+  sampledPositions: Type.Integer({ minimum: 1, maximum: 4096, default: 32 }),
+}, { additionalProperties: false }));
+
+export const RolloutSpec = withRules(Type.Object({
+  pools: Type.Array(PoolTemplate, {
+    minItems: 1, maxItems: 16, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'],
+  }),
+}, { additionalProperties: false }), [{
+  rule: 'self.pools.all(p, self.pools.exists_one(q, q.name == p.name))',
+  message: 'rollout.pools names must be unique',
+  fieldPath: '.pools',
+  check: (self) => new Set(self.pools.map((p: { name: string }) => p.name)).size === self.pools.length,
+}]);
+
+export const NatsSpec = Type.Object({
+  url: Type.Optional(Type.String({ pattern: '^(nats|tls|ws|wss)://[^\\s]+$', maxLength: 1024 })),
+  credentialsSecret: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 })),
+}, { additionalProperties: false });
+
+export const RLJobSpec = withRules(Type.Object({
+  managedBy: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9.-]+/[a-zA-Z0-9._-]+$' })),
+  suspend: Type.Boolean({ default: false }),
+  activeDeadlineSeconds: Type.Optional(Type.Integer({ minimum: 1 })),
+  ttlSecondsAfterFinished: Type.Optional(Type.Integer({ minimum: 0 })),
+  model: ModelSpec,
+  environment: EnvironmentSpec,
+  algorithm: AlgorithmSpec,
+  sync: SyncSpec,
+  verification: VerificationSpec,
+  rollout: RolloutSpec,
+  learner: LearnerTemplate,
+  nats: Type.Optional(NatsSpec),
+}, { additionalProperties: false }), [
+  {
+    // Kueue compatibility: who manages the job is fixed at creation (set, changed or removed: refused).
+    rule: 'has(self.managedBy) == has(oldSelf.managedBy) && (!has(self.managedBy) || self.managedBy == oldSelf.managedBy)',
+    message: 'managedBy is immutable',
+    fieldPath: '.managedBy',
+  },
+  {
+    rule: '!has(self.sync.taskWindow) || self.sync.taskWindow >= self.algorithm.batchSize',
+    message: 'sync.taskWindow must be >= algorithm.batchSize',
+    fieldPath: '.sync.taskWindow',
+    check: (self) => self.sync.taskWindow === undefined || self.sync.taskWindow >= self.algorithm.batchSize,
+  },
+  {
+    rule: "self.model.name == 'tiny' || self.learner.gpusPerNode >= 1",
+    message: 'learner.gpusPerNode must be >= 1 to train a Hugging Face model (only model tiny trains on CPU)',
+    fieldPath: '.learner.gpusPerNode',
+    check: (self) => self.model.name === TINY_MODEL || self.learner.gpusPerNode >= 1,
+  },
+  {
+    rule: "self.rollout.pools.all(p, (p.engine.kind == 'tiny') == (self.model.name == 'tiny'))",
+    message: 'rollout.pools[].engine.kind must be tiny for model tiny and vllm for a Hugging Face model',
+    fieldPath: '.rollout.pools',
+    check: (self) => self.rollout.pools.every((p: { engine: { kind: string } }) =>
+      (p.engine.kind === 'tiny') === (self.model.name === TINY_MODEL)),
+  },
+]);
+export type RLJobSpec = Static<typeof RLJobSpec>;
+
+export const GroupCounts = Type.Object({
+  accepted: Type.Integer({ minimum: 0 }),
+  stale: Type.Integer({ minimum: 0 }),
+  rejected: Type.Integer({ minimum: 0 }),
+  published: Type.Integer({ minimum: 0 }),
+});
+export type GroupCounts = Static<typeof GroupCounts>;
+
+export const RLJobStatus = Type.Object({
+  observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+  conditions: Type.Optional(Conditions()),
+  /** When the job (last) started running; cleared while suspended, so the deadline counts active time. */
+  startTime: Type.Optional(Type.String({ format: 'date-time' })),
+  completionTime: Type.Optional(Type.String({ format: 'date-time' })),
+  step: Type.Optional(Type.Integer({ minimum: 0 })),
+  maxSteps: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** "step/maxSteps", for the printer column. */
+  progress: Type.Optional(Type.String({ maxLength: 32 })),
+  policyVersion: Type.Optional(Type.Integer({ minimum: 0 })),
+  reward: Type.Optional(Type.Number()),
+  groups: Type.Optional(GroupCounts),
+  /** "ready/total" pools, for the printer column. */
+  readyPools: Type.Optional(Type.String({ maxLength: 16 })),
+  /** One word summarising the conditions, for the printer column (not an API: read the conditions). */
+  summary: Type.Optional(Type.String({ maxLength: 32 })),
+});
+export type RLJobStatus = Static<typeof RLJobStatus>;
+
+export const RLJobSchema = withRules(Type.Object({
+  apiVersion: Type.Literal('rlkube.dev/v1alpha1'),
+  kind: Type.Literal('RLJob'),
+  metadata: Metadata(MAX_JOB_NAME),
+  spec: RLJobSpec,
+  status: Type.Optional(RLJobStatus),
+}), [{
+  rule: `self.metadata.name.size() <= ${MAX_JOB_NAME}`,
+  message: `metadata.name must be at most ${MAX_JOB_NAME} characters (children are named <job>-<pool>, <job>-learner)`,
+  check: (self) => typeof self.metadata?.name !== 'string' || self.metadata.name.length <= MAX_JOB_NAME,
+}]);
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }>;
+}
+
+export interface RLJob {
+  apiVersion: 'rlkube.dev/v1alpha1';
+  kind: 'RLJob';
+  metadata: ObjectMeta;
+  spec: RLJobSpec;
+  status?: RLJobStatus;
+}

@@ -1,0 +1,20 @@
+// One way to connect to the bus: reconnects forever, so a restarted nats-server costs time, not a process.
+import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+
+export interface ConnectOptions {
+  servers: string | string[];
+  /** NATS credentials file (JWT + nkey seed); never logged. */
+  credsFile?: string;
+  name?: string;
+}
+
+export function connectBus(options: ConnectOptions): Promise<NatsConnection> {
+  return connect({
+    servers: options.servers,
+    name: options.name ?? 'rlkube',
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
+  });
+}

@@ -1,0 +1,91 @@
+// The job's control KV bucket: policy records, learner progress and cursor, batch records, heartbeats.
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { BusError } from './errors.js';
+import {
+  codecs,
+  type BatchRecord,
+  type Heartbeat,
+  type JsonCodec,
+  type LearnerCountsRecord,
+  type LearnerCursor,
+  type LearnerProgress,
+  type PolicyRecord,
+} from './messages.js';
+import { controlKeys, jobNames, type JobRef } from './names.js';
+
+export interface Watch {
+  stop(): Promise<void>;
+}
+
+export class ControlStore {
+  private constructor(private readonly kv: KV) {}
+
+  static async open(nc: NatsConnection, job: JobRef): Promise<ControlStore> {
+    return new ControlStore(await new Kvm(nc).open(jobNames(job).controlBucket, { bindOnly: true }));
+  }
+
+  policy = () => this.read(controlKeys.policy, codecs.policy);
+  policyAt = (version: number) => this.read(controlKeys.policyVersion(version), codecs.policy);
+  async putPolicy(record: PolicyRecord): Promise<void> {
+    // The per-version record first: a worker that sees `policy` can always find the version it names.
+    await this.kv.put(controlKeys.policyVersion(record.version), codecs.policy.encode(record));
+    await this.kv.put(controlKeys.policy, codecs.policy.encode(record));
+  }
+  deletePolicyAt = (version: number) => this.kv.purge(controlKeys.policyVersion(version));
+
+  progress = () => this.read(controlKeys.learner, codecs.progress);
+  putProgress = (progress: LearnerProgress) => this.kv.put(controlKeys.learner, codecs.progress.encode(progress));
+
+  cursor = () => this.read(controlKeys.learnerCursor, codecs.cursor);
+  putCursor = (cursor: LearnerCursor) => this.kv.put(controlKeys.learnerCursor, codecs.cursor.encode(cursor));
+
+  counts = () => this.read(controlKeys.learnerCounts, codecs.counts);
+  putCounts = (counts: LearnerCountsRecord) => this.kv.put(controlKeys.learnerCounts, codecs.counts.encode(counts));
+
+  batch = (step: number) => this.read(controlKeys.batch(step), codecs.batch);
+  putBatch = (record: BatchRecord) => this.kv.put(controlKeys.batch(record.step), codecs.batch.encode(record));
+  deleteBatch = (step: number) => this.kv.purge(controlKeys.batch(step));
+
+  putHeartbeat = (beat: Heartbeat) => this.kv.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
+
+  /** Calls onChange with every valid value of `key`, the current one first; invalid values are skipped. */
+  async watch<T>(key: string, codec: JsonCodec<T>, onChange: (value: T) => void): Promise<Watch> {
+    const iterator = await this.kv.watch({ key });
+    const done = (async () => {
+      for await (const entry of iterator) {
+        if (entry.operation !== 'PUT') continue;
+        try {
+          onChange(codec.decode(entry.value));
+        } catch (err) {
+          if (!(err instanceof BusError)) throw err;
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        iterator.stop();
+        await done;
+      },
+    };
+  }
+
+  watchPolicy = (onChange: (record: PolicyRecord) => void) => this.watch(controlKeys.policy, codecs.policy, onChange);
+  watchProgress = (onChange: (progress: LearnerProgress) => void) =>
+    this.watch(controlKeys.learner, codecs.progress, onChange);
+
+  private async read<T>(key: string, codec: JsonCodec<T>): Promise<T | undefined> {
+    const entry = await this.kv.get(key);
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+    return codec.decode(entry.value);
+  }
+}
+
+/** The operator's view: learner progress, event-driven through a KV watch. */
+export async function watchLearnerProgress(
+  nc: NatsConnection,
+  job: JobRef,
+  onChange: (progress: LearnerProgress) => void,
+): Promise<Watch> {
+  return (await ControlStore.open(nc, job)).watchProgress(onChange);
+}

@@ -1,0 +1,25 @@
+// The bus's error type: a machine reason (the same word a rejection counter or condition uses) and a message.
+export type RejectReason =
+  | 'Malformed'
+  | 'Oversized'
+  | 'UnsupportedVersion'
+  | 'WrongJob'
+  | 'TokenOutOfRange'
+  | 'UnknownTask'
+  | 'Duplicate'
+  | 'FutureVersion'
+  | 'DigestMismatch'
+  | 'RewardMismatch'
+  | 'LogprobMismatch'
+  | 'GroupSizeMismatch'
+  | 'CopiedCompletions';
+
+export class BusError extends Error {
+  constructor(
+    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BusError';
+  }
+}

@@ -1,0 +1,342 @@
+// Learner side of the bus: issues tasks under the job's sync mode, collects exactly one batch per step,
+// judges every group (decode, duplicates, staleness, caller's verifier), publishes policies, and resumes.
+import { jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { ControlStore } from './control.js';
+import { BusError, type RejectReason } from './errors.js';
+import { WIRE_VERSION, codecs, type GroupCounts, type LearnerCursor, type PolicyRecord, type Task } from './messages.js';
+import { jobNames, type JobRef } from './names.js';
+import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajectory.js';
+import { WeightsStore, digestOf } from './weights.js';
+
+export type SyncMode = 'SequentialPull' | 'AsyncPushPull';
+
+export type Verdict = { ok: true } | { ok: false; reason: RejectReason; message: string };
+export type GroupVerifier = (group: TrajectoryGroup) => Verdict | Promise<Verdict>;
+
+export interface LearnerBusOptions {
+  mode: SyncMode;
+  batchSize: number;
+  /** AsyncPushPull: a group is used at version v only if its version ≥ v − maxStaleness. */
+  maxStaleness: number;
+  /** AsyncPushPull: tasks queued + groups waiting, at most. */
+  taskWindow: number;
+  vocabSize: number;
+  maxGroupBytes: number;
+  /** The environment item for task `seq`: a pure function, so a restarted learner re-issues the same task. */
+  taskPayload: (seq: number) => unknown;
+  /** Old policy versions kept in the object store for slow workers. */
+  keepVersions?: number;
+  /** No group for this long: re-count what is in flight and re-issue what was lost. */
+  stallMs?: number;
+  log?: Logger;
+}
+
+export interface Batch {
+  step: number;
+  policyVersion: number;
+  groups: TrajectoryGroup[];
+}
+
+interface Held {
+  msg: JsMsg;
+  group: TrajectoryGroup;
+}
+
+export interface LearnerCounts extends Omit<GroupCounts, 'published'> {
+  rejectedByReason: Record<string, number>;
+}
+
+export class LearnerBus {
+  readonly counts: LearnerCounts = { accepted: 0, stale: 0, rejected: 0, rejectedByReason: {} };
+  private cursor: LearnerCursor = { v: WIRE_VERSION, issuedSeq: 0, step: 0, stepFirstSeq: 1, stepLastSeq: 0 };
+  private readonly used = new Set<string>();
+  /** Groups a previous incarnation trained on but did not get to ack: ack them quietly when they return. */
+  private readonly trainedUnacked = new Set<string>();
+  private held: Held[] = [];
+  private committedStep = 0;
+  private keepAlive: NodeJS.Timeout | undefined;
+  private readonly names;
+  private readonly decodeLimits: DecodeLimits;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly consumer: Consumer,
+    readonly control: ControlStore,
+    private readonly weights: WeightsStore,
+    private readonly groupAckWaitMs: number,
+    job: JobRef,
+    private readonly options: LearnerBusOptions,
+  ) {
+    this.names = jobNames(job);
+    this.decodeLimits = { job: this.names.key, vocabSize: options.vocabSize, maxBytes: options.maxGroupBytes };
+  }
+
+  static async open(nc: NatsConnection, job: JobRef, options: LearnerBusOptions): Promise<LearnerBus> {
+    if (options.mode === 'AsyncPushPull' && options.taskWindow < options.batchSize) {
+      throw new BusError('Malformed', `taskWindow ${options.taskWindow} < batchSize ${options.batchSize}`);
+    }
+    const names = jobNames(job);
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.consumers.info(names.trajStream, names.learnerConsumer);
+    const consumer = await js.consumers.get(names.trajStream, names.learnerConsumer);
+    return new LearnerBus(
+      nc, js, jsm, consumer,
+      await ControlStore.open(nc, job),
+      await WeightsStore.open(nc, job),
+      (info.config.ack_wait ?? 30e9) / 1e6,
+      job, options,
+    );
+  }
+
+  /**
+   * Restores the learner's bookkeeping after a restart. `trainedStep` is the last step the trainer's
+   * checkpoint holds; groups recorded for it are never used again.
+   */
+  async resume(trainedStep: number): Promise<void> {
+    this.cursor = (await this.control.cursor()) ?? this.cursor;
+    this.committedStep = trainedStep;
+    const saved = await this.control.counts();
+    if (saved) {
+      const { v: _v, committedStep: _c, ...counts } = saved;
+      Object.assign(this.counts, counts);
+    }
+    for (let step = Math.max(1, trainedStep - 2); step <= trainedStep; step++) {
+      const record = await this.control.batch(step);
+      for (const id of record?.taskIds ?? []) this.used.add(id);
+      // Trained on, but the learner died before its commit: count them now, ack them when they come back.
+      if (record && step === trainedStep && (saved?.committedStep ?? 0) < trainedStep) {
+        this.counts.accepted += record.taskIds.length;
+        for (const id of record.taskIds) this.trainedUnacked.add(id);
+      }
+    }
+  }
+
+  /** Stores the weights of `version` and announces it; workers watching `policy` pick it up. */
+  async publishPolicy(version: number, weights: { bytes: Uint8Array } | { uri: string; digest: string }): Promise<PolicyRecord> {
+    const record: PolicyRecord = {
+      v: WIRE_VERSION,
+      version,
+      digest: 'bytes' in weights ? digestOf(weights.bytes) : weights.digest,
+      location: 'bytes' in weights ? await this.weights.put(version, weights.bytes) : { kind: 'uri', uri: weights.uri },
+      createdAt: new Date().toISOString(),
+    };
+    await this.control.putPolicy(record);
+    const expired = version - (this.options.keepVersions ?? Math.max(2, this.options.maxStaleness + 2));
+    if (expired >= 0) {
+      await this.weights.delete(expired).catch(() => undefined);
+      await this.control.deletePolicyAt(expired).catch(() => undefined);
+    }
+    return record;
+  }
+
+  /**
+   * Collects exactly batchSize accepted groups for `step`, trained from `policyVersion`. SequentialPull:
+   * issues exactly the step's tasks (plus one per rejected group) and accepts only that version.
+   * AsyncPushPull: keeps the task window full and accepts versions within maxStaleness.
+   */
+  async nextBatch(step: number, policyVersion: number, verify: GroupVerifier): Promise<Batch> {
+    const { batchSize, mode } = this.options;
+    if (mode === 'SequentialPull') await this.issueStepTasks(step, policyVersion);
+    this.startKeepAlive();
+    let idleSince = Date.now();
+    while (this.held.length < batchSize) {
+      if (mode === 'AsyncPushPull') await this.topUpWindow(policyVersion);
+      const messages = await this.consumer.fetch({ max_messages: batchSize - this.held.length, expires: 1000 });
+      let received = 0;
+      const settle: Array<() => void> = [];
+      for await (const msg of messages) {
+        received++;
+        const { outcome, taskConsumed } = await this.judge(msg, policyVersion, verify);
+        if (outcome === 'accepted') continue;
+        settle.push(() => msg.term(outcome));
+        // A verifier's rejection used up one of this step's tasks: issue another so the step gets B groups.
+        if (taskConsumed && mode === 'SequentialPull') await this.reserveAndPublish(1, policyVersion);
+      }
+      if (settle.length > 0) {
+        // Counts are persisted before the messages leave the stream, so a restart never undercounts.
+        await this.saveCounts();
+        for (const s of settle) s();
+      }
+      if (received > 0) idleSince = Date.now();
+      else if (Date.now() - idleSince > (this.options.stallMs ?? 10_000)) {
+        await this.reissueLost(policyVersion);
+        idleSince = Date.now();
+      }
+    }
+    const groups = this.held.map((h) => h.group);
+    await this.control.putBatch({ v: WIRE_VERSION, step, taskIds: groups.map((g) => g.taskId) });
+    return { step, policyVersion, groups };
+  }
+
+  /** After the trainer has stored the step: the batch's groups leave the stream for good. */
+  async commit(batch: Batch): Promise<void> {
+    this.stopKeepAlive();
+    const held = this.held;
+    this.held = [];
+    this.counts.accepted += held.length;
+    this.committedStep = batch.step;
+    await this.saveCounts();
+    // A lost ack only means a redelivery, which the used set turns away.
+    for (const h of held) h.msg.ack();
+    await this.nc.flush();
+    await this.control.deleteBatch(batch.step - 3).catch(() => undefined);
+  }
+
+  /** Groups stored on the trajectories stream since the job began (dedup'd retries excluded). */
+  async published(): Promise<number> {
+    return (await this.jsm.streams.info(this.names.trajStream)).state.last_seq;
+  }
+
+  /** End of run: every group still waiting is counted stale and removed, so the counts add up. */
+  async drain(): Promise<void> {
+    await this.jsm.streams.purge(this.names.tasksStream);
+    for (;;) {
+      const messages = await this.consumer.fetch({ max_messages: 256, expires: 1000 });
+      let received = 0;
+      for await (const msg of messages) {
+        received++;
+        if (this.trainedUnacked.delete(this.peekTaskId(msg) ?? '')) msg.ack();
+        else {
+          this.counts.stale++;
+          msg.term('RunFinished');
+        }
+      }
+      if (received === 0) break;
+    }
+    await this.saveCounts();
+  }
+
+  close(): void {
+    this.stopKeepAlive();
+  }
+
+  private async judge(
+    msg: JsMsg,
+    version: number,
+    verify: GroupVerifier,
+  ): Promise<{ outcome: 'accepted' | 'stale' | RejectReason; taskConsumed?: boolean }> {
+    let group: TrajectoryGroup;
+    try {
+      group = decodeGroup(msg.data, this.decodeLimits);
+    } catch (err) {
+      return { outcome: this.reject(err instanceof BusError && isRejectReason(err.reason) ? err.reason : 'Malformed', msg) };
+    }
+    if (this.trainedUnacked.delete(group.taskId)) {
+      msg.ack();
+      return { outcome: 'accepted' };
+    }
+    if (this.used.has(group.taskId)) return { outcome: this.reject('Duplicate', msg) };
+    if (group.taskId !== taskIdOf(group.taskSeq) || group.taskSeq > this.cursor.issuedSeq) {
+      return { outcome: this.reject('UnknownTask', msg) };
+    }
+    if (group.policyVersion > version) return { outcome: this.reject('FutureVersion', msg) };
+    const oldest = this.options.mode === 'SequentialPull' ? version : version - this.options.maxStaleness;
+    this.used.add(group.taskId);
+    if (group.policyVersion < oldest) {
+      this.counts.stale++;
+      // A stale group for one of this step's SequentialPull tasks used that task up.
+      return { outcome: 'stale', taskConsumed: group.taskSeq >= this.cursor.stepFirstSeq };
+    }
+    const verdict = await verify(group);
+    if (!verdict.ok) {
+      this.options.log?.debug({ task: group.taskId, worker: group.workerId, reason: verdict.reason }, verdict.message);
+      return { outcome: this.reject(verdict.reason, msg), taskConsumed: true };
+    }
+    this.held.push({ msg, group });
+    return { outcome: 'accepted' };
+  }
+
+  private saveCounts() {
+    return this.control.putCounts({ v: WIRE_VERSION, committedStep: this.committedStep, ...this.counts });
+  }
+
+  private reject(reason: RejectReason, msg: JsMsg): RejectReason {
+    this.counts.rejected++;
+    this.counts.rejectedByReason[reason] = (this.counts.rejectedByReason[reason] ?? 0) + 1;
+    this.options.log?.debug({ reason, seq: msg.seq }, 'group rejected');
+    return reason;
+  }
+
+  private peekTaskId(msg: JsMsg): string | undefined {
+    try {
+      return decodeGroup(msg.data, this.decodeLimits).taskId;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async issueStepTasks(step: number, version: number): Promise<void> {
+    if (this.cursor.step !== step) {
+      // Leftovers of the previous step would only make stale groups.
+      if (version > 0) await this.jsm.streams.purge(this.names.tasksStream, { filter: this.names.tasksSubject(version - 1) });
+      const first = this.cursor.issuedSeq + 1;
+      this.cursor = { ...this.cursor, issuedSeq: first + this.options.batchSize - 1, step, stepFirstSeq: first, stepLastSeq: first + this.options.batchSize - 1 };
+      await this.control.putCursor(this.cursor);
+    }
+    // Re-publishing after a restart is harmless: the stream stores each task id once.
+    await this.publishTasks(this.cursor.stepFirstSeq, this.cursor.stepLastSeq, version);
+  }
+
+  private async topUpWindow(version: number): Promise<void> {
+    const outstanding = await this.inFlight();
+    const missing = this.options.taskWindow - outstanding;
+    if (missing > 0) await this.reserveAndPublish(missing, version);
+  }
+
+  /** Nothing arrived for a while: issue again whatever the in-flight count says went missing. */
+  private async reissueLost(version: number): Promise<void> {
+    const wanted = this.options.mode === 'SequentialPull' ? this.options.batchSize : this.options.taskWindow;
+    const missing = wanted - (await this.inFlight());
+    if (missing > 0) {
+      this.options.log?.warn({ missing, version }, 'groups overdue: re-issuing tasks');
+      await this.reserveAndPublish(missing, version);
+    }
+  }
+
+  /** Tasks queued or being generated + groups stored (held ones included). Read tasks first: a group
+   * moving between the two streams is then counted twice (harmless), never missed. */
+  private async inFlight(): Promise<number> {
+    const tasks = (await this.jsm.streams.info(this.names.tasksStream)).state.messages;
+    const groups = (await this.jsm.streams.info(this.names.trajStream)).state.messages;
+    return tasks + groups;
+  }
+
+  private async reserveAndPublish(count: number, version: number): Promise<void> {
+    const first = this.cursor.issuedSeq + 1;
+    this.cursor = { ...this.cursor, issuedSeq: this.cursor.issuedSeq + count };
+    await this.control.putCursor(this.cursor);
+    await this.publishTasks(first, first + count - 1, version);
+  }
+
+  private async publishTasks(firstSeq: number, lastSeq: number, version: number): Promise<void> {
+    const publishes: Promise<unknown>[] = [];
+    for (let seq = firstSeq; seq <= lastSeq; seq++) {
+      const task: Task = { v: WIRE_VERSION, job: this.names.key, taskId: taskIdOf(seq), seq, policyVersion: version, payload: this.options.taskPayload(seq) };
+      publishes.push(this.js.publish(this.names.tasksSubject(version), codecs.task.encode(task), { msgID: task.taskId }));
+    }
+    await Promise.all(publishes);
+  }
+
+  private startKeepAlive(): void {
+    if (this.keepAlive) return;
+    this.keepAlive = setInterval(() => {
+      for (const h of this.held) h.msg.working();
+    }, Math.max(250, this.groupAckWaitMs / 3));
+    this.keepAlive.unref();
+  }
+
+  private stopKeepAlive(): void {
+    clearInterval(this.keepAlive);
+    this.keepAlive = undefined;
+  }
+}
+
+export const taskIdOf = (seq: number) => `t${seq}`;
+
+const rejectReasons = new Set<string>(['Malformed', 'Oversized', 'UnsupportedVersion', 'WrongJob', 'TokenOutOfRange']);
+const isRejectReason = (reason: string): reason is RejectReason => rejectReasons.has(reason);

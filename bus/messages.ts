@@ -1,0 +1,150 @@
+// Schemas of the bus's messages (versioned) and their JSON codecs, validated where they enter a process.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { BusError } from './errors.js';
+
+/** Wire version of every message; a reader refuses versions it does not know. */
+export const WIRE_VERSION = 1;
+
+const Int = (min = 0) => Type.Integer({ minimum: min });
+const Id = Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9._:/=-]+$' });
+
+export const TaskSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  job: Id,
+  taskId: Id,
+  seq: Int(),
+  /** SequentialPull: the exact policy version to generate with. AsyncPushPull: the version when issued. */
+  policyVersion: Int(),
+  /** Environment item; opaque to the bus. */
+  payload: Type.Unknown(),
+});
+export type Task = Static<typeof TaskSchema>;
+
+export const PolicyLocationSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('object'), name: Id, size: Int() }),
+  Type.Object({ kind: Type.Literal('uri'), uri: Type.String({ minLength: 1, maxLength: 4096 }) }),
+]);
+export type PolicyLocation = Static<typeof PolicyLocationSchema>;
+
+export const PolicyRecordSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  version: Int(),
+  digest: Type.String({ pattern: '^sha256:[0-9a-f]{64}$' }),
+  location: PolicyLocationSchema,
+  createdAt: Type.String(),
+});
+export type PolicyRecord = Static<typeof PolicyRecordSchema>;
+
+export const GroupCountsSchema = Type.Object({
+  accepted: Int(),
+  stale: Int(),
+  rejected: Int(),
+  published: Int(),
+});
+export type GroupCounts = Static<typeof GroupCountsSchema>;
+
+export const LearnerProgressSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  step: Int(),
+  maxSteps: Int(),
+  state: Type.Union([
+    Type.Literal('Starting'),
+    Type.Literal('Running'),
+    Type.Literal('Succeeded'),
+    Type.Literal('Failed'),
+  ]),
+  policyVersion: Int(),
+  /** Mean reward of the last step's accepted groups (null before the first step). */
+  reward: Type.Union([Type.Number(), Type.Null()]),
+  groups: GroupCountsSchema,
+  rejectedByReason: Type.Record(Type.String(), Int()),
+  updatedAt: Type.String(),
+  message: Type.Optional(Type.String()),
+});
+export type LearnerProgress = Static<typeof LearnerProgressSchema>;
+
+export const HeartbeatSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  worker: Id,
+  pool: Type.String(),
+  policyVersion: Type.Union([Type.Integer(), Type.Null()]),
+  state: Type.Union([Type.Literal('Idle'), Type.Literal('Loading'), Type.Literal('Generating'), Type.Literal('Stopping')]),
+  groupsPublished: Int(),
+  at: Type.String(),
+});
+export type Heartbeat = Static<typeof HeartbeatSchema>;
+
+/** The learner's own resumable bookkeeping (not mirrored anywhere). */
+export const LearnerCursorSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  /** Highest task sequence number reserved so far. */
+  issuedSeq: Int(),
+  /** Step whose SequentialPull tasks occupy [stepFirstSeq, stepLastSeq]. */
+  step: Int(),
+  stepFirstSeq: Int(),
+  stepLastSeq: Int(),
+});
+export type LearnerCursor = Static<typeof LearnerCursorSchema>;
+
+/** The learner's group counters, saved before the groups they count leave the stream. */
+export const LearnerCountsSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  committedStep: Int(),
+  accepted: Int(),
+  stale: Int(),
+  rejected: Int(),
+  rejectedByReason: Type.Record(Type.String(), Int()),
+});
+export type LearnerCountsRecord = Static<typeof LearnerCountsSchema>;
+
+/** The task ids a step trained on, written before training so a restarted learner never reuses them. */
+export const BatchRecordSchema = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  step: Int(),
+  taskIds: Type.Array(Id),
+});
+export type BatchRecord = Static<typeof BatchRecordSchema>;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export interface JsonCodec<T> {
+  encode(value: T): Uint8Array;
+  /** Throws BusError('Malformed' | 'UnsupportedVersion' | 'Oversized'). */
+  decode(data: Uint8Array): T;
+}
+
+export function jsonCodec<S extends TSchema>(name: string, schema: S, maxBytes = 1 << 20): JsonCodec<Static<S>> {
+  const check = TypeCompiler.Compile(schema);
+  return {
+    encode: (value) => encoder.encode(JSON.stringify(value)),
+    decode: (data) => {
+      if (data.byteLength > maxBytes) throw new BusError('Oversized', `${name}: ${data.byteLength} bytes > ${maxBytes}`);
+      let value: unknown;
+      try {
+        value = JSON.parse(decoder.decode(data));
+      } catch {
+        throw new BusError('Malformed', `${name}: not UTF-8 JSON`);
+      }
+      if (value && typeof value === 'object' && 'v' in value && value.v !== WIRE_VERSION) {
+        throw new BusError('UnsupportedVersion', `${name}: wire version ${String(value.v)}, expected ${WIRE_VERSION}`);
+      }
+      if (!check.Check(value)) {
+        const first = check.Errors(value).First();
+        throw new BusError('Malformed', `${name}: ${first ? `${first.path || '/'} ${first.message}` : 'invalid'}`);
+      }
+      return value;
+    },
+  };
+}
+
+export const codecs = {
+  task: jsonCodec('task', TaskSchema, 64 * 1024),
+  policy: jsonCodec('policy record', PolicyRecordSchema),
+  progress: jsonCodec('learner progress', LearnerProgressSchema),
+  heartbeat: jsonCodec('heartbeat', HeartbeatSchema),
+  cursor: jsonCodec('learner cursor', LearnerCursorSchema),
+  counts: jsonCodec('learner counts', LearnerCountsSchema),
+  batch: jsonCodec('batch record', BatchRecordSchema),
+};

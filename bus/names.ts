@@ -1,0 +1,40 @@
+// The only place that knows rlkube's subject, stream, consumer, bucket and key names.
+export interface JobRef {
+  namespace: string;
+  name: string;
+}
+
+/** Namespaces and job names are DNS labels (no '_' or '.'), so '_' and '.' separate them unambiguously. */
+export function jobNames(job: JobRef) {
+  const id = `${job.namespace}_${job.name}`;
+  const subject = `rlkube.${job.namespace}.${job.name}`;
+  return {
+    /** "<namespace>/<name>", the job field of every message. */
+    key: `${job.namespace}/${job.name}`,
+    tasksStream: `rlkube_${id}_tasks`,
+    trajStream: `rlkube_${id}_traj`,
+    tasksSubject: (version: number) => `${subject}.tasks.${version}`,
+    tasksWildcard: `${subject}.tasks.>`,
+    trajSubject: (version: number) => `${subject}.traj.${version}`,
+    trajWildcard: `${subject}.traj.>`,
+    /** The one durable pull consumer the rollout agents share. */
+    workersConsumer: 'workers',
+    /** The learner's durable pull consumer on the trajectories. */
+    learnerConsumer: 'learner',
+    controlBucket: `rlkube_${id}`,
+    weightsStore: `rlkube_${id}_weights`,
+  };
+}
+
+export const controlKeys = {
+  policy: 'policy',
+  policyVersion: (version: number) => `policy.v${version}`,
+  learner: 'learner',
+  learnerCursor: 'learner.cursor',
+  learnerCounts: 'learner.counts',
+  batch: (step: number) => `batch.${step}`,
+  worker: (workerId: string) => `worker.${workerId}`,
+  workerPrefix: 'worker.>',
+};
+
+export const weightsObjectName = (version: number) => `policy-v${version}`;

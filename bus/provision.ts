@@ -1,0 +1,136 @@
+// Provisions and removes a job's NATS resources: tasks + trajectories streams and their durable consumers,
+// the control KV bucket and the weights object store. Idempotent; a changed limit is applied.
+import {
+  AckPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstreamManager,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jobNames, type JobRef } from './names.js';
+
+export interface BusLimits {
+  /** Largest trajectory group message (bytes); the server's max_payload must allow it. */
+  maxGroupBytes: number;
+  /** Groups stored and not yet consumed by the learner; publishers get backpressure beyond it. */
+  maxPendingGroups: number;
+  /** Tasks queued and not yet finished by a worker. */
+  maxPendingTasks: number;
+  /** A republished task or group with the same id inside this window is stored once. */
+  duplicateWindowMs: number;
+  /** A claimed task not acked (nor kept alive with working()) in this time goes to another worker. */
+  taskAckWaitMs: number;
+  /** A group the learner holds unacked (during its training step) longer than this is redelivered. */
+  groupAckWaitMs: number;
+  storage: 'file' | 'memory';
+}
+
+export const defaultBusLimits: BusLimits = {
+  maxGroupBytes: 8 * 1024 * 1024,
+  maxPendingGroups: 4096,
+  maxPendingTasks: 4096,
+  duplicateWindowMs: 10 * 60_000,
+  taskAckWaitMs: 30_000,
+  groupAckWaitMs: 60_000,
+  storage: 'file',
+};
+
+export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: Partial<BusLimits> = {}): Promise<void> {
+  const limits = { ...defaultBusLimits, ...overrides };
+  const names = jobNames(job);
+  const jsm = await jetstreamManager(nc);
+  const storage = limits.storage === 'file' ? StorageType.File : StorageType.Memory;
+  const common = {
+    retention: RetentionPolicy.Workqueue,
+    storage,
+    discard: DiscardPolicy.New,
+    duplicate_window: nanos(limits.duplicateWindowMs),
+    num_replicas: 1,
+  } satisfies Partial<StreamConfig>;
+
+  await ensureStream(jsm, {
+    ...common,
+    name: names.tasksStream,
+    subjects: [names.tasksWildcard],
+    max_msgs: limits.maxPendingTasks,
+    max_msg_size: 64 * 1024,
+  });
+  await ensureStream(jsm, {
+    ...common,
+    name: names.trajStream,
+    subjects: [names.trajWildcard],
+    max_msgs: limits.maxPendingGroups,
+    max_msg_size: limits.maxGroupBytes,
+  });
+  await ensureConsumer(jsm, names.tasksStream, {
+    durable_name: names.workersConsumer,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(limits.taskAckWaitMs),
+    max_deliver: -1,
+    max_ack_pending: limits.maxPendingTasks,
+  });
+  await ensureConsumer(jsm, names.trajStream, {
+    durable_name: names.learnerConsumer,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(limits.groupAckWaitMs),
+    max_deliver: -1,
+    max_ack_pending: limits.maxPendingGroups,
+  });
+  await new Kvm(nc).create(names.controlBucket, { history: 1, storage });
+  await new Objm(nc).create(names.weightsStore, { storage });
+}
+
+/** Removes everything provisionJob made; absent resources are fine. */
+export async function teardownJob(nc: NatsConnection, job: JobRef): Promise<void> {
+  const names = jobNames(job);
+  const jsm = await jetstreamManager(nc);
+  for (const stream of [names.tasksStream, names.trajStream, `KV_${names.controlBucket}`, `OBJ_${names.weightsStore}`]) {
+    await ignoreNotFound(jsm.streams.delete(stream));
+  }
+}
+
+/** True when the job's streams exist (used by tests and the operator's status). */
+export async function jobProvisioned(nc: NatsConnection, job: JobRef): Promise<boolean> {
+  const jsm = await jetstreamManager(nc);
+  const names = jobNames(job);
+  return (await ignoreNotFound(jsm.streams.info(names.trajStream))) !== undefined;
+}
+
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  const existing = await ignoreNotFound(jsm.streams.info(config.name));
+  if (!existing) {
+    await jsm.streams.add(config);
+    return;
+  }
+  const current = existing.config as unknown as Record<string, unknown>;
+  const changed = Object.entries(config).some(([key, value]) => JSON.stringify(current[key]) !== JSON.stringify(value));
+  if (changed) {
+    const { retention: _r, storage: _s, ...mutable } = config; // retention and storage cannot change in place
+    await jsm.streams.update(config.name, mutable);
+  }
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig> & { durable_name: string }) {
+  const existing = await ignoreNotFound(jsm.consumers.info(stream, config.durable_name));
+  if (!existing) {
+    await jsm.consumers.add(stream, config);
+  } else if (existing.config.ack_wait !== config.ack_wait || existing.config.max_ack_pending !== config.max_ack_pending) {
+    await jsm.consumers.update(stream, config.durable_name, config);
+  }
+}
+
+async function ignoreNotFound<T>(operation: Promise<T>): Promise<T | undefined> {
+  try {
+    return await operation;
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.status === 404) return undefined;
+    throw err;
+  }
+}

@@ -1,0 +1,129 @@
+// Worker side of the bus: claim a task (kept alive while generating), learn of new policies, fetch their
+// weights, publish a trajectory group idempotently (message id = task id), heartbeat.
+import { jetstream, jetstreamManager, JetStreamApiError, type Consumer, type JetStreamClient, type JsMsg, type PubAck } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ControlStore, type Watch } from './control.js';
+import { BusError } from './errors.js';
+import { WIRE_VERSION, codecs, type Heartbeat, type PolicyRecord, type Task } from './messages.js';
+import { jobNames, type JobRef } from './names.js';
+import { encodeGroup, type TrajectoryGroup } from './trajectory.js';
+import { WeightsStore } from './weights.js';
+
+export interface ClaimedTask {
+  task: Task;
+  /** How many times this task was handed out before (a dead worker's task comes back). */
+  redeliveries: number;
+  /** The group is published: the task is done. */
+  done(): void;
+  /** Give the task back to the queue (engine error, shutdown), after a delay. */
+  release(delayMs?: number): void;
+  /** The task is useless (e.g. SequentialPull leftover of an older version): drop it. */
+  drop(reason: string): void;
+}
+
+export class WorkerBus {
+  private readonly names;
+
+  private constructor(
+    private readonly js: JetStreamClient,
+    private readonly consumer: Consumer,
+    private readonly taskAckWaitMs: number,
+    readonly control: ControlStore,
+    private readonly weights: WeightsStore,
+    job: JobRef,
+    readonly workerId: string,
+    readonly pool: string,
+  ) {
+    this.names = jobNames(job);
+  }
+
+  static async open(nc: NatsConnection, job: JobRef, identity: { workerId: string; pool: string }): Promise<WorkerBus> {
+    const names = jobNames(job);
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.consumers.info(names.tasksStream, names.workersConsumer);
+    return new WorkerBus(
+      js,
+      await js.consumers.get(names.tasksStream, names.workersConsumer),
+      (info.config.ack_wait ?? 30e9) / 1e6,
+      await ControlStore.open(nc, job),
+      await WeightsStore.open(nc, job),
+      job,
+      identity.workerId,
+      identity.pool,
+    );
+  }
+
+  /**
+   * The next task, or undefined when none came within `waitMs`. While claimed, the task is kept alive with
+   * in-progress acks, so only a dead worker's task goes back to the queue. Malformed tasks are dropped.
+   */
+  async claim(waitMs = 2000): Promise<ClaimedTask | undefined> {
+    for (;;) {
+      const msg = await this.consumer.next({ expires: Math.max(1000, waitMs) });
+      if (!msg) return undefined;
+      let task: Task;
+      try {
+        task = codecs.task.decode(msg.data);
+        if (task.job !== this.names.key) throw new BusError('WrongJob', `task for ${task.job}`);
+      } catch (err) {
+        msg.term(err instanceof BusError ? err.reason : 'Malformed');
+        continue;
+      }
+      return this.claimed(msg, task);
+    }
+  }
+
+  private claimed(msg: JsMsg, task: Task): ClaimedTask {
+    const keepAlive = setInterval(() => msg.working(), Math.max(200, this.taskAckWaitMs / 3));
+    keepAlive.unref();
+    const settle = (action: () => void) => {
+      clearInterval(keepAlive);
+      action();
+    };
+    return {
+      task,
+      redeliveries: msg.info.deliveryCount - 1,
+      done: () => settle(() => msg.ack()),
+      release: (delayMs = 0) => settle(() => msg.nak(delayMs)),
+      drop: (reason) => settle(() => msg.term(reason)),
+    };
+  }
+
+  /**
+   * Publishes a group under its task id, so a retry (or another worker redoing a lost task) is stored once.
+   * Retries while the stream is full (backpressure) or the server is away, until `signal` aborts.
+   */
+  async publish(group: TrajectoryGroup, signal?: AbortSignal): Promise<PubAck> {
+    const data = encodeGroup(group);
+    let wait = 100;
+    for (;;) {
+      try {
+        return await this.js.publish(this.names.trajSubject(group.policyVersion), data, { msgID: group.taskId, timeout: 10_000 });
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        if (err instanceof JetStreamApiError && err.status === 400) throw err; // a bad message, not a busy server
+        await new Promise((r) => setTimeout(r, wait));
+        wait = Math.min(wait * 2, 2000);
+      }
+    }
+  }
+
+  policy = () => this.control.policy();
+  policyAt = (version: number) => this.control.policyAt(version);
+  watchPolicy = (onChange: (record: PolicyRecord) => void): Promise<Watch> => this.control.watchPolicy(onChange);
+  /** The policy's weights, digest-checked; undefined when the record points to shared storage (a URI). */
+  weightsOf = (record: PolicyRecord) => this.weights.get(record);
+
+  heartbeat(state: Heartbeat['state'], policyVersion: number | null, groupsPublished: number): Promise<number> {
+    return this.control.putHeartbeat({
+      v: WIRE_VERSION,
+      worker: this.workerId,
+      pool: this.pool,
+      policyVersion,
+      state,
+      groupsPublished,
+      at: new Date().toISOString(),
+    });
+  }
+}

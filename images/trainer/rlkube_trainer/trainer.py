@@ -1,0 +1,374 @@
+"""The GRPO trainer: one optimizer step per batch of groups, versioned policy files, checkpoints, resume."""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import List, Optional
+
+import torch
+
+from . import config, grpo
+from .httpjson import ApiError, req_int, req_list, req_number
+from .model import build_policy, completion_log_probs
+from .weights import atomic_write, deserialize, digest_of, serialize
+
+CHECKPOINT_FORMAT = "rlkube-trainer-checkpoint/1"
+LOGPROB_SLACK = 1e-3  # a behavior log-prob above this is not a log-prob
+
+
+@dataclass
+class TrainerConfig:
+    checkpoint_dir: str
+    model: str = config.MODEL
+    lr: float = config.LR
+    temperature: float = config.TEMPERATURE
+    clip_low: float = config.CLIP_LOW
+    clip_high: float = config.CLIP_HIGH
+    kl_coef: float = config.KL_COEF
+    is_cap: float = config.IS_CAP
+    max_grad_norm: float = config.MAX_GRAD_NORM
+    adam_beta2: float = config.ADAM_BETA2
+    logprob_tolerance: float = config.LOGPROB_TOLERANCE
+    sampled_positions: int = config.SAMPLED_POSITIONS
+    seed: int = config.SEED
+    n_layer: int = config.N_LAYER
+    d_model: int = config.D_MODEL
+    n_head: int = config.N_HEAD
+    max_len: int = config.MAX_LEN
+    lora_rank: int = 0
+    lora_alpha: int = 0
+    init_weights: Optional[str] = None
+    keep_policies: int = config.KEEP_POLICIES
+    keep_checkpoints: int = config.KEEP_CHECKPOINTS
+    keep_results: int = config.KEEP_RESULTS
+
+    def validate(self) -> None:
+        checks = [
+            (self.lr > 0, "lr must be > 0"),
+            (self.temperature > 0, "temperature must be > 0 (the trainer re-computes sampled log-probs)"),
+            (0 <= self.clip_low < 1, "clip-low must be in [0, 1)"),
+            (self.clip_high >= 0, "clip-high must be >= 0"),
+            (self.kl_coef >= 0, "kl-coef must be >= 0"),
+            (self.is_cap > 0, "is-cap must be > 0"),
+            (self.logprob_tolerance >= 0, "logprob-tolerance must be >= 0"),
+            (self.sampled_positions >= 1, "sampled-positions must be >= 1"),
+            (self.keep_policies >= 0 and self.keep_checkpoints >= 1, "keep-* must be >= 1 (policies: 0 = all)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+@dataclass
+class Group:
+    index: int
+    policy_version: int
+    prompt: List[int]
+    completions: List[dict]  # {token_ids, logprobs, reward}
+
+
+def parse_train_step(body: dict) -> tuple:
+    """Shape checks of a train_step request (400 on failure). Value checks are per group, later."""
+    step = req_int(body, "step", "", minimum=0)
+    groups = []
+    for gi, g in enumerate(req_list(body, "groups", "", nonempty=True)):
+        where = f"groups[{gi}]."
+        if not isinstance(g, dict):
+            raise ApiError("BadRequest", f"groups[{gi}] must be an object")
+        pv = req_int(g, "policy_version", where, minimum=0)
+        prompt = _int_list(g, "prompt_token_ids", where, nonempty=True)
+        comps = []
+        for ci, c in enumerate(req_list(g, "completions", where, nonempty=True)):
+            cw = f"{where}completions[{ci}]."
+            if not isinstance(c, dict):
+                raise ApiError("BadRequest", f"{where}completions[{ci}] must be an object")
+            ids = _int_list(c, "token_ids", cw)
+            lps = req_list(c, "logprobs", cw)
+            if len(lps) != len(ids):
+                raise ApiError("BadRequest", f"{cw}logprobs has {len(lps)} entries for {len(ids)} token_ids")
+            lps = [req_number({"v": v}, "v", f"{cw}logprobs[{k}] ") for k, v in enumerate(lps)]
+            comps.append({"token_ids": ids, "logprobs": lps, "reward": req_number(c, "reward", cw)})
+        groups.append(Group(gi, pv, prompt, comps))
+    return step, groups
+
+
+def _int_list(obj: dict, key: str, where: str, nonempty: bool = False) -> List[int]:
+    v = req_list(obj, key, where, nonempty=nonempty)
+    if any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+        raise ApiError("BadRequest", f"{where}{key} must be a list of integers")
+    return v
+
+
+class Trainer:
+    """Holds the policy, the optimizer and the step counter. Version N is the policy after N steps
+    (step s trains on groups of version <= s and produces version s+1). Thread-safe."""
+
+    def __init__(self, cfg: TrainerConfig):
+        cfg.validate()
+        self.cfg = cfg
+        self.dir = os.path.abspath(cfg.checkpoint_dir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.lock = threading.Lock()
+        self.policy = self._build()
+        self.opt = torch.optim.Adam(self.policy.trainable_parameters(), lr=cfg.lr,
+                                    betas=(0.9, cfg.adam_beta2))
+        self.step = 0
+        self.version = 0
+        self.results: dict = {}
+        self.digest = ""
+        self.weights_path = ""
+        self.resumed_from: Optional[str] = None
+        if not self._resume():
+            if cfg.init_weights:
+                with open(cfg.init_weights, "rb") as f:
+                    self.policy.load_policy_state(deserialize(f.read()))
+            self._write_policy()
+            self._write_checkpoint()
+        for g in self.opt.param_groups:  # flags win over a resumed optimizer's settings
+            g["lr"], g["betas"] = cfg.lr, (0.9, cfg.adam_beta2)
+        self.ref = None
+        if cfg.kl_coef > 0:
+            self.ref = self._build()
+            with open(self._policy_path(0), "rb") as f:
+                self.ref.load_policy_state(deserialize(f.read()))
+            for p in self.ref.module.parameters():
+                p.requires_grad_(False)
+
+    # --- files -------------------------------------------------------------------------------------
+
+    def _build(self):
+        c = self.cfg
+        return build_policy(c.model, c.seed, n_layer=c.n_layer, d_model=c.d_model, n_head=c.n_head,
+                            max_len=c.max_len, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha)
+
+    def _policy_path(self, version: int) -> str:
+        return os.path.join(self.dir, f"policy-v{version}.pt")
+
+    def _checkpoint_path(self, step: int) -> str:
+        return os.path.join(self.dir, f"checkpoint-s{step:08d}.pt")
+
+    def _write_policy(self) -> None:
+        data = serialize(self.policy.policy_state())
+        path = self._policy_path(self.version)
+        atomic_write(path, data)
+        self.weights_path, self.digest = path, digest_of(data)
+        if self.cfg.keep_policies > 0:
+            for v in _numbered(self.dir, r"policy-v(\d+)\.pt"):
+                if 0 < v <= self.version - self.cfg.keep_policies:
+                    _unlink(self._policy_path(v))
+
+    def _write_checkpoint(self) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model_name": self.cfg.model,
+            "step": self.step,
+            "version": self.version,
+            "digest": self.digest,
+            "model": self.policy.policy_state(),
+            "optimizer": self.opt.state_dict(),
+            "results": self.results,
+        }
+        atomic_write(self._checkpoint_path(self.step), serialize(state))
+        for s in _numbered(self.dir, r"checkpoint-s(\d+)\.pt"):
+            if s <= self.step - self.cfg.keep_checkpoints:
+                _unlink(self._checkpoint_path(s))
+
+    def _resume(self) -> bool:
+        for s in sorted(_numbered(self.dir, r"checkpoint-s(\d+)\.pt"), reverse=True):
+            path = self._checkpoint_path(s)
+            try:
+                with open(path, "rb") as f:
+                    state = deserialize(f.read())
+                if state.get("format") != CHECKPOINT_FORMAT:
+                    raise ValueError(f"unknown format {state.get('format')!r}")
+            except Exception as e:  # noqa: BLE001 - a torn or foreign file: fall back to an older one
+                print(f'{{"event":"checkpoint_skipped","path":"{path}","error":"{type(e).__name__}"}}', flush=True)
+                continue
+            if state["model_name"] != self.cfg.model:
+                raise ValueError(f"checkpoint {path} is for model {state['model_name']!r}, not {self.cfg.model!r}")
+            self.policy.load_policy_state(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.step, self.version = int(state["step"]), int(state["version"])
+            self.results = dict(state["results"])
+            data = serialize(self.policy.policy_state())
+            self.weights_path, self.digest = self._policy_path(self.version), digest_of(data)
+            if not _file_has_digest(self.weights_path, self.digest):
+                atomic_write(self.weights_path, data)
+            self.resumed_from = path
+            return True
+        return False
+
+    # --- API ---------------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        with self.lock:
+            return {"step": self.step, "version": self.version, "weights_path": self.weights_path,
+                    "digest": self.digest}
+
+    def train_step(self, body: dict) -> dict:
+        step = req_int(body, "step", "", minimum=0)
+        with self.lock:
+            if step < self.step:
+                if step not in self.results:
+                    raise ApiError("StepUnavailable", f"step {step} was done but its result is no longer kept", 409)
+                return {**self.results[step], "replayed": True}
+            if step > self.step:
+                raise ApiError("StepOutOfOrder", f"step {step} requested; the next step is {self.step}")
+            _, groups = parse_train_step(body)
+            result = self._train(step, groups)
+            self.results[step] = result
+            for s in [s for s in self.results if s <= step - self.cfg.keep_results]:
+                del self.results[s]
+            self._write_checkpoint()
+            return result
+
+    # --- the step ----------------------------------------------------------------------------------
+
+    def _invalid(self, g: Group) -> Optional[tuple]:
+        p = self.policy
+        ok_ids = lambda ids: all(0 <= t < p.vocab_size and t not in p.banned_ids for t in ids)  # noqa: E731
+        if not all(0 <= t < p.vocab_size for t in g.prompt):
+            return "InvalidTokens", "prompt_token_ids out of the vocabulary"
+        for ci, c in enumerate(g.completions):
+            if not ok_ids(c["token_ids"]):
+                return "InvalidTokens", f"completions[{ci}].token_ids out of the vocabulary or never sampled"
+            if len(g.prompt) + len(c["token_ids"]) > p.max_len:
+                return "InvalidTokens", f"completions[{ci}] is longer than the model's max length {p.max_len}"
+            if any(lp > LOGPROB_SLACK for lp in c["logprobs"]):
+                return "InvalidLogprobs", f"completions[{ci}].logprobs has a positive value"
+        return None
+
+    def _train(self, step: int, groups: List[Group]) -> dict:
+        t0 = time.time()
+        cfg = self.cfg
+        rejected, usable = [], []
+        for g in groups:
+            if g.policy_version > self.version:
+                rejected.append({"index": g.index, "reason": "FutureVersion", "value": g.policy_version})
+                continue
+            bad = self._invalid(g)
+            if bad:
+                rejected.append({"index": g.index, "reason": bad[0], "value": bad[1]})
+                continue
+            usable.append(g)
+
+        pairs = [(g.prompt, c["token_ids"]) for g in usable for c in g.completions]
+        metrics = {"loss": 0.0, "reward_mean": 0.0, "reward_std": 0.0, "kl": 0.0, "clip_frac": 0.0,
+                   "is_weight_mean": 0.0, "tokens": 0, "grad_norm": 0.0, "logprob_mismatch_median": 0.0,
+                   "logprob_mismatch_max": 0.0}
+        accepted: List[Group] = []
+        if pairs and max(len(c) for _, c in pairs) > 0:
+            self.policy.module.train()
+            logp, mask = completion_log_probs(self.policy, pairs, cfg.temperature)
+            beh = torch.zeros_like(logp)
+            rows, r = [], 0
+            for g in usable:
+                rows.append(list(range(r, r + len(g.completions))))
+                for c in g.completions:
+                    if c["logprobs"]:
+                        beh[r, : len(c["logprobs"])] = torch.tensor(c["logprobs"], dtype=beh.dtype)
+                    r += 1
+            # GRAIL-style check: only groups of the current version must match the trainer's log-probs
+            # (older ones differ by design and are re-weighted by truncated IS instead).
+            cur = logp.detach().cpu()
+            keep = torch.zeros(len(pairs), dtype=torch.bool)
+            mismatches = []
+            for g, rs in zip(usable, rows):
+                flat_t = [float(cur[i, j]) for i in rs for j in range(len(pairs[i][1]))]
+                flat_b = [float(beh[i, j]) for i in rs for j in range(len(pairs[i][1]))]
+                rng = random.Random(f"{cfg.seed}:{step}:{g.index}")
+                pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, rng)
+                mm = grpo.logprob_mismatch(flat_t, flat_b, pos) if pos else 0.0
+                if g.policy_version == self.version:
+                    mismatches.append(mm)
+                    if mm > cfg.logprob_tolerance:
+                        rejected.append({"index": g.index, "reason": "LogprobMismatch", "value": mm})
+                        continue
+                accepted.append(g)
+                keep[rs] = True
+            adv = torch.zeros(len(pairs))
+            stale = torch.zeros(len(pairs), dtype=torch.bool)
+            rewards = []
+            for g, rs in zip(usable, rows):
+                rw = torch.tensor([c["reward"] for c in g.completions])
+                adv[rs] = grpo.group_advantages(rw)
+                stale[rs] = g.policy_version < self.version
+                if keep[rs[0]]:
+                    rewards.extend(rw.tolist())
+            mask = mask & keep[:, None].to(mask.device)
+            logp_ref = None
+            if self.ref is not None:
+                with torch.no_grad():
+                    logp_ref, _ = completion_log_probs(self.ref, pairs, cfg.temperature)
+            dev = logp.device
+            loss, stats = grpo.grpo_loss(logp, beh.to(dev), adv.to(dev), mask, stale.to(dev),
+                                         clip_low=cfg.clip_low, clip_high=cfg.clip_high, is_cap=cfg.is_cap,
+                                         kl_coef=cfg.kl_coef, logp_ref=logp_ref)
+            metrics.update(stats)
+            metrics["loss"] = float(loss.item())
+            if stats["tokens"] > 0:
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), cfg.max_grad_norm)
+                metrics["grad_norm"] = float(gn)
+                self.opt.step()
+            if rewards:
+                rt = torch.tensor(rewards)
+                metrics["reward_mean"] = float(rt.mean())
+                metrics["reward_std"] = float(rt.std(unbiased=False))
+            if mismatches:
+                metrics["logprob_mismatch_median"] = grpo.median(mismatches)
+                metrics["logprob_mismatch_max"] = max(mismatches)
+        else:
+            accepted = list(usable)  # only empty completions: nothing to learn, nothing to check
+
+        metrics.update({
+            "groups": len(groups),
+            "groups_accepted": len(accepted),
+            "groups_stale": sum(1 for g in accepted if g.policy_version < self.version),
+            "groups_rejected": len(rejected),
+            "completion_len_mean": (sum(len(c["token_ids"]) for g in accepted for c in g.completions)
+                                    / max(1, sum(len(g.completions) for g in accepted))),
+        })
+        self.step = step + 1
+        self.version += 1
+        self._write_policy()
+        metrics["step_seconds"] = time.time() - t0
+        metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
+        return {"step": step, "version": self.version, "weights_path": self.weights_path, "digest": self.digest,
+                "metrics": metrics, "rejected": sorted(rejected, key=lambda x: x["index"])}
+
+
+def _numbered(d: str, pattern: str) -> List[int]:
+    rx = re.compile(pattern + "$")
+    out = []
+    for p in glob.glob(os.path.join(d, "*")):
+        m = rx.match(os.path.basename(p))
+        if m:
+            out.append(int(m.group(1)))
+    return out
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _file_has_digest(path: str, digest: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return digest_of(f.read()) == digest
+    except FileNotFoundError:
+        return False
+
+
+def config_dict(cfg: TrainerConfig) -> dict:
+    return asdict(cfg)

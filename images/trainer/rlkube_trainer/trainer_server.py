@@ -1,0 +1,84 @@
+"""The trainer's HTTP server (learner pods): GET /health, GET /v1/state, POST /v1/train_step."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from . import config
+from .httpjson import announce_ready, make_server
+from .trainer import Trainer, TrainerConfig
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rlkube_trainer.trainer_server", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001, help="0 picks a free port (see the ready line)")
+    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<name-or-path>'")
+    p.add_argument("--checkpoint-dir", required=True)
+    p.add_argument("--lr", type=float, default=config.LR)
+    p.add_argument("--temperature", type=float, default=config.TEMPERATURE,
+                   help="the job's sampling temperature: log-probs are those of logits/temperature")
+    p.add_argument("--clip-low", type=float, default=config.CLIP_LOW)
+    p.add_argument("--clip-high", type=float, default=config.CLIP_HIGH)
+    p.add_argument("--kl-coef", type=float, default=config.KL_COEF)
+    p.add_argument("--is-cap", type=float, default=config.IS_CAP)
+    p.add_argument("--max-grad-norm", type=float, default=config.MAX_GRAD_NORM)
+    p.add_argument("--logprob-tolerance", type=float, default=config.LOGPROB_TOLERANCE)
+    p.add_argument("--sampled-positions", type=int, default=config.SAMPLED_POSITIONS)
+    p.add_argument("--seed", type=int, default=config.SEED)
+    p.add_argument("--n-layer", type=int, default=config.N_LAYER)
+    p.add_argument("--d-model", type=int, default=config.D_MODEL)
+    p.add_argument("--n-head", type=int, default=config.N_HEAD)
+    p.add_argument("--max-len", type=int, default=config.MAX_LEN)
+    p.add_argument("--lora-rank", type=int, default=0, help="HF models: LoRA rank (0 = full fine-tuning)")
+    p.add_argument("--lora-alpha", type=int, default=0)
+    p.add_argument("--init-weights", default=None, help="a policy file to start from (warm start) instead of the seeded init")
+    p.add_argument("--keep-policies", type=int, default=config.KEEP_POLICIES, help="0 keeps every policy file")
+    p.add_argument("--keep-checkpoints", type=int, default=config.KEEP_CHECKPOINTS)
+    p.add_argument("--threads", type=int, default=config.THREADS, help="torch CPU threads")
+    p.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
+    return p.parse_args(argv)
+
+
+def build_trainer(a: argparse.Namespace) -> Trainer:
+    return Trainer(TrainerConfig(
+        checkpoint_dir=a.checkpoint_dir, model=a.model, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low,
+        clip_high=a.clip_high, kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm,
+        logprob_tolerance=a.logprob_tolerance, sampled_positions=a.sampled_positions, seed=a.seed,
+        n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len, lora_rank=a.lora_rank,
+        lora_alpha=a.lora_alpha, init_weights=a.init_weights, keep_policies=a.keep_policies,
+        keep_checkpoints=a.keep_checkpoints))
+
+
+def make_trainer_server(trainer: Trainer, host: str, port: int, verbose: bool = False):
+    return make_server(host, port, {
+        ("GET", "/health"): lambda _: {"ok": True},
+        ("GET", "/v1/state"): lambda _: trainer.state(),
+        ("POST", "/v1/train_step"): trainer.train_step,
+    }, verbose=verbose)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    try:
+        trainer = build_trainer(a)
+    except (ValueError, OSError) as e:
+        print(f"trainer: {e}", file=sys.stderr)
+        return 2
+    server = make_trainer_server(trainer, a.host, a.port, a.verbose)
+    st = trainer.state()
+    announce_ready(role="trainer", port=server.server_address[1], model=a.model, step=st["step"],
+                   version=st["version"], digest=st["digest"], weights_path=st["weights_path"],
+                   resumed_from=trainer.resumed_from)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Learnability check: GRPO on the `reverse` task through the engine and trainer code (no HTTP, no bus).
+
+    cd /work/main && PYTHONPATH=images/trainer /usr/bin/python3 images/trainer/scripts/learn_check.py --seed 1
+
+Each step: B prompts s+"=" (s random over the alphabet, length 2..4), G samples each from the policy
+server's Engine.complete (the same request the agent sends), rewards, one Trainer.train_step (the same
+body the learner agent posts), then the engine loads the new version by path + digest. Prints one JSON
+line per step and a summary; exits 1 when the reward target is not met (a check, not a benchmark).
+--lag K makes the engine lag K versions behind (async mode: stale groups, truncated IS).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from rlkube_trainer import config  # noqa: E402
+from rlkube_trainer.policy_server import Engine  # noqa: E402
+from rlkube_trainer.trainer import Trainer, TrainerConfig  # noqa: E402
+
+
+def reverse_reward(completion: str, target: str) -> float:
+    """Positions where completion[i] == target[i], over max(len(target), len(completion)); 0 when empty."""
+    if not completion:
+        return 0.0
+    hits = sum(1 for a, b in zip(completion, target) if a == b)
+    return hits / max(len(target), len(completion))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=config.SEED)
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--alphabet", default="abcd")
+    p.add_argument("--min-length", type=int, default=2)
+    p.add_argument("--max-length", type=int, default=4)
+    p.add_argument("--max-tokens", type=int, default=config.MAX_TOKENS)
+    p.add_argument("--lr", type=float, default=config.LR)
+    p.add_argument("--temperature", type=float, default=config.TEMPERATURE)
+    p.add_argument("--clip-low", type=float, default=config.CLIP_LOW)
+    p.add_argument("--clip-high", type=float, default=config.CLIP_HIGH)
+    p.add_argument("--kl-coef", type=float, default=config.KL_COEF)
+    p.add_argument("--is-cap", type=float, default=config.IS_CAP)
+    p.add_argument("--max-grad-norm", type=float, default=config.MAX_GRAD_NORM)
+    p.add_argument("--adam-beta2", type=float, default=config.ADAM_BETA2)
+    p.add_argument("--n-layer", type=int, default=config.N_LAYER)
+    p.add_argument("--d-model", type=int, default=config.D_MODEL)
+    p.add_argument("--n-head", type=int, default=config.N_HEAD)
+    p.add_argument("--init-weights", default=None)
+    p.add_argument("--lag", type=int, default=0, help="engine runs this many versions behind the trainer")
+    p.add_argument("--target", type=float, default=0.8)
+    p.add_argument("--checkpoint-dir", default=None, help="default: a temporary directory")
+    p.add_argument("--threads", type=int, default=config.THREADS)
+    p.add_argument("--quiet", action="store_true", help="only every 10th step and the summary")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    ckdir = a.checkpoint_dir or tempfile.mkdtemp(prefix="learn-check-")
+    trainer = Trainer(TrainerConfig(
+        checkpoint_dir=ckdir, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low, clip_high=a.clip_high,
+        kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, adam_beta2=a.adam_beta2, seed=a.seed, n_layer=a.n_layer,
+        d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights, keep_policies=a.lag + 2))
+    engine = Engine(seed=a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights)
+    st = trainer.state()
+    assert engine.info()["digest"] == st["digest"], "engine v0 and trainer v0 disagree"
+    rng = random.Random(a.seed)
+    history, reached, t_start = [], None, time.time()
+    published = [st]  # policy records by version
+    for step in range(a.steps):
+        t0 = time.time()
+        groups, rewards, bodies, targets = [], [], [], []
+        for _ in range(a.batch_size):
+            s = "".join(rng.choice(a.alphabet) for _ in range(rng.randint(a.min_length, a.max_length)))
+            targets.append(s[::-1])
+            bodies.append({"model": "tiny", "prompt": s + "=", "n": a.group_size, "max_tokens": a.max_tokens,
+                           "temperature": a.temperature, "logprobs": 0, "return_token_ids": True})
+        # one batched sampling run for the B requests (what the engine does with concurrent requests)
+        for out, target in zip(engine.complete_many(bodies), targets):
+            comps = []
+            for c in out["choices"]:
+                r = reverse_reward(c["text"], target)
+                rewards.append(r)
+                comps.append({"token_ids": c["token_ids"], "logprobs": c["logprobs"]["token_logprobs"], "reward": r})
+            groups.append({"policy_version": out["policy"]["version"],
+                           "prompt_token_ids": out["choices"][0]["prompt_token_ids"], "completions": comps})
+        t_sample = time.time() - t0
+        res = trainer.train_step({"step": step, "groups": groups})
+        published.append(res)
+        load = published[max(0, res["version"] - a.lag)]
+        engine.load_weights({"path": load["weights_path"], "version": max(0, res["version"] - a.lag), "digest": load["digest"]})
+        m = res["metrics"]
+        reward = sum(rewards) / len(rewards)
+        history.append(reward)
+        if reached is None and reward >= a.target:
+            reached = step
+        line = {"step": step, "reward": round(reward, 4), "len": round(m["completion_len_mean"], 2),
+                "loss": round(m["loss"], 4), "is_w": round(m["is_weight_mean"], 3),
+                "mismatch": round(m["logprob_mismatch_median"], 6), "rejected": len(res["rejected"]),
+                "sample_s": round(t_sample, 3), "train_s": round(m["step_seconds"], 3)}
+        if not a.quiet or step % 10 == 0 or step == a.steps - 1:
+            print(json.dumps(line), flush=True)
+    elapsed = time.time() - t_start
+    at = {k: round(history[k], 3) for k in (0, 25, 50, 100, 150) if k < len(history)}
+    avg = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
+    summary = {"event": "summary", "seed": a.seed, "reward_at": at, "first_step_at_target": reached,
+               "final_10_mean": round(avg(history[-10:]), 3), "seconds": round(elapsed, 1),
+               "seconds_per_step": round(elapsed / max(1, len(history)), 3), "checkpoint_dir": ckdir}
+    print(json.dumps(summary), flush=True)
+    ok = history[0] < 0.3 and reached is not None
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

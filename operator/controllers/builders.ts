@@ -1,0 +1,209 @@
+// Pure builders of pod pieces shared by the RolloutPool and Learner controllers: spec in, objects out.
+import type { V1Container, V1EnvVar, V1PodSpec, V1PodTemplateSpec, V1ResourceRequirements, V1SecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
+import {
+  AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, TINY_MODEL, agentJobSpec,
+  type AgentRole, type EngineSpec, type LearnerTemplate, type RLJob, type Resources, type Toleration,
+} from '../../api/index.js';
+
+/** What the operator decides that the spec does not: images, and where the bus is. */
+export interface BuildConfig {
+  images: { agent: string; trainer: string; vllm: string };
+  /** NATS URL(s) for agents when the job sets none. */
+  natsUrl: string;
+}
+
+export const ENGINE_PORT = 8000;
+export const TRAINER_PORT = 8001;
+export const RENDEZVOUS_PORT = 29500;
+export const NATS_CREDS_DIR = '/etc/rlkube/nats';
+export const NATS_CREDS_KEY = 'creds';
+export const POLICIES_DIR = '/var/lib/rlkube/policies';
+export const CHECKPOINT_DIR = '/checkpoints';
+const NON_ROOT_UID = 1000;
+
+const quantity = (q: string | number) => String(q);
+
+/** Container resources with GPUs as the nvidia.com/gpu extended resource (request = limit, as required). */
+export function gpuResources(resources: Resources | undefined, gpus: number): V1ResourceRequirements {
+  const requests: Record<string, string> = {};
+  const limits: Record<string, string> = {};
+  for (const [k, v] of Object.entries(resources?.requests ?? {})) requests[k] = quantity(v);
+  for (const [k, v] of Object.entries(resources?.limits ?? {})) limits[k] = quantity(v);
+  if (gpus > 0) {
+    requests['nvidia.com/gpu'] = String(gpus);
+    limits['nvidia.com/gpu'] = String(gpus);
+  }
+  return {
+    ...(Object.keys(requests).length > 0 ? { requests } : {}),
+    ...(Object.keys(limits).length > 0 ? { limits } : {}),
+  };
+}
+
+/** GPU nodes are commonly tainted nvidia.com/gpu:NoSchedule; a pod that asks GPUs tolerates it. */
+export function podTolerations(tolerations: Toleration[] | undefined, gpus: number): V1Toleration[] {
+  const out: V1Toleration[] = (tolerations ?? []).map((t) => ({ ...t }));
+  if (gpus > 0 && !out.some((t) => t.key === 'nvidia.com/gpu')) {
+    out.push({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+  }
+  return out;
+}
+
+export function containerSecurity(readOnlyRootFilesystem: boolean): V1SecurityContext {
+  return { allowPrivilegeEscalation: false, readOnlyRootFilesystem, runAsNonRoot: true, capabilities: { drop: ['ALL'] } };
+}
+
+export interface AgentEnvInput {
+  job: RLJob;
+  role: AgentRole;
+  /** RolloutPool name (rollout agents). */
+  pool?: string;
+  config: BuildConfig;
+}
+
+/** The agent container's environment (the contract of api/agent-env.ts, docs/agent-env.md). */
+export function agentEnv({ job, role, pool, config }: AgentEnvInput): V1EnvVar[] {
+  const env: V1EnvVar[] = [
+    { name: AGENT_ENV.natsUrl, value: job.spec.nats?.url ?? config.natsUrl },
+    ...(job.spec.nats?.credentialsSecret ? [{ name: AGENT_ENV.natsCreds, value: `${NATS_CREDS_DIR}/${NATS_CREDS_KEY}` }] : []),
+    { name: AGENT_ENV.namespace, value: job.metadata.namespace! },
+    { name: AGENT_ENV.job, value: job.metadata.name },
+    { name: AGENT_ENV.role, value: role },
+    ...(role === 'rollout' ? [
+      { name: AGENT_ENV.pool, value: pool! },
+      { name: AGENT_ENV.engineUrl, value: `http://127.0.0.1:${ENGINE_PORT}` },
+    ] : [
+      { name: AGENT_ENV.trainerUrl, value: `http://127.0.0.1:${TRAINER_PORT}` },
+    ]),
+    { name: AGENT_ENV.workerId, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: AGENT_ENV.jobSpec, value: JSON.stringify(agentJobSpec(job.spec, role)) },
+    { name: AGENT_ENV.metricsPort, value: String(DEFAULT_AGENT_METRICS_PORT) },
+  ];
+  return env;
+}
+
+export function agentContainer(image: string, env: V1EnvVar[], resources: Resources | undefined, mounts: V1Container['volumeMounts']): V1Container {
+  return {
+    name: 'agent',
+    image,
+    env,
+    ports: [{ name: 'metrics', containerPort: DEFAULT_AGENT_METRICS_PORT }],
+    resources: gpuResources(resources ?? { requests: { cpu: '100m', memory: '256Mi' } }, 0),
+    securityContext: containerSecurity(true),
+    volumeMounts: mounts,
+  };
+}
+
+/** Model argument of the Python servers: the built-in model, or a Hugging Face id. */
+export const modelArg = (name: string) => (name === TINY_MODEL ? TINY_MODEL : `hf:${name}`);
+
+/** The inference engine of a rollout pod: the tiny policy server on CPU, or vLLM's OpenAI server on GPUs. */
+export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildConfig): V1Container {
+  const probe = { httpGet: { path: '/health', port: ENGINE_PORT }, periodSeconds: 10 };
+  const extra = engine.args ?? [];
+  if (engine.kind === 'vllm') {
+    const lora = job.spec.model.lora;
+    return {
+      name: 'engine',
+      image: engine.image ?? config.images.vllm,
+      args: [
+        '--model', job.spec.model.name, '--host', '127.0.0.1', '--port', String(ENGINE_PORT),
+        '--tensor-parallel-size', String(engine.gpus),
+        ...(lora ? ['--enable-lora', '--max-lora-rank', String(lora.rank)] : []),
+        ...extra,
+      ],
+      env: [{ name: 'VLLM_ALLOW_RUNTIME_LORA_UPDATING', value: 'True' }, { name: 'HOME', value: '/tmp' }],
+      ports: [{ name: 'engine', containerPort: ENGINE_PORT }],
+      resources: gpuResources(engine.resources, engine.gpus),
+      readinessProbe: { ...probe, initialDelaySeconds: 30 },
+      // vLLM writes compile caches under $HOME and needs a large /dev/shm: no read-only root here.
+      securityContext: containerSecurity(false),
+      volumeMounts: [{ name: 'policies', mountPath: POLICIES_DIR }, { name: 'dshm', mountPath: '/dev/shm' }, { name: 'tmp', mountPath: '/tmp' }],
+    };
+  }
+  return {
+    name: 'engine',
+    image: engine.image ?? config.images.trainer,
+    command: ['python3', '-m', 'rlkube_trainer.policy_server'],
+    args: [
+      '--host', '127.0.0.1', '--port', String(ENGINE_PORT), '--model', modelArg(job.spec.model.name),
+      '--seed', String(job.spec.algorithm.seed), ...extra,
+    ],
+    ports: [{ name: 'engine', containerPort: ENGINE_PORT }],
+    resources: gpuResources(engine.resources, engine.gpus),
+    readinessProbe: probe,
+    securityContext: containerSecurity(true),
+    volumeMounts: [{ name: 'policies', mountPath: POLICIES_DIR }, { name: 'tmp', mountPath: '/tmp' }],
+  };
+}
+
+/** The GRPO trainer of a learner pod; torch distributed finds rank 0 through the headless Service. */
+export function trainerContainer(learner: LearnerTemplate, job: RLJob, learnerName: string, config: BuildConfig): V1Container {
+  const { algorithm, verification, model } = job.spec;
+  return {
+    name: 'trainer',
+    image: learner.image ?? config.images.trainer,
+    command: ['python3', '-m', 'rlkube_trainer.trainer_server'],
+    args: [
+      '--host', '127.0.0.1', '--port', String(TRAINER_PORT), '--model', modelArg(model.name),
+      '--checkpoint-dir', CHECKPOINT_DIR, '--lr', String(algorithm.learningRate), '--temperature', String(algorithm.temperature),
+      '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
+      '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
+      '--logprob-tolerance', String(verification.logprobTolerance), '--sampled-positions', String(verification.sampledPositions),
+      ...(model.lora ? ['--lora-rank', String(model.lora.rank), '--lora-alpha', String(Math.round(model.lora.alpha))] : []),
+    ],
+    env: [
+      { name: 'MASTER_ADDR', value: `${learnerName}-0.${learnerName}` },
+      { name: 'MASTER_PORT', value: String(RENDEZVOUS_PORT) },
+      { name: 'WORLD_SIZE', value: String(learner.nodes) },
+      { name: 'NODE_RANK', valueFrom: { fieldRef: { fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']" } } },
+      { name: 'HOME', value: '/tmp' },
+    ],
+    ports: [{ name: 'trainer', containerPort: TRAINER_PORT }, { name: 'rendezvous', containerPort: RENDEZVOUS_PORT }],
+    resources: gpuResources(learner.resources, learner.gpusPerNode),
+    readinessProbe: { httpGet: { path: '/health', port: TRAINER_PORT }, periodSeconds: 10 },
+    securityContext: containerSecurity(true),
+    volumeMounts: [{ name: 'checkpoints', mountPath: CHECKPOINT_DIR }, { name: 'tmp', mountPath: '/tmp' }],
+  };
+}
+
+/** Volumes every agent pod has; the NATS credentials Secret when the job names one. */
+export function podVolumes(job: RLJob, extra: V1Volume[]): V1Volume[] {
+  const secret = job.spec.nats?.credentialsSecret;
+  return [
+    { name: 'tmp', emptyDir: {} },
+    ...extra,
+    ...(secret ? [{ name: 'nats-creds', secret: { secretName: secret, items: [{ key: NATS_CREDS_KEY, path: NATS_CREDS_KEY }] } }] : []),
+  ];
+}
+
+export function agentMounts(job: RLJob, shared: { name: string; mountPath: string }): NonNullable<V1Container['volumeMounts']> {
+  return [
+    { name: 'tmp', mountPath: '/tmp' },
+    shared,
+    ...(job.spec.nats?.credentialsSecret ? [{ name: 'nats-creds', mountPath: NATS_CREDS_DIR, readOnly: true }] : []),
+  ];
+}
+
+export interface PodTemplateInput {
+  labels: Record<string, string>;
+  containers: V1Container[];
+  volumes: V1Volume[];
+  nodeSelector?: Record<string, string>;
+  tolerations: V1Toleration[];
+  subdomain?: string;
+}
+
+/** Non-root pods, no service-account token (agents talk to NATS, not to the API server). */
+export function podTemplate(input: PodTemplateInput): V1PodTemplateSpec {
+  const spec: V1PodSpec = {
+    containers: input.containers,
+    volumes: input.volumes,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    securityContext: { runAsNonRoot: true, runAsUser: NON_ROOT_UID, runAsGroup: NON_ROOT_UID, fsGroup: NON_ROOT_UID, seccompProfile: { type: 'RuntimeDefault' } },
+    ...(input.nodeSelector && Object.keys(input.nodeSelector).length > 0 ? { nodeSelector: input.nodeSelector } : {}),
+    ...(input.tolerations.length > 0 ? { tolerations: input.tolerations } : {}),
+    ...(input.subdomain ? { subdomain: input.subdomain } : {}),
+  };
+  return { metadata: { labels: input.labels }, spec };
+}

@@ -1,0 +1,263 @@
+// RLJob controller: NATS resources through the bus (behind the rlkube.dev/nats finalizer), one Learner and
+// one RolloutPool per spec.rollout.pools entry, and a status summarising children and learner progress.
+import type { Learner, RLJob, RLJobStatus, RolloutPool } from '../../api/index.js';
+import type { LearnerProgress } from '../../bus/index.js';
+import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
+import { keyOf, splitKey, type ReconcileResult } from '../kube/queue.js';
+import { findCondition, isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
+import { applyChild, applyStatusIfChanged, type ControllerContext, type JobRef } from './context.js';
+import { FINALIZER, LABELS, MANAGED_BY, commonLabels, controllerOf, controllerRef, learnerResourceName, poolResourceName } from './meta.js';
+
+export function buildLearner(job: RLJob): Learner & KubeObject {
+  return {
+    apiVersion: 'rlkube.dev/v1alpha1',
+    kind: 'Learner',
+    metadata: {
+      name: learnerResourceName(job.metadata.name), namespace: job.metadata.namespace,
+      labels: commonLabels(job.metadata.name, 'learner'), ownerReferences: [controllerRef(job)],
+    },
+    spec: { jobRef: { name: job.metadata.name }, ...job.spec.learner } as Learner['spec'],
+  };
+}
+
+export function buildPools(job: RLJob): Array<RolloutPool & KubeObject> {
+  return job.spec.rollout.pools.map(({ name, ...template }) => ({
+    apiVersion: 'rlkube.dev/v1alpha1',
+    kind: 'RolloutPool',
+    metadata: {
+      name: poolResourceName(job.metadata.name, name), namespace: job.metadata.namespace,
+      labels: { ...commonLabels(job.metadata.name, 'rollout'), [LABELS.pool]: name }, ownerReferences: [controllerRef(job)],
+    },
+    spec: { jobRef: { name: job.metadata.name }, ...template } as RolloutPool['spec'],
+  }));
+}
+
+/** This operator manages the job (Kueue's MultiKueue may hand a job to another controller via managedBy). */
+export const managedHere = (job: RLJob) => job.spec.managedBy === undefined || job.spec.managedBy === MANAGED_BY;
+
+export interface JobObservation {
+  job: RLJob;
+  learner?: Learner;
+  /** Every pool serving the job: its own and those that joined by jobRef. */
+  pools: readonly RolloutPool[];
+  progress?: LearnerProgress;
+  /** Why the bus could not be provisioned, if it could not. */
+  busError?: string;
+  now: Date;
+}
+
+const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+const deadlineAt = (job: RLJob, startTime: string | undefined) =>
+  job.spec.activeDeadlineSeconds !== undefined && startTime ? Date.parse(startTime) + job.spec.activeDeadlineSeconds * 1000 : undefined;
+
+/** The job's status from what the children and the learner's progress record say. Pure. */
+export function summarizeJob({ job, learner, pools, progress, busError, now }: JobObservation): RLJobStatus {
+  const before = job.status ?? {};
+  const suspended = job.spec.suspend;
+  let succeeded = findCondition(before.conditions, 'Succeeded');
+  let failed = findCondition(before.conditions, 'Failed');
+  // Finished is final: later observations do not undo Succeeded or Failed.
+  const wasFinished = succeeded?.status === 'True' || failed?.status === 'True';
+  const startTime = suspended && !wasFinished ? undefined : before.startTime ?? iso(now);
+  const finishing: DesiredCondition[] = [];
+  if (!wasFinished) {
+    const deadline = deadlineAt(job, startTime);
+    if (progress?.state === 'Succeeded') {
+      finishing.push({ type: 'Succeeded', status: 'True', reason: progress.step >= progress.maxSteps ? 'MaxStepsReached' : 'LearnerSucceeded', message: `finished at step ${progress.step}` });
+    } else if (progress?.state === 'Failed') {
+      finishing.push({ type: 'Failed', status: 'True', reason: 'LearnerFailed', message: progress.message ?? 'the learner reported failure' });
+    } else if (deadline !== undefined && !suspended && now.getTime() >= deadline) {
+      finishing.push({ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: `active for more than ${job.spec.activeDeadlineSeconds}s` });
+    }
+  }
+  const finished = wasFinished || finishing.length > 0;
+
+  const readyPools = pools.filter((p) => isTrue(p.status?.conditions, 'Ready')).length;
+  const learnerReady = isTrue(learner?.status?.conditions, 'Ready');
+  const degradedPool = pools.find((p) => isTrue(p.status?.conditions, 'Degraded'));
+  const degradedLearner = isTrue(learner?.status?.conditions, 'Degraded') ? learner : undefined;
+
+  const conditions: DesiredCondition[] = [];
+  if (finished) conditions.push({ type: 'Ready', status: 'False', reason: 'Finished', message: 'the job has finished' });
+  else if (suspended) conditions.push({ type: 'Ready', status: 'False', reason: 'Suspended', message: 'the job is suspended' });
+  else if (!learnerReady) conditions.push({ type: 'Ready', status: 'False', reason: 'LearnerNotReady', message: `learner not ready; ${readyPools}/${pools.length} pools ready` });
+  else if (readyPools < pools.length) conditions.push({ type: 'Ready', status: 'False', reason: 'PoolsNotReady', message: `${readyPools}/${pools.length} pools ready` });
+  else conditions.push({ type: 'Ready', status: 'True', reason: 'AllChildrenReady', message: `learner and ${pools.length} pools ready` });
+
+  if (finished) conditions.push({ type: 'Progressing', status: 'False', reason: 'Finished' });
+  else if (suspended) conditions.push({ type: 'Progressing', status: 'False', reason: 'Suspended' });
+  else if (progress?.state === 'Running') conditions.push({ type: 'Progressing', status: 'True', reason: 'Training', message: `step ${progress.step}/${progress.maxSteps}` });
+  else conditions.push({ type: 'Progressing', status: 'True', reason: 'Starting', message: 'waiting for the learner to start' });
+
+  conditions.push(suspended
+    ? { type: 'Suspended', status: 'True', reason: 'JobSuspended', message: 'pods deleted; NATS state kept' }
+    : { type: 'Suspended', status: 'False', reason: 'JobResumed' });
+
+  if (busError) conditions.push({ type: 'Degraded', status: 'True', reason: 'BusUnavailable', message: busError });
+  else if (degradedPool && !finished) {
+    const c = findCondition(degradedPool.status?.conditions, 'Degraded')!;
+    conditions.push({ type: 'Degraded', status: 'True', reason: c.reason === 'InsufficientGPU' ? 'PoolInsufficientGPU' : 'PoolDegraded', message: `pool ${degradedPool.metadata.name}: ${c.message ?? c.reason}` });
+  } else if (degradedLearner && !finished) {
+    const c = findCondition(degradedLearner.status?.conditions, 'Degraded')!;
+    conditions.push({ type: 'Degraded', status: 'True', reason: c.reason === 'InsufficientGPU' ? 'LearnerInsufficientGPU' : 'LearnerDegraded', message: c.message ?? c.reason });
+  } else conditions.push({ type: 'Degraded', status: 'False', reason: 'AsExpected' });
+
+  if (succeeded?.status === 'True') conditions.push(succeeded as DesiredCondition);
+  if (failed?.status === 'True') conditions.push(failed as DesiredCondition);
+  conditions.push(...finishing);
+
+  const step = progress?.step ?? before.step ?? 0;
+  const maxSteps = progress?.maxSteps ?? job.spec.algorithm.maxSteps;
+  const merged = mergeConditions(before.conditions, conditions, job.metadata.generation, now);
+  const completionTime = before.completionTime ?? (finished ? iso(now) : undefined);
+  return {
+    observedGeneration: job.metadata.generation,
+    conditions: merged,
+    ...(startTime ? { startTime } : {}),
+    ...(completionTime ? { completionTime } : {}),
+    step,
+    maxSteps,
+    progress: `${step}/${maxSteps}`,
+    ...defined({ policyVersion: progress?.policyVersion ?? before.policyVersion, reward: progress?.reward ?? before.reward, groups: progress?.groups ?? before.groups }),
+    readyPools: `${readyPools}/${pools.length}`,
+    summary: summaryWord(merged),
+  };
+}
+
+/** Only the keys whose value is set (a status field we do not know yet is absent, not null). */
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+
+function summaryWord(conditions: RLJobStatus['conditions']): string {
+  if (isTrue(conditions, 'Failed')) return 'Failed';
+  if (isTrue(conditions, 'Succeeded')) return 'Succeeded';
+  if (isTrue(conditions, 'Suspended')) return 'Suspended';
+  if (isTrue(conditions, 'Degraded')) return 'Degraded';
+  if (isTrue(conditions, 'Ready')) return 'Running';
+  return 'Pending';
+}
+
+/** Deadlines and TTL: delete now, or come back when the next one falls due. Pure. */
+export function jobTimers(job: RLJob, status: RLJobStatus, now: Date): { deleteNow: boolean; requeueAfterMs?: number } {
+  const finished = isTrue(status.conditions, 'Succeeded') || isTrue(status.conditions, 'Failed');
+  if (finished) {
+    if (job.spec.ttlSecondsAfterFinished === undefined || !status.completionTime) return { deleteNow: false };
+    const left = Date.parse(status.completionTime) + job.spec.ttlSecondsAfterFinished * 1000 - now.getTime();
+    return left <= 0 ? { deleteNow: true } : { deleteNow: false, requeueAfterMs: left };
+  }
+  const deadline = job.spec.suspend ? undefined : deadlineAt(job, status.startTime);
+  return deadline === undefined ? { deleteNow: false } : { deleteNow: false, requeueAfterMs: Math.max(0, deadline - now.getTime()) + 50 };
+}
+
+export class RLJobController {
+  /** Jobs whose NATS resources this process provisioned (by uid): provisioning is idempotent but not free. */
+  private readonly provisioned = new Set<string>();
+  private readonly progress = new Map<string, LearnerProgress>();
+  private readonly watches = new Map<string, { uid: string; stop(): Promise<void> }>();
+
+  constructor(private readonly ctx: ControllerContext) {}
+
+  async reconcile(key: string): Promise<ReconcileResult | void> {
+    const { namespace, name } = splitKey(key);
+    const { caches, client, bus, events } = this.ctx;
+    const job = caches.jobs.get(namespace, name);
+    if (!job) { await this.stopWatch(key); return; } // children go with the garbage collector
+    if (!managedHere(job)) return;
+    const log = this.ctx.log.child({ job: name, namespace });
+    const ref: JobRef = { namespace, name };
+    const uid = job.metadata.uid!;
+
+    if (job.metadata.deletionTimestamp) {
+      if (!job.metadata.finalizers?.includes(FINALIZER)) return;
+      await this.stopWatch(key);
+      await bus.teardown(ref, job.spec.nats?.url);
+      this.provisioned.delete(uid);
+      await this.setFinalizer(job, false);
+      log.info('NATS resources removed; finalizer dropped');
+      return;
+    }
+    if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
+
+    let busError: string | undefined;
+    try {
+      if (!this.provisioned.has(uid)) {
+        await bus.provision(ref, job.spec.nats?.url);
+        this.provisioned.add(uid);
+        events.record(job as KubeObject, 'Normal', 'BusProvisioned', 'NATS streams, KV bucket and object store ready');
+      }
+      await this.ensureWatch(key, job);
+    } catch (err) {
+      busError = String((err as Error).message ?? err);
+      log.warn({ err: busError }, 'bus provisioning failed');
+    }
+
+    const learner = await applyChild(this.ctx, RESOURCES.learners, buildLearner(job), caches.learners.get(namespace, learnerResourceName(name)));
+    const desiredPools = buildPools(job);
+    await Promise.all(desiredPools.map((p) => applyChild(this.ctx, RESOURCES.rolloutpools, p, caches.pools.get(namespace, p.metadata.name))));
+    const wanted = new Set(desiredPools.map((p) => p.metadata.name));
+    for (const p of caches.pools.list(namespace)) {
+      // A pool removed from spec.rollout.pools: delete ours (never one that joined on its own).
+      if (controllerOf(p as KubeObject)?.uid === uid && !wanted.has(p.metadata.name) && !p.metadata.deletionTimestamp) {
+        await client.delete(RESOURCES.rolloutpools, namespace, p.metadata.name).catch((e) => { if (!isNotFound(e)) throw e; });
+      }
+    }
+
+    const pools = caches.pools.list(namespace).filter((p) => p.spec.jobRef.name === name && !p.metadata.deletionTimestamp);
+    const now = new Date();
+    const status = summarizeJob({ job, learner: caches.learners.get(namespace, learner.metadata.name) ?? learner, pools, progress: this.progress.get(key), busError, now });
+    if (await applyStatusIfChanged(this.ctx, RESOURCES.rljobs, job as KubeObject, status)) {
+      for (const c of transitions(job.status?.conditions, status.conditions ?? [])) {
+        if (c.type === 'Progressing') continue;
+        const warn = (c.type === 'Failed' || c.type === 'Degraded') && c.status === 'True';
+        if (c.status === 'True' || c.type === 'Suspended') events.record(job as KubeObject, warn ? 'Warning' : 'Normal', c.reason, c.message ?? '');
+      }
+    }
+    if (busError) throw new Error(`bus: ${busError}`); // retry with back-off; the status already says why
+
+    const timers = jobTimers(job, status, now);
+    if (timers.deleteNow) {
+      log.info('ttlSecondsAfterFinished elapsed; deleting the job');
+      await client.delete(RESOURCES.rljobs, namespace, name).catch((e) => { if (!isNotFound(e)) throw e; });
+      return;
+    }
+    return timers.requeueAfterMs !== undefined ? { requeueAfterMs: timers.requeueAfterMs } : undefined;
+  }
+
+  /** Our finalizer, applied under our field manager (finalizers are a set: other owners' entries stay). */
+  private async setFinalizer(job: RLJob, present: boolean): Promise<void> {
+    try {
+      await this.ctx.client.apply(RESOURCES.rljobs, {
+        apiVersion: job.apiVersion, kind: job.kind,
+        metadata: { name: job.metadata.name, namespace: job.metadata.namespace, uid: job.metadata.uid, finalizers: present ? [FINALIZER] : [] },
+      });
+    } catch (err) {
+      if (!present && isNotFound(err)) return;
+      throw err;
+    }
+  }
+
+  private async ensureWatch(key: string, job: RLJob): Promise<void> {
+    const uid = job.metadata.uid!;
+    const current = this.watches.get(key);
+    if (current?.uid === uid) return;
+    if (current) await this.stopWatch(key);
+    const ref = { namespace: job.metadata.namespace!, name: job.metadata.name };
+    const watch = await this.ctx.bus.watchProgress(ref, (p) => {
+      this.progress.set(key, p);
+      this.ctx.enqueueJob(key);
+    }, job.spec.nats?.url);
+    this.watches.set(key, { uid, stop: () => watch.stop() });
+  }
+
+  private async stopWatch(key: string): Promise<void> {
+    const watch = this.watches.get(key);
+    this.watches.delete(key);
+    this.progress.delete(key);
+    await watch?.stop().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.watches.keys()].map((k) => this.stopWatch(k)));
+  }
+}
+
+export { keyOf };

@@ -1,0 +1,83 @@
+// Informers: client-node's ListWatch (list, then watch from that resourceVersion) per watched namespace,
+// restarted with back-off after errors, with a `synced` promise for readiness.
+import { makeInformer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { resourcePath, type KubeClient, type KubeObject, type ResourceType } from './client.js';
+
+type Handler<T> = (obj: T) => void;
+type ListWatch<T extends KubernetesObject> = ReturnType<typeof makeInformer<T>>;
+
+export class Informer<T extends KubeObject> {
+  private readonly watches: Array<{ namespace: string | undefined; lw: ListWatch<T & KubernetesObject> }> = [];
+  private readonly handlers: Handler<T>[] = [];
+  private stopped = false;
+  private syncedCount = 0;
+  private resolveSynced!: () => void;
+  /** Resolves once every namespace has been listed. */
+  readonly synced = new Promise<void>((resolve) => { this.resolveSynced = resolve; });
+
+  constructor(
+    kc: KubeConfig,
+    client: KubeClient,
+    readonly type: ResourceType,
+    /** [] → all namespaces */
+    namespaces: string[],
+    private readonly log: Logger,
+    labelSelector?: string,
+  ) {
+    const scopes = namespaces.length === 0 ? [undefined] : namespaces;
+    for (const namespace of scopes) {
+      let listed = false;
+      const list = async () => {
+        const result = await client.list<T>(type, namespace, labelSelector);
+        if (!listed) {
+          listed = true;
+          // the ListWatch adds the items right after this resolves; report synced after that
+          setImmediate(() => { if (++this.syncedCount === scopes.length) this.resolveSynced(); });
+        }
+        return result as never;
+      };
+      const lw = makeInformer<T & KubernetesObject>(kc, resourcePath(type, namespace), list, labelSelector);
+      for (const verb of ['add', 'update', 'delete'] as const) lw.on(verb, (obj) => this.emit(obj as T));
+      lw.on('error', (err) => this.restart(lw, err));
+      this.watches.push({ namespace, lw });
+    }
+  }
+
+  private emit(obj: T): void {
+    for (const h of this.handlers) h(obj);
+  }
+
+  private restart(lw: ListWatch<T & KubernetesObject>, err: unknown): void {
+    if (this.stopped) return;
+    this.log.warn({ kind: this.type.kind, err: String(err) }, 'watch failed; restarting');
+    setTimeout(() => { if (!this.stopped) lw.start().catch((e) => this.restart(lw, e)); }, 1000).unref();
+  }
+
+  /** Called for every add, update and delete (a reconcile reads the cache, never the event). */
+  onChange(handler: Handler<T>): void { this.handlers.push(handler); }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await Promise.all(this.watches.map(({ lw }) => lw.start().catch((err) => this.restart(lw, err))));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.watches.map(({ lw }) => lw.stop()));
+  }
+
+  get(namespace: string, name: string): T | undefined {
+    for (const { namespace: ns, lw } of this.watches) {
+      if (ns === undefined || ns === namespace) {
+        const obj = lw.get(name, namespace);
+        if (obj) return obj as T;
+      }
+    }
+    return undefined;
+  }
+
+  list(namespace?: string): T[] {
+    return this.watches.flatMap(({ lw }) => lw.list(namespace) as T[]);
+  }
+}

@@ -1,0 +1,144 @@
+// Leader election on a coordination.k8s.io/v1 Lease (client-node has none): one replica reconciles, the
+// others wait. Expiry is judged by when this process last saw the record change, not by the holder's
+// clock (client-go's rule), so clock skew between replicas does not matter.
+import type { Logger } from 'pino';
+import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
+
+export interface LeaderElectionOptions {
+  namespace: string;
+  name: string;
+  /** Who we are in the lease: the pod name. */
+  identity: string;
+  leaseDurationMs: number;
+  /** A leader that could not renew for this long steps down. */
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+}
+
+export const DEFAULT_LEASE_TIMING = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
+
+interface Lease extends KubeObject {
+  spec?: { holderIdentity?: string; leaseDurationSeconds?: number; acquireTime?: string; renewTime?: string; leaseTransitions?: number };
+}
+
+/** RFC 3339 with microseconds, as the API's MicroTime expects. */
+export const microTime = (d = new Date()) => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+
+export class LeaderElector {
+  private leading = false;
+  private stopped = false;
+  private observed?: { holder: string; renewTime: string; at: number };
+  private wake?: () => void;
+
+  constructor(private readonly client: KubeClient, private readonly opts: LeaderElectionOptions, private readonly log: Logger) {}
+
+  get isLeader(): boolean { return this.leading; }
+
+  /**
+   * Campaigns until stopped. Calls onStartedLeading once on winning; calls onStoppedLeading if the lease is
+   * lost (the caller should exit: its caches and in-flight work assume leadership).
+   */
+  async run(onStartedLeading: () => void, onStoppedLeading: () => void): Promise<void> {
+    let lastRenew = 0;
+    while (!this.stopped) {
+      let ok = false;
+      try {
+        ok = await this.tryAcquireOrRenew();
+      } catch (err) {
+        this.log.warn({ err: String(err), lease: this.opts.name }, 'lease update failed');
+      }
+      if (this.stopped) break;
+      if (ok) {
+        lastRenew = Date.now();
+        if (!this.leading) {
+          this.leading = true;
+          this.log.info({ lease: this.opts.name, identity: this.opts.identity }, 'became leader');
+          onStartedLeading();
+        }
+      } else if (this.leading && Date.now() - lastRenew > this.opts.renewDeadlineMs) {
+        this.leading = false;
+        this.log.error({ lease: this.opts.name }, 'lost leadership');
+        onStoppedLeading();
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.opts.retryPeriodMs);
+        this.wake = () => { clearTimeout(timer); resolve(); };
+      });
+    }
+  }
+
+  private leaseBody(existing: Lease | undefined, now: Date): Lease {
+    const spec = existing?.spec ?? {};
+    const changedHands = spec.holderIdentity !== this.opts.identity;
+    return {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: {
+        name: this.opts.name, namespace: this.opts.namespace,
+        ...(existing?.metadata?.resourceVersion ? { resourceVersion: existing.metadata.resourceVersion } : {}),
+      },
+      spec: {
+        holderIdentity: this.opts.identity,
+        leaseDurationSeconds: Math.ceil(this.opts.leaseDurationMs / 1000),
+        acquireTime: changedHands || !spec.acquireTime ? microTime(now) : spec.acquireTime,
+        renewTime: microTime(now),
+        leaseTransitions: (spec.leaseTransitions ?? 0) + (changedHands && existing ? 1 : 0),
+      },
+    };
+  }
+
+  /** One round: true when we hold the lease afterwards. */
+  async tryAcquireOrRenew(): Promise<boolean> {
+    const { namespace, name, identity } = this.opts;
+    let lease: Lease | undefined;
+    try {
+      lease = await this.client.get<Lease>(RESOURCES.leases, namespace, name);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const now = new Date();
+    if (!lease) {
+      try {
+        await this.client.create(RESOURCES.leases, namespace, this.leaseBody(undefined, now));
+        return true;
+      } catch (err) {
+        if (err instanceof KubeApiError && err.statusCode === 409) return false; // someone else created it first
+        throw err;
+      }
+    }
+    const holder = lease.spec?.holderIdentity ?? '';
+    const renewTime = lease.spec?.renewTime ?? '';
+    if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== renewTime) {
+      this.observed = { holder, renewTime, at: Date.now() };
+    }
+    const durationMs = (lease.spec?.leaseDurationSeconds ?? this.opts.leaseDurationMs / 1000) * 1000;
+    if (holder !== '' && holder !== identity && Date.now() < this.observed.at + durationMs) return false;
+    try {
+      await this.client.replace(RESOURCES.leases, namespace, name, this.leaseBody(lease, now));
+      return true;
+    } catch (err) {
+      if (isConflict(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Stops campaigning and, if leading, gives the lease up so that a standby takes over at once. */
+  async release(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    if (!this.leading) return;
+    this.leading = false;
+    try {
+      const lease = await this.client.get<Lease>(RESOURCES.leases, this.opts.namespace, this.opts.name);
+      if (lease.spec?.holderIdentity !== this.opts.identity) return;
+      await this.client.replace(RESOURCES.leases, this.opts.namespace, this.opts.name, {
+        ...lease,
+        spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime() },
+      });
+      this.log.info({ lease: this.opts.name }, 'released leadership');
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'could not release the lease');
+    }
+  }
+}

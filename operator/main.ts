@@ -1,0 +1,98 @@
+// rlkube-operator: parse the config, serve probes and metrics, win the leader lease, then reconcile RLJobs,
+// RolloutPools and Learners until SIGTERM (which hands the lease over before exiting).
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { ConfigError, parseOperatorConfig, type OperatorConfig } from './config.js';
+import { KubeClient } from './kube/client.js';
+import { EventRecorder } from './kube/events.js';
+import { DEFAULT_LEASE_TIMING, LeaderElector } from './kube/leader.js';
+import { OperatorMetrics, serveHttp } from './kube/metrics.js';
+import { Manager } from './manager.js';
+import { NatsJobBus } from './nats.js';
+
+function loadKubeConfig(config: OperatorConfig): KubeConfig {
+  const kc = new KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  return kc;
+}
+
+async function main(): Promise<void> {
+  let config: OperatorConfig;
+  try {
+    config = parseOperatorConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`rlkube-operator: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = pino({ name: 'rlkube-operator', level: config.logLevel });
+  const kc = loadKubeConfig(config);
+  const client = new KubeClient(kc);
+  const metrics = new OperatorMetrics();
+  const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log);
+  const manager = new Manager({
+    kc, client, namespaces: config.namespaces, bus, events: new EventRecorder(client, log), log, metrics,
+    build: { images: config.images, natsUrl: config.natsUrl },
+    queue: { workers: config.workers, baseDelayMs: 250, maxDelayMs: 60_000 },
+  });
+  const le = config.leaderElection;
+  const elector = le.enabled
+    ? new LeaderElector(client, { namespace: le.leaseNamespace, name: le.leaseName, identity: le.identity, ...DEFAULT_LEASE_TIMING,
+      leaseDurationMs: le.leaseDurationMs, renewDeadlineMs: Math.round(le.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(le.leaseDurationMs / 7)) }, log)
+    : undefined;
+
+  const server = await serveHttp(config.metricsPort, metrics, {
+    healthy: () => true,
+    // A standby is ready too: it is a warm spare, and rollouts must not wait for it to lead.
+    ready: () => manager.isSynced || (elector !== undefined && !elector.isLeader),
+  });
+  log.info({ port: (server.address() as { port: number }).port, namespaces: config.namespaces, identity: le.identity }, 'operator started');
+
+  let stopping = false;
+  const shutdown = async (signal: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(code || 1), 20_000);
+    force.unref();
+    try {
+      await manager.stop();
+      await elector?.release();
+      await bus.close();
+      client.close();
+      server.close();
+    } finally {
+      process.exit(code);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  const lead = async () => {
+    metrics.leader.set(1);
+    try {
+      await manager.start();
+    } catch (err) {
+      log.error({ err: String(err) }, 'could not start the controllers');
+      await shutdown('startup-failure', 1);
+    }
+  };
+  if (elector) {
+    void elector.run(() => void lead(), () => {
+      // Our caches and in-flight work assumed leadership; a clean restart is the safe way back.
+      metrics.leader.set(0);
+      void shutdown('lost-lease', 1);
+    });
+  } else {
+    await lead();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`rlkube-operator: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,126 @@
+// Wires the operator together: informers → event handlers → one work queue per kind → controllers.
+// Events only say which key to look at; every reconcile reads the caches and does the whole job.
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { RESOURCES, type KubeClient, type KubeObject } from './kube/client.js';
+import type { EventSink } from './kube/events.js';
+import { Informer } from './kube/informer.js';
+import type { OperatorMetrics } from './kube/metrics.js';
+import { WorkQueue, keyOf, type QueueOptions } from './kube/queue.js';
+import type { BuildConfig } from './controllers/builders.js';
+import { WriteMemo, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
+import { LearnerController } from './controllers/learner.js';
+import { LABELS, MANAGED_SELECTOR, controllerOf } from './controllers/meta.js';
+import { RLJobController } from './controllers/rljob.js';
+import { RolloutPoolController } from './controllers/rolloutpool.js';
+
+export interface ManagerOptions {
+  kc: KubeConfig;
+  client: KubeClient;
+  /** [] → all namespaces */
+  namespaces: string[];
+  bus: JobBus;
+  events: EventSink;
+  build: BuildConfig;
+  log: Logger;
+  metrics?: OperatorMetrics;
+  queue: QueueOptions;
+}
+
+const key = (obj: KubeObject) => keyOf(obj.metadata!.namespace!, obj.metadata!.name!);
+
+export class Manager {
+  readonly caches: Caches;
+  readonly queues: { jobs: WorkQueue; pools: WorkQueue; learners: WorkQueue };
+  private readonly jobController: RLJobController;
+  private synced = false;
+
+  constructor(private readonly opts: ManagerOptions) {
+    const { kc, client, namespaces, log } = opts;
+    const informer = <T extends KubeObject>(type: typeof RESOURCES[keyof typeof RESOURCES], selector?: string) =>
+      new Informer<T>(kc, client, type, namespaces, log, selector);
+    this.caches = {
+      jobs: informer(RESOURCES.rljobs),
+      pools: informer(RESOURCES.rolloutpools),
+      learners: informer(RESOURCES.learners),
+      deployments: informer(RESOURCES.deployments, MANAGED_SELECTOR),
+      statefulsets: informer(RESOURCES.statefulsets, MANAGED_SELECTOR),
+      services: informer(RESOURCES.services, MANAGED_SELECTOR),
+      pods: informer(RESOURCES.pods, MANAGED_SELECTOR),
+    } as Caches;
+
+    const ctx: ControllerContext = {
+      client, memo: new WriteMemo(), caches: this.caches, bus: opts.bus, events: opts.events, config: opts.build, log,
+      enqueueJob: (k) => this.queues.jobs.add(k),
+    };
+    this.jobController = new RLJobController(ctx);
+    const pools = new RolloutPoolController(ctx);
+    const learners = new LearnerController(ctx);
+    const logged = (controller: string, reconcile: (k: string) => Promise<unknown>) => async (k: string) => {
+      try {
+        return (await reconcile(k)) as never;
+      } catch (err) {
+        log.warn({ controller, key: k, err: String((err as Error).message ?? err) }, 'reconcile failed; will retry');
+        throw err;
+      }
+    };
+    this.queues = {
+      jobs: new WorkQueue(opts.queue, logged('rljob', (k) => this.jobController.reconcile(k)), opts.metrics?.observer('rljob')),
+      pools: new WorkQueue(opts.queue, logged('rolloutpool', (k) => pools.reconcile(k)), opts.metrics?.observer('rolloutpool')),
+      learners: new WorkQueue(opts.queue, logged('learner', (k) => learners.reconcile(k)), opts.metrics?.observer('learner')),
+    };
+    this.route();
+  }
+
+  /** Which keys an object's change concerns. */
+  private route(): void {
+    const { caches, queues } = this;
+    caches.jobs.onChange((job) => {
+      queues.jobs.add(key(job));
+      const ns = job.metadata.namespace!;
+      for (const p of caches.pools.list(ns)) if (p.spec.jobRef.name === job.metadata.name) queues.pools.add(key(p));
+      for (const l of caches.learners.list(ns)) if (l.spec.jobRef.name === job.metadata.name) queues.learners.add(key(l));
+    });
+    caches.pools.onChange((pool) => {
+      queues.pools.add(key(pool));
+      queues.jobs.add(keyOf(pool.metadata.namespace!, pool.spec.jobRef.name));
+    });
+    caches.learners.onChange((learner) => {
+      queues.learners.add(key(learner));
+      queues.jobs.add(keyOf(learner.metadata.namespace!, learner.spec.jobRef.name));
+    });
+    const toOwner = (kind: string, queue: WorkQueue) => (obj: KubeObject) => {
+      const owner = controllerOf(obj);
+      if (owner?.kind === kind) queue.add(keyOf(obj.metadata!.namespace!, owner.name));
+    };
+    caches.deployments.onChange(toOwner('RolloutPool', queues.pools));
+    caches.statefulsets.onChange(toOwner('Learner', queues.learners));
+    caches.services.onChange(toOwner('Learner', queues.learners));
+    caches.pods.onChange((pod) => {
+      const labels = pod.metadata?.labels ?? {};
+      const ns = pod.metadata!.namespace!;
+      const pool = labels[LABELS.pool];
+      const learner = labels[LABELS.learner];
+      if (labels[LABELS.role] === 'rollout' && pool) queues.pools.add(keyOf(ns, pool));
+      if (labels[LABELS.role] === 'learner' && learner) queues.learners.add(keyOf(ns, learner));
+    });
+  }
+
+  get isSynced(): boolean { return this.synced; }
+
+  /** Fills every cache, then starts reconciling (a half-filled cache would make children look missing). */
+  async start(): Promise<void> {
+    const all = Object.values(this.caches) as Informer<KubeObject>[];
+    await Promise.all(all.map((i) => i.start()));
+    await Promise.all(all.map((i) => i.synced));
+    this.synced = true;
+    for (const q of Object.values(this.queues)) q.start();
+    this.opts.log.info({ jobs: this.caches.jobs.list().length }, 'caches synced; reconciling');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(Object.values(this.queues).map((q) => q.shutdown()));
+    await this.jobController.close();
+    await Promise.all((Object.values(this.caches) as Informer<KubeObject>[]).map((i) => i.stop()));
+  }
+}

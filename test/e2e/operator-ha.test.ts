@@ -1,0 +1,104 @@
+// Operator availability against a real control plane and nats-server. Invariants: of two replicas exactly
+// one reconciles, and the standby takes over when the leader goes; an operator SIGKILLed in the middle of
+// reconciling converges after restart, with no duplicate children (deterministic names, server-side apply).
+import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
+import { startNats, type NatsServer } from '../harness/nats.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, type OperatorProcess } from './operator-fixtures.js';
+
+const WAIT = { timeoutMs: 120_000, intervalMs: 500 };
+const TEST_MS = 240_000;
+const JOBS = 20;
+
+interface Obj { metadata: { name: string; labels?: Record<string, string>; ownerReferences?: Array<{ controller?: boolean; uid: string }> }; spec?: any; status?: any }
+
+describe('rlkube operator availability (e2e)', () => {
+  let cp: ControlPlane;
+  let nats: NatsServer;
+  const running: OperatorProcess[] = [];
+  const start = async (identity: string, args: string[] = [], logLevel = 'info') => {
+    const op = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity, args, logLevel });
+    running.push(op);
+    return op;
+  };
+  const holder = async () => (await kubeJson<Obj>(cp, ['get', 'lease', 'rlkube-operator', '-n', 'default'])).spec?.holderIdentity as string | undefined;
+  const items = async (kinds: string, selector: string) => (await kubeJson<{ items: Obj[] }>(cp, ['get', kinds, '-l', selector])).items;
+  const reconciled = (job: string) => pollUntil(async (observe) => {
+    const j = await kubeJson<Obj>(cp, ['get', 'rljob', job]);
+    observe(JSON.stringify(j.status ?? {}));
+    return j.status?.observedGeneration === 1 && j.status?.readyPools !== undefined ? j : undefined;
+  }, { ...WAIT, what: `job ${job} to be reconciled` });
+
+  beforeAll(async () => {
+    [cp, nats] = await Promise.all([startControlPlane({ name: 'operator-ha', gpuNodes: [{ name: 'gpu-0', gpus: 8 }], cpuNodes: 2 }), startNats({})]);
+    await kube(cp, ['apply', '--server-side', '-f', 'crds/']);
+    await kube(cp, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
+    await kube(cp, ['apply', '-f', '-'], persistentVolumes(JOBS + 4, '', 'pv'));
+  }, 240_000);
+
+  afterAll(async () => {
+    await Promise.all(running.map((op) => op.stop('SIGKILL')));
+    await Promise.all([cp?.stop(), nats?.stop()]);
+  }, 120_000);
+
+  test('two replicas elect one leader; when it stops, the standby takes over and reconciles', async () => {
+    const a = await start('replica-a', ['--lease-duration', '4']);
+    const b = await start('replica-b', ['--lease-duration', '4']);
+    const first = await pollUntil(async (observe) => {
+      const h = await holder().catch(() => undefined);
+      observe(String(h));
+      return h === 'replica-a' || h === 'replica-b' ? h : undefined;
+    }, { ...WAIT, what: 'one replica to hold the lease' });
+    const [leader, standby] = first === 'replica-a' ? [a, b] : [b, a];
+    // give the standby a few retry periods: it must keep waiting
+    await new Promise((r) => setTimeout(r, 3000));
+    expect([await leader.leading(), await standby.leading()]).toEqual([true, false]);
+    expect(standby.logs()).not.toContain('became leader');
+
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify(cpuJob('led-by-first')));
+    await reconciled('led-by-first');
+
+    expect(await leader.stop('SIGTERM')).toBe(0);
+    expect(leader.logs()).toContain('released leadership');
+    await pollUntil(async (observe) => {
+      const h = await holder();
+      observe(String(h));
+      return h === standby.identity;
+    }, { ...WAIT, what: `${standby.identity} to take the lease over` });
+    expect(await standby.leading()).toBe(true);
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify(cpuJob('led-by-second')));
+    await reconciled('led-by-second');
+    await standby.stop('SIGTERM');
+    await kube(cp, ['delete', 'rljobs', '--all', '--wait=false']);
+  }, TEST_MS);
+
+  test(`an operator SIGKILLed mid-reconcile converges after restart, with no duplicate children (${JOBS} jobs)`, async () => {
+    // The restarted process has the same identity, as a restarted container in the same pod would.
+    const first = await start('replica-c', [], 'debug');
+    const names = Array.from({ length: JOBS }, (_, i) => `kill-${i}`);
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: names.map((n) => cpuJob(n, 1)) }));
+    // Kill at the first status write of a pool: children of some jobs exist, others are still being made.
+    await pollUntil(async () => first.logs().includes('pool status updated'), { timeoutMs: 60_000, intervalMs: 5, what: 'the operator to be mid-reconcile' });
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const atKill = await items('learners,rolloutpools,deployments,statefulsets,services', 'rlkube.dev/job');
+    const complete = JOBS * 5;
+    expect(atKill.length).toBeLessThan(complete); // really mid-way
+
+    await start('replica-c');
+    await pollUntil(async (observe) => {
+      const jobs = (await kubeJson<{ items: Obj[] }>(cp, ['get', 'rljobs'])).items.filter((j) => names.includes(j.metadata.name));
+      const done = jobs.filter((j) => j.status?.readyPools === '1/1' && j.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+      observe(`${done.length}/${JOBS} jobs ready`);
+      return done.length === JOBS;
+    }, { ...WAIT, what: `all ${JOBS} jobs to be Ready after the restart` });
+
+    for (const name of names) {
+      const children = await items('learners,rolloutpools,deployments,replicasets,statefulsets,services,pods', `rlkube.dev/job=${name}`);
+      const byKind = (kind: string) => children.filter((c) => (c as unknown as { kind: string }).kind === kind).length;
+      expect({ name, learners: byKind('Learner'), pools: byKind('RolloutPool'), deployments: byKind('Deployment'), replicaSets: byKind('ReplicaSet'),
+        statefulSets: byKind('StatefulSet'), services: byKind('Service'), pods: byKind('Pod') })
+        .toEqual({ name, learners: 1, pools: 1, deployments: 1, replicaSets: 1, statefulSets: 1, services: 1, pods: 2 });
+      for (const child of children) expect(child.metadata.ownerReferences?.filter((r) => r.controller)).toHaveLength(1);
+    }
+  }, TEST_MS);
+});

@@ -1,0 +1,39 @@
+// The operator's configuration: flags, then environment, then defaults; a bad value names its setting.
+import { ConfigError, parseOperatorConfig } from '../../operator/config.js';
+
+const env = { RLKUBE_NATS_URL: 'nats://nats.rlkube-system:4222', POD_NAMESPACE: 'rlkube-system', POD_NAME: 'rlkube-operator-7c9-x' };
+
+describe('parseOperatorConfig', () => {
+  test('defaults from the environment of a pod', () => {
+    const c = parseOperatorConfig([], env);
+    expect(c).toMatchObject({
+      namespaces: [], natsUrl: 'nats://nats.rlkube-system:4222', metricsPort: 8080, workers: 8, logLevel: 'info',
+      leaderElection: { enabled: true, leaseName: 'rlkube-operator', leaseNamespace: 'rlkube-system', identity: 'rlkube-operator-7c9-x', leaseDurationMs: 15_000 },
+    });
+    expect(c.kubeconfig).toBeUndefined();
+  });
+
+  test('flags win over the environment', () => {
+    const c = parseOperatorConfig(['--nats-url', 'nats://a:1,nats://b:2', '--namespaces', 'team-a,team-b', '--metrics-port', '0', '--leader-elect', 'false', '--kubeconfig', '/k'], env);
+    expect(c).toMatchObject({ natsUrl: 'nats://a:1,nats://b:2', namespaces: ['team-a', 'team-b'], metricsPort: 0, kubeconfig: '/k' });
+    expect(c.leaderElection.enabled).toBe(false);
+  });
+
+  test.each<[string, string[], Record<string, string | undefined>, string]>([
+    ['missing NATS URL', [], { ...env, RLKUBE_NATS_URL: undefined }, '--nats-url (RLKUBE_NATS_URL)'],
+    ['NATS URL of another scheme', ['--nats-url', 'http://x'], env, '--nats-url'],
+    ['port out of range', ['--metrics-port', '70000'], env, '--metrics-port (RLKUBE_METRICS_PORT)'],
+    ['port from env not a number', [], { ...env, RLKUBE_METRICS_PORT: 'eighty' }, '--metrics-port'],
+    ['bad namespace', ['--namespaces', 'Team_A'], env, '--namespaces'],
+    ['leader-elect not a boolean', ['--leader-elect', 'maybe'], env, '--leader-elect'],
+    ['zero workers', ['--workers', '0'], env, '--workers'],
+    ['unknown log level', ['--log-level', 'loud'], env, '--log-level'],
+    ['unknown flag', ['--nats', 'x'], env, 'flags'],
+  ])('refuses %s, naming the setting', (_name, argv, e, setting) => {
+    let error: unknown;
+    try { parseOperatorConfig(argv, e); } catch (err) { error = err; }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(setting);
+    expect((error as ConfigError).reason).toBe('InvalidConfig');
+  });
+});
