@@ -1,5 +1,5 @@
 // Jest in ESM mode: three projects (unit, integration, e2e) over the same ts-jest transform.
-// (In ESM mode the `jest` global is absent: import it from '@jest/globals'; timeouts are set here.)
+// (In ESM mode the `jest` global is absent: import it from '@jest/globals'; the test timeout is set below.)
 const common = {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
@@ -8,9 +8,11 @@ const common = {
 };
 
 export default {
+  // Per-test limit for integration/e2e waits (each wait has its own, clearer timeout); global, as jest wants.
+  testTimeout: 600_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
-    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'], testTimeout: 180_000 },
-    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'], testTimeout: 600_000 },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.test.ts'] },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'] },
   ],
 };

@@ -1,7 +1,9 @@
 // Benchmark (`npm run bench -- operator`): N RLJobs applied at once → time until every child exists
 // (Learner, RolloutPool, Deployment, StatefulSet, Service), against the same client creating the same child
-// objects directly; plus the operator's peak RSS (it runs as a child process, as in its pod).
-import { readFileSync } from 'node:fs';
+// objects directly; plus the operator's peak RSS (it runs as a child process, as in its pod). The bench's
+// client applies under its own field manager, as a person's kubectl would.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { parseRLJobSpec, type RLJob } from '../api/index.js';
@@ -13,14 +15,14 @@ import { KubeClient, RESOURCES, type KubeObject, type ResourceType } from '../op
 import { Informer } from '../operator/kube/informer.js';
 import { startControlPlane } from '../test/harness/kube.js';
 import { startNats } from '../test/harness/nats.js';
-import { cpuJob, kube, persistentVolumes, startOperator } from '../test/e2e/operator-fixtures.js';
+import { REPO_ROOT, cpuJob, httpGet, kube, persistentVolumes, startOperator, type OperatorProcess } from '../test/e2e/operator-fixtures.js';
 
 const CHILD_TYPES: ResourceType[] = [RESOURCES.learners, RESOURCES.rolloutpools, RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.services];
 const log = pino({ level: 'silent' });
 
-function jobsIn(namespace: string, count: number): RLJob[] {
+function jobsIn(namespace: string, count: number, suspend: boolean): RLJob[] {
   return Array.from({ length: count }, (_, i) => {
-    const m = cpuJob(`bench-${i}`, 1);
+    const m = cpuJob(`bench-${i}`, 1, { suspend });
     return { ...m, metadata: { name: m.metadata.name, namespace }, spec: parseRLJobSpec(m.spec) } as RLJob;
   });
 }
@@ -46,9 +48,19 @@ async function timeUntilAllSeen(kc: KubeConfig, client: KubeClient, namespace: s
   const seen = () => informers.reduce((n, i) => n + i.list(namespace).length, 0);
   let t0 = 0;
   const done = new Promise<number>((resolve, reject) => {
-    const check = () => { if (t0 && seen() >= expected) resolve((performance.now() - t0) / 1000); };
+    const complete = new Map<string, number>();
+    const check = () => {
+      if (!t0) return;
+      for (const i of informers) {
+        if (!complete.has(i.type.kind) && i.list(namespace).length >= expected / informers.length) complete.set(i.type.kind, (performance.now() - t0) / 1000);
+      }
+      if (seen() >= expected) {
+        debug(`${namespace}: seconds until every child of a kind existed ${JSON.stringify(Object.fromEntries(complete))}`);
+        resolve((performance.now() - t0) / 1000);
+      }
+    };
     for (const i of informers) i.onChange(check);
-    setTimeout(() => reject(new Error(`only ${seen()}/${expected} children seen in ${namespace} after 300 s`)), 300_000).unref();
+    setTimeout(() => reject(new Error(`only ${seen()}/${expected} children seen in ${namespace} after 120 s`)), 120_000).unref();
   });
   t0 = performance.now();
   await start();
@@ -65,13 +77,48 @@ async function waitPodsScheduled(client: KubeClient, namespace: string, expected
   }
 }
 
+/** CPU seconds used so far by every process, by command name (debugging where phase 2's time goes). */
+function cpuByCommand(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** CPU seconds a process has used (user + system). */
+const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
 const peakRssMb = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
+const debug = (text: string) => { if (process.env.RLKUBE_BENCH_DEBUG) process.stderr.write(`${text}\n`); };
+function debugCpu(phase: string, before: Map<string, number>): void {
+  const used = [...cpuByCommand()].map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const).filter(([, v]) => v > 0.05).sort((a, b) => b[1] - a[1]);
+  debug(`CPU seconds during ${phase}: ${used.map(([k, v]) => `${k}=${v.toFixed(2)}`).join(' ')}`);
+}
+
+/**
+ * Settings (environment): RLKUBE_BENCH_JOBS (default 50); RLKUBE_BENCH_SUSPENDED=1 (suspended jobs: no pods,
+ * the control plane's pod work out of the picture); RLKUBE_BENCH_ARGS (extra operator flags, e.g.
+ * "--workers 64"); RLKUBE_BENCH_DEBUG=1 (per-kind completion times, CPU by process, operator metrics).
+ */
 export async function run(): Promise<Record<string, number>> {
   const count = Number(process.env.RLKUBE_BENCH_JOBS ?? 50);
+  const suspended = process.env.RLKUBE_BENCH_SUSPENDED === '1';
+  // The operator runs as its image runs it: compiled JavaScript under plain node.
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'operator/tsconfig.build.json'], { cwd: REPO_ROOT, stdio: 'inherit' });
   const [cp, nats] = await Promise.all([startControlPlane({ name: 'bench-operator', cpuNodes: 3 }), startNats({})]);
-  const client = (() => { const kc = new KubeConfig(); kc.loadFromFile(cp.kubeconfig); return { kc, client: new KubeClient(kc) }; })();
-  let operator: Awaited<ReturnType<typeof startOperator>> | undefined;
+  const kc = new KubeConfig();
+  kc.loadFromFile(cp.kubeconfig);
+  const client = new KubeClient(kc, 'rlkube-bench');
+  let operator: OperatorProcess | undefined;
   try {
     await kube(cp, ['apply', '--server-side', '-f', 'crds/']);
     await kube(cp, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
@@ -79,33 +126,43 @@ export async function run(): Promise<Record<string, number>> {
     await kube(cp, ['create', 'namespace', 'operated']);
     await kube(cp, ['apply', '-f', '-'], persistentVolumes(2 * count, '', 'bench-pv'));
     const config: BuildConfig = { images: { agent: 'agent:bench', trainer: 'trainer:bench', vllm: 'vllm:bench' }, natsUrl: nats.url };
+    const pods = suspended ? 0 : 2 * count;
 
     // 1. the same child objects, created directly by the same client, all at once
-    const direct = jobsIn('direct', count).flatMap((job) => childrenOf(job, config));
+    const direct = jobsIn('direct', count, suspended).flatMap((job) => childrenOf(job, config));
     const typeOf = (o: KubeObject) => CHILD_TYPES.find((t) => t.kind === o.kind)!;
-    const directS = await timeUntilAllSeen(client.kc, client.client, 'direct', direct.length,
-      () => Promise.all(direct.map((o) => client.client.apply(typeOf(o), o))));
-    await waitPodsScheduled(client.client, 'direct', 2 * count); // let the control plane settle before phase 2
+    let cpuBefore = cpuByCommand();
+    const directS = await timeUntilAllSeen(kc, client, 'direct', direct.length, () => Promise.all(direct.map((o) => client.apply(typeOf(o), o))));
+    debugCpu('the direct creation', cpuBefore);
+    await waitPodsScheduled(client, 'direct', pods); // let the control plane settle before phase 2
 
     // 2. the RLJobs, applied at once; the operator makes the children
-    operator = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'bench', args: ['--namespaces', 'operated', '--lease-namespace', 'operated'] });
+    const extra = (process.env.RLKUBE_BENCH_ARGS ?? '').split(' ').filter(Boolean);
+    operator = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'bench', compiled: true, args: ['--namespaces', 'operated', '--lease-namespace', 'operated', ...extra] });
     while (!(await operator.leading())) await new Promise((r) => setTimeout(r, 100));
-    const jobs = jobsIn('operated', count);
-    const operatorS = await timeUntilAllSeen(client.kc, client.client, 'operated', direct.length,
-      () => Promise.all(jobs.map((j) => client.client.apply(RESOURCES.rljobs, j as unknown as KubeObject))));
-    await waitPodsScheduled(client.client, 'operated', 2 * count);
-    const rss = peakRssMb(operator.child.pid!);
+    const jobs = jobsIn('operated', count, suspended);
+    const operatorCpuBefore = cpuSeconds(operator.child.pid!);
+    cpuBefore = cpuByCommand();
+    const operatorS = await timeUntilAllSeen(kc, client, 'operated', direct.length, () => Promise.all(jobs.map((j) => client.apply(RESOURCES.rljobs, j as unknown as KubeObject))));
+    const operatorCpu = cpuSeconds(operator.child.pid!) - operatorCpuBefore;
+    debugCpu('the operator\'s creation', cpuBefore);
+    debug((await httpGet(operator.port, '/metrics')).body.split('\n').filter((l) => /^rlkube_operator_(reconcile_total|api_requests_total)/.test(l)).join('\n'));
+    await waitPodsScheduled(client, 'operated', pods);
     return {
       jobs: count,
       ratio: Number((operatorS / directS).toFixed(2)),
-      rss_mb: Math.round(rss),
+      rss_mb: Math.round(peakRssMb(operator.child.pid!)),
       operator_s: Number(operatorS.toFixed(3)),
       direct_s: Number(directS.toFixed(3)),
       children: direct.length,
+      operator_cpu_s: Number(operatorCpu.toFixed(2)),
     };
+  } catch (err) {
+    if (operator) process.stderr.write(`operator log (tail):\n${operator.logs().slice(-5000)}\n`);
+    throw err;
   } finally {
     await operator?.stop('SIGTERM');
-    client.client.close();
+    client.close();
     await Promise.all([cp.stop(), nats.stop()]);
   }
 }

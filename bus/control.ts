@@ -2,6 +2,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BusError } from './errors.js';
+import { withRetry } from './retry.js';
 import {
   codecs,
   type BatchRecord,
@@ -29,25 +30,25 @@ export class ControlStore {
   policyAt = (version: number) => this.read(controlKeys.policyVersion(version), codecs.policy);
   async putPolicy(record: PolicyRecord): Promise<void> {
     // The per-version record first: a worker that sees `policy` can always find the version it names.
-    await this.kv.put(controlKeys.policyVersion(record.version), codecs.policy.encode(record));
-    await this.kv.put(controlKeys.policy, codecs.policy.encode(record));
+    await this.put(controlKeys.policyVersion(record.version), codecs.policy.encode(record));
+    await this.put(controlKeys.policy, codecs.policy.encode(record));
   }
-  deletePolicyAt = (version: number) => this.kv.purge(controlKeys.policyVersion(version));
+  deletePolicyAt = (version: number) => this.purge(controlKeys.policyVersion(version));
 
   progress = () => this.read(controlKeys.learner, codecs.progress);
-  putProgress = (progress: LearnerProgress) => this.kv.put(controlKeys.learner, codecs.progress.encode(progress));
+  putProgress = (progress: LearnerProgress) => this.put(controlKeys.learner, codecs.progress.encode(progress));
 
   cursor = () => this.read(controlKeys.learnerCursor, codecs.cursor);
-  putCursor = (cursor: LearnerCursor) => this.kv.put(controlKeys.learnerCursor, codecs.cursor.encode(cursor));
+  putCursor = (cursor: LearnerCursor) => this.put(controlKeys.learnerCursor, codecs.cursor.encode(cursor));
 
   counts = () => this.read(controlKeys.learnerCounts, codecs.counts);
-  putCounts = (counts: LearnerCountsRecord) => this.kv.put(controlKeys.learnerCounts, codecs.counts.encode(counts));
+  putCounts = (counts: LearnerCountsRecord) => this.put(controlKeys.learnerCounts, codecs.counts.encode(counts));
 
   batch = (step: number) => this.read(controlKeys.batch(step), codecs.batch);
-  putBatch = (record: BatchRecord) => this.kv.put(controlKeys.batch(record.step), codecs.batch.encode(record));
-  deleteBatch = (step: number) => this.kv.purge(controlKeys.batch(step));
+  putBatch = (record: BatchRecord) => this.put(controlKeys.batch(record.step), codecs.batch.encode(record));
+  deleteBatch = (step: number) => this.purge(controlKeys.batch(step));
 
-  putHeartbeat = (beat: Heartbeat) => this.kv.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
+  putHeartbeat = (beat: Heartbeat) => this.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
 
   /** Calls onChange with every valid value of `key`, the current one first; invalid values are skipped. */
   async watch<T>(key: string, codec: JsonCodec<T>, onChange: (value: T) => void): Promise<Watch> {
@@ -74,8 +75,16 @@ export class ControlStore {
   watchProgress = (onChange: (progress: LearnerProgress) => void) =>
     this.watch(controlKeys.learner, codecs.progress, onChange);
 
+  private put(key: string, value: Uint8Array): Promise<number> {
+    return withRetry(`put ${key}`, () => this.kv.put(key, value));
+  }
+
+  private async purge(key: string): Promise<void> {
+    await withRetry(`purge ${key}`, () => this.kv.purge(key));
+  }
+
   private async read<T>(key: string, codec: JsonCodec<T>): Promise<T | undefined> {
-    const entry = await this.kv.get(key);
+    const entry = await withRetry(`get ${key}`, () => this.kv.get(key));
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
     return codec.decode(entry.value);
   }

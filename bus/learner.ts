@@ -5,6 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { ControlStore } from './control.js';
 import { BusError, type RejectReason } from './errors.js';
+import { isTransient, withRetry } from './retry.js';
 import { WIRE_VERSION, codecs, type GroupCounts, type LearnerCursor, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
 import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajectory.js';
@@ -56,6 +57,7 @@ export class LearnerBus {
   private readonly trainedUnacked = new Set<string>();
   private held: Held[] = [];
   private committedStep = 0;
+  private closed = false;
   private keepAlive: NodeJS.Timeout | undefined;
   private readonly names;
   private readonly decodeLimits: DecodeLimits;
@@ -145,17 +147,24 @@ export class LearnerBus {
     this.startKeepAlive();
     let idleSince = Date.now();
     while (this.held.length < batchSize) {
+      if (this.closed || this.nc.isClosed()) throw new BusError('Closed', `learner bus closed while collecting step ${step}`);
       if (mode === 'AsyncPushPull') await this.topUpWindow(policyVersion);
-      const messages = await this.consumer.fetch({ max_messages: batchSize - this.held.length, expires: 1000 });
       let received = 0;
       const settle: Array<() => void> = [];
-      for await (const msg of messages) {
-        received++;
-        const { outcome, taskConsumed } = await this.judge(msg, policyVersion, verify);
-        if (outcome === 'accepted') continue;
-        settle.push(() => msg.term(outcome));
-        // A verifier's rejection used up one of this step's tasks: issue another so the step gets B groups.
-        if (taskConsumed && mode === 'SequentialPull') await this.reserveAndPublish(1, policyVersion);
+      try {
+        const messages = await this.consumer.fetch({ max_messages: batchSize - this.held.length, expires: 1000 });
+        for await (const msg of messages) {
+          received++;
+          const { outcome, taskConsumed } = await this.judge(msg, policyVersion, verify);
+          if (outcome === 'accepted') continue;
+          settle.push(() => msg.term(outcome));
+          // A verifier's rejection used up one of this step's tasks: issue another so the step gets B groups.
+          if (taskConsumed && mode === 'SequentialPull') await this.reserveAndPublish(1, policyVersion);
+        }
+      } catch (err) {
+        if (!isTransient(err)) throw err;
+        this.options.log?.warn({ err: String(err), step }, 'bus unavailable: retrying');
+        await new Promise((r) => setTimeout(r, 250));
       }
       if (settle.length > 0) {
         // Counts are persisted before the messages leave the stream, so a restart never undercounts.
@@ -189,13 +198,13 @@ export class LearnerBus {
 
   /** Groups stored on the trajectories stream since the job began (dedup'd retries excluded). */
   async published(): Promise<number> {
-    return (await this.jsm.streams.info(this.names.trajStream)).state.last_seq;
+    return (await withRetry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.last_seq;
   }
 
   /** End of run: every group still waiting is counted stale and removed, so the counts add up. */
   async drain(): Promise<void> {
-    await this.jsm.streams.purge(this.names.tasksStream);
-    for (;;) {
+    await withRetry('purge tasks', () => this.jsm.streams.purge(this.names.tasksStream));
+    while (!this.nc.isClosed()) {
       const messages = await this.consumer.fetch({ max_messages: 256, expires: 1000 });
       let received = 0;
       for await (const msg of messages) {
@@ -212,6 +221,7 @@ export class LearnerBus {
   }
 
   close(): void {
+    this.closed = true;
     this.stopKeepAlive();
   }
 
@@ -273,7 +283,10 @@ export class LearnerBus {
   private async issueStepTasks(step: number, version: number): Promise<void> {
     if (this.cursor.step !== step) {
       // Leftovers of the previous step would only make stale groups.
-      if (version > 0) await this.jsm.streams.purge(this.names.tasksStream, { filter: this.names.tasksSubject(version - 1) });
+      if (version > 0) {
+        const filter = this.names.tasksSubject(version - 1);
+        await withRetry('purge old tasks', () => this.jsm.streams.purge(this.names.tasksStream, { filter }));
+      }
       const first = this.cursor.issuedSeq + 1;
       this.cursor = { ...this.cursor, issuedSeq: first + this.options.batchSize - 1, step, stepFirstSeq: first, stepLastSeq: first + this.options.batchSize - 1 };
       await this.control.putCursor(this.cursor);
@@ -301,9 +314,15 @@ export class LearnerBus {
   /** Tasks queued or being generated + groups stored (held ones included). Read tasks first: a group
    * moving between the two streams is then counted twice (harmless), never missed. */
   private async inFlight(): Promise<number> {
-    const tasks = (await this.jsm.streams.info(this.names.tasksStream)).state.messages;
-    const groups = (await this.jsm.streams.info(this.names.trajStream)).state.messages;
+    const tasks = (await withRetry('tasks info', () => this.jsm.streams.info(this.names.tasksStream))).state.messages;
+    const groups = (await withRetry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.messages;
     return tasks + groups;
+  }
+
+  /** Issues `count` new tasks tagged `version` (the mode's scheduling calls this; so may a caller that
+   * wants tasks queued ahead, as the bus benchmark does). */
+  async issueTasks(count: number, version: number): Promise<void> {
+    await this.reserveAndPublish(count, version);
   }
 
   private async reserveAndPublish(count: number, version: number): Promise<void> {
@@ -317,7 +336,9 @@ export class LearnerBus {
     const publishes: Promise<unknown>[] = [];
     for (let seq = firstSeq; seq <= lastSeq; seq++) {
       const task: Task = { v: WIRE_VERSION, job: this.names.key, taskId: taskIdOf(seq), seq, policyVersion: version, payload: this.options.taskPayload(seq) };
-      publishes.push(this.js.publish(this.names.tasksSubject(version), codecs.task.encode(task), { msgID: task.taskId }));
+      const data = codecs.task.encode(task);
+      const subject = this.names.tasksSubject(version);
+      publishes.push(withRetry(`issue ${task.taskId}`, () => this.js.publish(subject, data, { msgID: task.taskId })));
     }
     await Promise.all(publishes);
   }

@@ -4,6 +4,7 @@ import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createHash } from 'node:crypto';
 import { BusError } from './errors.js';
+import { withRetry } from './retry.js';
 import type { PolicyLocation, PolicyRecord } from './messages.js';
 import { jobNames, weightsObjectName, type JobRef } from './names.js';
 
@@ -18,14 +19,15 @@ export class WeightsStore {
 
   async put(version: number, bytes: Uint8Array): Promise<PolicyLocation> {
     const name = weightsObjectName(version);
-    await this.store.putBlob({ name }, bytes);
+    await withRetry(`put ${name}`, () => this.store.putBlob({ name }, bytes));
     return { kind: 'object', name, size: bytes.byteLength };
   }
 
   /** The blob a record names, checked against its digest; undefined for URI records (shared storage). */
   async get(record: PolicyRecord): Promise<Uint8Array | undefined> {
     if (record.location.kind === 'uri') return undefined;
-    const bytes = await this.store.getBlob(record.location.name);
+    const location = record.location;
+    const bytes = await withRetry(`get ${location.name}`, () => this.store.getBlob(location.name));
     if (!bytes) throw new BusError('NotFound', `policy v${record.version}: object ${record.location.name} is gone`);
     const digest = digestOf(bytes);
     if (digest !== record.digest) {
@@ -35,6 +37,6 @@ export class WeightsStore {
   }
 
   delete = async (version: number) => {
-    await this.store.delete(weightsObjectName(version));
+    await withRetry(`delete weights v${version}`, () => this.store.delete(weightsObjectName(version)));
   };
 }

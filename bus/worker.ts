@@ -25,6 +25,7 @@ export class WorkerBus {
   private readonly names;
 
   private constructor(
+    private readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly consumer: Consumer,
     private readonly taskAckWaitMs: number,
@@ -43,6 +44,7 @@ export class WorkerBus {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.consumers.info(names.tasksStream, names.workersConsumer);
     return new WorkerBus(
+      nc,
       js,
       await js.consumers.get(names.tasksStream, names.workersConsumer),
       (info.config.ack_wait ?? 30e9) / 1e6,
@@ -60,6 +62,7 @@ export class WorkerBus {
    */
   async claim(waitMs = 2000): Promise<ClaimedTask | undefined> {
     for (;;) {
+      if (this.nc.isClosed()) throw new BusError('Closed', `worker ${this.workerId}: connection closed`);
       const msg = await this.consumer.next({ expires: Math.max(1000, waitMs) });
       if (!msg) return undefined;
       let task: Task;

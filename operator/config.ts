@@ -15,6 +15,8 @@ export interface OperatorConfig {
   leaderElection: { enabled: boolean; leaseName: string; leaseNamespace: string; identity: string; leaseDurationMs: number };
   images: { agent: string; trainer: string; vllm: string };
   workers: number;
+  /** Status writes per object are batched into at most one per this many milliseconds. */
+  statusPeriodMs: number;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -54,7 +56,8 @@ const SETTINGS = {
   agentImage: { flag: '--agent-image <image>', env: 'RLKUBE_AGENT_IMAGE', help: 'agent image', default: 'ghcr.io/rlkube/agent:0.1.0' },
   trainerImage: { flag: '--trainer-image <image>', env: 'RLKUBE_TRAINER_IMAGE', help: 'trainer and tiny-policy image', default: 'ghcr.io/rlkube/trainer:0.1.0' },
   vllmImage: { flag: '--vllm-image <image>', env: 'RLKUBE_VLLM_IMAGE', help: 'vLLM engine image', default: 'vllm/vllm-openai:v0.8.5' },
-  workers: { flag: '--workers <n>', env: 'RLKUBE_WORKERS', help: 'concurrent reconciles per kind', default: '8' },
+  workers: { flag: '--workers <n>', env: 'RLKUBE_WORKERS', help: 'concurrent reconciles per kind', default: '32' },
+  statusPeriod: { flag: '--status-period-ms <ms>', env: 'RLKUBE_STATUS_PERIOD_MS', help: 'at most one status write per object per period', default: '1000' },
   logLevel: { flag: '--log-level <level>', env: 'RLKUBE_LOG_LEVEL', help: 'trace|debug|info|warn|error', default: 'info' },
 } satisfies Record<string, { flag: string; env: string; help: string; default?: string }>;
 type Setting = keyof typeof SETTINGS;
@@ -111,6 +114,7 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
     },
     images: { agent: o.agentImage!, trainer: o.trainerImage!, vllm: o.vllmImage! },
     workers: int(settingName('workers'), o.workers!, 1, 64),
+    statusPeriodMs: int(settingName('statusPeriod'), o.statusPeriod!, 0, 60_000),
     logLevel,
   };
 }

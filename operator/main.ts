@@ -33,11 +33,13 @@ async function main(): Promise<void> {
   const kc = loadKubeConfig(config);
   const client = new KubeClient(kc);
   const metrics = new OperatorMetrics();
+  metrics.trackRequests(client.calls);
   const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log);
   const manager = new Manager({
     kc, client, namespaces: config.namespaces, bus, events: new EventRecorder(client, log), log, metrics,
     build: { images: config.images, natsUrl: config.natsUrl },
     queue: { workers: config.workers, baseDelayMs: 250, maxDelayMs: 60_000 },
+    statusPeriodMs: config.statusPeriodMs,
   });
   const le = config.leaderElection;
   const elector = le.enabled

@@ -8,7 +8,7 @@ import { Informer } from './kube/informer.js';
 import type { OperatorMetrics } from './kube/metrics.js';
 import { WorkQueue, keyOf, type QueueOptions } from './kube/queue.js';
 import type { BuildConfig } from './controllers/builders.js';
-import { WriteMemo, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
+import { StatusPacer, WriteMemo, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
 import { LearnerController } from './controllers/learner.js';
 import { LABELS, MANAGED_SELECTOR, controllerOf } from './controllers/meta.js';
 import { RLJobController } from './controllers/rljob.js';
@@ -25,6 +25,8 @@ export interface ManagerOptions {
   log: Logger;
   metrics?: OperatorMetrics;
   queue: QueueOptions;
+  /** At most one status write per object per period (see StatusPacer). */
+  statusPeriodMs: number;
 }
 
 const key = (obj: KubeObject) => keyOf(obj.metadata!.namespace!, obj.metadata!.name!);
@@ -49,16 +51,23 @@ export class Manager {
       pods: informer(RESOURCES.pods, MANAGED_SELECTOR),
     } as Caches;
 
+    const memo = new WriteMemo();
+    for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) informer.onChange((obj) => memo.observed(obj, informer.type));
     const ctx: ControllerContext = {
-      client, memo: new WriteMemo(), caches: this.caches, bus: opts.bus, events: opts.events, config: opts.build, log,
+      client, memo, pacer: new StatusPacer(opts.statusPeriodMs), caches: this.caches, bus: opts.bus, events: opts.events, config: opts.build, log,
       enqueueJob: (k) => this.queues.jobs.add(k),
+      // More than the caller's own reconcile waiting or running: a burst is on.
+      busy: () => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1,
     };
     this.jobController = new RLJobController(ctx);
     const pools = new RolloutPoolController(ctx);
     const learners = new LearnerController(ctx);
     const logged = (controller: string, reconcile: (k: string) => Promise<unknown>) => async (k: string) => {
+      const started = performance.now();
       try {
-        return (await reconcile(k)) as never;
+        const result = await reconcile(k);
+        log.trace({ controller, key: k, ms: Math.round(performance.now() - started) }, 'reconciled');
+        return result as never;
       } catch (err) {
         log.warn({ controller, key: k, err: String((err as Error).message ?? err) }, 'reconcile failed; will retry');
         throw err;

@@ -32,6 +32,7 @@ export interface Caches {
 export interface ControllerContext {
   client: KubeClient;
   memo: WriteMemo;
+  pacer: StatusPacer;
   caches: Caches;
   bus: JobBus;
   events: EventSink;
@@ -39,27 +40,39 @@ export interface ControllerContext {
   log: Logger;
   /** Asks the job controller to reconcile a job (KV progress changed). */
   enqueueJob(key: string): void;
+  /** True while reconciles are waiting in any queue. */
+  busy(): boolean;
 }
 
 export const APPLIED_HASH = 'rlkube.dev/applied-hash';
 
 /**
- * What we last wrote over which resourceVersion. The informer cache lags our own writes; without this, a
- * reconcile that runs before the watch event arrives would send the same write again.
+ * Our writes that the informer cache has not shown yet ("expectations", as client-go's controllers keep).
+ * The cache lags our own writes; a reconcile that runs before the watch event arrives would otherwise see
+ * the child missing (or its old version) and send the same write again.
  */
 export class WriteMemo {
-  private readonly last = new Map<string, { rv: string; digest: string; result: unknown }>();
-  /** The result of the write, if we already wrote `digest` over the version the cache still shows. */
-  recall<T>(id: string, rv: string | undefined, digest: string): T | undefined {
-    const m = this.last.get(id);
-    return rv !== undefined && m?.rv === rv && m.digest === digest ? (m.result as T) : undefined;
+  private readonly pending = new Map<string, { digest: string; rv: string | undefined; result: unknown; at: number }>();
+  /** After this long without seeing its event, a write is no longer trusted (a relist may have skipped it). */
+  static readonly TRUST_MS = 30_000;
+
+  /** The result of our identical write (same digest) that the cache has not caught up with, if any. */
+  recall<T>(id: string, digest: string): T | undefined {
+    const p = this.pending.get(id);
+    if (!p || p.digest !== digest || Date.now() - p.at > WriteMemo.TRUST_MS) return undefined;
+    return p.result as T;
   }
-  remember(id: string, rv: string | undefined, digest: string, result: unknown): void {
-    if (rv === undefined) this.last.delete(id);
-    else this.last.set(id, { rv, digest, result });
+  remember(id: string, digest: string, result: KubeObject): void {
+    this.pending.set(id, { digest, rv: result.metadata?.resourceVersion, result, at: Date.now() });
+  }
+  /** The informer delivered this version of the object: writes up to it are in the cache now. */
+  observed(obj: KubeObject, type: ResourceType): void {
+    for (const id of [idOf(type, obj), idOf(type, obj, 'status:'), idOf(type, obj, 'finalizer:')]) {
+      if (this.pending.get(id)?.rv === obj.metadata?.resourceVersion) this.pending.delete(id);
+    }
   }
 }
-const idOf = (type: ResourceType, obj: KubeObject, what = '') => `${what}${type.plural}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
+export const idOf = (type: ResourceType, obj: KubeObject, what = '') => `${what}${type.plural}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
 
 /** Does `actual` hold every value `desired` sets? (Extra fields are the API server's defaults.) */
 export function contains(actual: unknown, desired: unknown): boolean {
@@ -84,10 +97,10 @@ export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerConte
   const stamped = { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } } } as T;
   if (cached && cached.metadata?.annotations?.[APPLIED_HASH] === hash && contains(cached, desired)) return cached;
   const id = idOf(type, desired);
-  const recalled = ctx.memo.recall<T>(id, cached?.metadata?.resourceVersion, hash);
+  const recalled = ctx.memo.recall<T>(id, hash);
   if (recalled) return recalled;
   const result = await ctx.client.apply<T>(type, stamped);
-  ctx.memo.remember(id, cached?.metadata?.resourceVersion, hash, result);
+  ctx.memo.remember(id, hash, result);
   return result;
 }
 
@@ -101,16 +114,51 @@ export function canonical(value: unknown): string {
     : v));
 }
 
-/** Status patch (server-side apply on /status) only when the summary differs from what the object shows. */
-export async function applyStatusIfChanged(ctx: Pick<ControllerContext, 'client' | 'memo'>, type: ResourceType, obj: KubeObject, status: object): Promise<boolean> {
-  const digest = canonical(status);
-  if (canonical(obj.status ?? {}) === digest) return false;
-  const id = idOf(type, obj, 'status:');
-  if (ctx.memo.recall(id, obj.metadata?.resourceVersion, digest)) return false;
-  await ctx.client.apply(type, { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata!.name, namespace: obj.metadata!.namespace }, status }, 'status');
-  ctx.memo.remember(id, obj.metadata?.resourceVersion, digest, true);
-  return true;
+/**
+ * Paces status writes, like the Job controller's batch period: at most one per object per period, the
+ * first one a period after the object is first seen, and, while a burst of reconciles is on, after the
+ * writes that create things (for at most MAX_DEFER_MS). Status is what people read; children are what
+ * unblocks everything else.
+ */
+export class StatusPacer {
+  private readonly next = new Map<string, number>();
+  static readonly MAX_DEFER_MS = 5_000;
+  static readonly RETRY_MS = 250;
+  constructor(readonly periodMs: number) {}
+  /** Milliseconds until this object's status may be written (0: now). */
+  waitMs(id: string, busy: boolean, now = Date.now()): number {
+    const at = this.next.get(id);
+    if (at === undefined) { this.next.set(id, now + this.periodMs); return this.periodMs; }
+    if (now < at) return at - now;
+    return busy && now < at + StatusPacer.MAX_DEFER_MS ? StatusPacer.RETRY_MS : 0;
+  }
+  wrote(id: string, now = Date.now()): void { this.next.set(id, now + this.periodMs); }
+  forget(id: string): void { this.next.delete(id); }
 }
+
+export interface StatusWrite {
+  /** The status was written now (so its condition transitions deserve Events). */
+  written: boolean;
+  /** A changed status waits for its pacing slot: reconcile again after this long. */
+  retryAfterMs?: number;
+}
+
+/** Status patch (server-side apply on /status) only when the summary differs from what the object shows. */
+export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo' | 'pacer' | 'busy'>, type: ResourceType, obj: KubeObject, status: object): Promise<StatusWrite> {
+  const digest = canonical(status);
+  if (canonical(obj.status ?? {}) === digest) return { written: false };
+  const id = idOf(type, obj, 'status:');
+  if (ctx.memo.recall(id, digest)) return { written: false };
+  const wait = ctx.pacer.waitMs(id, ctx.busy());
+  if (wait > 0) return { written: false, retryAfterMs: wait };
+  const result = await ctx.client.apply(type, { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata!.name, namespace: obj.metadata!.namespace }, status }, 'status');
+  ctx.pacer.wrote(id);
+  ctx.memo.remember(id, digest, result);
+  return { written: true };
+}
+
+/** The earlier of two optional delays. */
+export const earliest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
 
 /** The job a pool or learner serves, if it exists and is not being deleted. */
 export function liveJob(caches: Caches, namespace: string, name: string): RLJob | undefined {

@@ -6,7 +6,7 @@ import { RESOURCES, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { CHECKPOINT_DIR, RENDEZVOUS_PORT, agentContainer, agentEnv, agentMounts, podTemplate, podTolerations, podVolumes, trainerContainer, type BuildConfig } from './builders.js';
 import { mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { applyChild, applyStatusIfChanged, isInvalid, liveJob, type ControllerContext } from './context.js';
+import { applyChild, isInvalid, liveJob, writeStatus, type ControllerContext } from './context.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
 import { isPodReady, schedulingProblem } from './pods.js';
 import { jobFinished } from './rolloutpool.js';
@@ -121,8 +121,10 @@ export class LearnerController {
     let applyError: string | undefined;
     if (job) {
       try {
-        await applyChild(this.ctx, RESOURCES.services, buildLearnerService(learner), caches.services.get(namespace, name));
-        statefulSet = await applyChild(this.ctx, RESOURCES.statefulsets, buildStatefulSet(learner, job, this.ctx.config), statefulSet);
+        [, statefulSet] = await Promise.all([
+          applyChild(this.ctx, RESOURCES.services, buildLearnerService(learner), caches.services.get(namespace, name)),
+          applyChild(this.ctx, RESOURCES.statefulsets, buildStatefulSet(learner, job, this.ctx.config), statefulSet),
+        ]);
       } catch (err) {
         if (!isInvalid(err)) throw err;
         applyError = err.message; // e.g. a changed checkpoint size: volumeClaimTemplates are immutable
@@ -132,10 +134,12 @@ export class LearnerController {
     }
     const pods = caches.pods.list(namespace).filter((p) => p.metadata?.labels?.[LABELS.learner] === name);
     const status = summarizeLearner({ learner, job, statefulSet, pods, applyError, now: new Date() });
-    if (await applyStatusIfChanged(this.ctx, RESOURCES.learners, learner as KubeObject, status)) {
+    const write = await writeStatus(this.ctx, RESOURCES.learners, learner as KubeObject, status);
+    if (write.written) {
       for (const c of transitions(learner.status?.conditions, status.conditions ?? [])) {
         if (c.type === 'Degraded' && c.status === 'True') events.record(learner as KubeObject, 'Warning', c.reason, c.message ?? '');
       }
     }
+    return write.retryAfterMs !== undefined ? { requeueAfterMs: write.retryAfterMs } : undefined;
   }
 }

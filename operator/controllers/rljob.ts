@@ -5,7 +5,8 @@ import type { LearnerProgress } from '../../bus/index.js';
 import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
 import { keyOf, splitKey, type ReconcileResult } from '../kube/queue.js';
 import { findCondition, isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { applyChild, applyStatusIfChanged, type ControllerContext, type JobRef } from './context.js';
+import { applyChild, earliest, idOf, writeStatus, type ControllerContext } from './context.js';
+import { JobBusLink, type BusState } from './bus-link.js';
 import { FINALIZER, LABELS, MANAGED_BY, commonLabels, controllerOf, controllerRef, learnerResourceName, poolResourceName } from './meta.js';
 
 export function buildLearner(job: RLJob): Learner & KubeObject {
@@ -41,8 +42,8 @@ export interface JobObservation {
   /** Every pool serving the job: its own and those that joined by jobRef. */
   pools: readonly RolloutPool[];
   progress?: LearnerProgress;
-  /** Why the bus could not be provisioned, if it could not. */
-  busError?: string;
+  /** Where the job's NATS resources stand (absent: not looked at, e.g. in tests of other things). */
+  bus?: BusState;
   now: Date;
 }
 
@@ -51,7 +52,7 @@ const deadlineAt = (job: RLJob, startTime: string | undefined) =>
   job.spec.activeDeadlineSeconds !== undefined && startTime ? Date.parse(startTime) + job.spec.activeDeadlineSeconds * 1000 : undefined;
 
 /** The job's status from what the children and the learner's progress record say. Pure. */
-export function summarizeJob({ job, learner, pools, progress, busError, now }: JobObservation): RLJobStatus {
+export function summarizeJob({ job, learner, pools, progress, bus, now }: JobObservation): RLJobStatus {
   const before = job.status ?? {};
   const suspended = job.spec.suspend;
   let succeeded = findCondition(before.conditions, 'Succeeded');
@@ -87,13 +88,14 @@ export function summarizeJob({ job, learner, pools, progress, busError, now }: J
   if (finished) conditions.push({ type: 'Progressing', status: 'False', reason: 'Finished' });
   else if (suspended) conditions.push({ type: 'Progressing', status: 'False', reason: 'Suspended' });
   else if (progress?.state === 'Running') conditions.push({ type: 'Progressing', status: 'True', reason: 'Training', message: `step ${progress.step}/${progress.maxSteps}` });
+  else if (bus?.phase === 'Pending') conditions.push({ type: 'Progressing', status: 'True', reason: 'ProvisioningBus', message: 'creating the NATS streams, KV bucket and object store' });
   else conditions.push({ type: 'Progressing', status: 'True', reason: 'Starting', message: 'waiting for the learner to start' });
 
   conditions.push(suspended
     ? { type: 'Suspended', status: 'True', reason: 'JobSuspended', message: 'pods deleted; NATS state kept' }
     : { type: 'Suspended', status: 'False', reason: 'JobResumed' });
 
-  if (busError) conditions.push({ type: 'Degraded', status: 'True', reason: 'BusUnavailable', message: busError });
+  if (bus?.phase === 'Failed' && !finished) conditions.push({ type: 'Degraded', status: 'True', reason: 'BusUnavailable', message: bus.message });
   else if (degradedPool && !finished) {
     const c = findCondition(degradedPool.status?.conditions, 'Degraded')!;
     conditions.push({ type: 'Degraded', status: 'True', reason: c.reason === 'InsufficientGPU' ? 'PoolInsufficientGPU' : 'PoolDegraded', message: `pool ${degradedPool.metadata.name}: ${c.message ?? c.reason}` });
@@ -149,50 +151,35 @@ export function jobTimers(job: RLJob, status: RLJobStatus, now: Date): { deleteN
 }
 
 export class RLJobController {
-  /** Jobs whose NATS resources this process provisioned (by uid): provisioning is idempotent but not free. */
-  private readonly provisioned = new Set<string>();
-  private readonly progress = new Map<string, LearnerProgress>();
-  private readonly watches = new Map<string, { uid: string; stop(): Promise<void> }>();
+  private readonly busLink: JobBusLink;
 
-  constructor(private readonly ctx: ControllerContext) {}
+  constructor(private readonly ctx: ControllerContext) {
+    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.busy);
+  }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
-    const { caches, client, bus, events } = this.ctx;
+    const { caches, client, events } = this.ctx;
     const job = caches.jobs.get(namespace, name);
-    if (!job) { await this.stopWatch(key); return; } // children go with the garbage collector
+    if (!job) { await this.busLink.forget(key); return; } // children go with the garbage collector
     if (!managedHere(job)) return;
     const log = this.ctx.log.child({ job: name, namespace });
-    const ref: JobRef = { namespace, name };
     const uid = job.metadata.uid!;
 
     if (job.metadata.deletionTimestamp) {
       if (!job.metadata.finalizers?.includes(FINALIZER)) return;
-      await this.stopWatch(key);
-      await bus.teardown(ref, job.spec.nats?.url);
-      this.provisioned.delete(uid);
+      await this.busLink.teardown(key, job);
       await this.setFinalizer(job, false);
       log.info('NATS resources removed; finalizer dropped');
       return;
     }
-    if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
-
-    let busError: string | undefined;
-    try {
-      if (!this.provisioned.has(uid)) {
-        await bus.provision(ref, job.spec.nats?.url);
-        this.provisioned.add(uid);
-        events.record(job as KubeObject, 'Normal', 'BusProvisioned', 'NATS streams, KV bucket and object store ready');
-      }
-      await this.ensureWatch(key, job);
-    } catch (err) {
-      busError = String((err as Error).message ?? err);
-      log.warn({ err: busError }, 'bus provisioning failed');
-    }
-
-    const learner = await applyChild(this.ctx, RESOURCES.learners, buildLearner(job), caches.learners.get(namespace, learnerResourceName(name)));
+    // Children first: the garbage collector removes them with the job, so they need not wait for the
+    // finalizer. NATS resources do wait for it: nothing else would remove them.
     const desiredPools = buildPools(job);
-    await Promise.all(desiredPools.map((p) => applyChild(this.ctx, RESOURCES.rolloutpools, p, caches.pools.get(namespace, p.metadata.name))));
+    const [learner] = await Promise.all([
+      applyChild(this.ctx, RESOURCES.learners, buildLearner(job), caches.learners.get(namespace, learnerResourceName(name))),
+      ...desiredPools.map((p) => applyChild(this.ctx, RESOURCES.rolloutpools, p, caches.pools.get(namespace, p.metadata.name))),
+    ]);
     const wanted = new Set(desiredPools.map((p) => p.metadata.name));
     for (const p of caches.pools.list(namespace)) {
       // A pool removed from spec.rollout.pools: delete ours (never one that joined on its own).
@@ -201,17 +188,22 @@ export class RLJobController {
       }
     }
 
+    if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
+    const bus = this.busLink.ensure(key, job); // only once the finalizer is on: it is what removes them
+
     const pools = caches.pools.list(namespace).filter((p) => p.spec.jobRef.name === name && !p.metadata.deletionTimestamp);
     const now = new Date();
-    const status = summarizeJob({ job, learner: caches.learners.get(namespace, learner.metadata.name) ?? learner, pools, progress: this.progress.get(key), busError, now });
-    if (await applyStatusIfChanged(this.ctx, RESOURCES.rljobs, job as KubeObject, status)) {
+    const status = summarizeJob({ job, learner: caches.learners.get(namespace, learner.metadata.name) ?? learner, pools, progress: this.busLink.progress(key), bus, now });
+    const write = await writeStatus(this.ctx, RESOURCES.rljobs, job as KubeObject, status);
+    if (write.written) {
       for (const c of transitions(job.status?.conditions, status.conditions ?? [])) {
-        if (c.type === 'Progressing') continue;
+        // An Event for what a person would want to hear about: a condition turning True, or a resume.
+        const resumed = c.type === 'Suspended' && findCondition(job.status?.conditions, 'Suspended') !== undefined;
+        if (c.type === 'Progressing' || (c.status !== 'True' && !resumed)) continue;
         const warn = (c.type === 'Failed' || c.type === 'Degraded') && c.status === 'True';
-        if (c.status === 'True' || c.type === 'Suspended') events.record(job as KubeObject, warn ? 'Warning' : 'Normal', c.reason, c.message ?? '');
+        events.record(job as KubeObject, warn ? 'Warning' : 'Normal', c.reason, c.message ?? '');
       }
     }
-    if (busError) throw new Error(`bus: ${busError}`); // retry with back-off; the status already says why
 
     const timers = jobTimers(job, status, now);
     if (timers.deleteNow) {
@@ -219,44 +211,28 @@ export class RLJobController {
       await client.delete(RESOURCES.rljobs, namespace, name).catch((e) => { if (!isNotFound(e)) throw e; });
       return;
     }
-    return timers.requeueAfterMs !== undefined ? { requeueAfterMs: timers.requeueAfterMs } : undefined;
+    const requeueAfterMs = earliest(earliest(timers.requeueAfterMs, write.retryAfterMs), bus.phase === 'Failed' ? bus.retryInMs : undefined);
+    return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
   /** Our finalizer, applied under our field manager (finalizers are a set: other owners' entries stay). */
   private async setFinalizer(job: RLJob, present: boolean): Promise<void> {
+    const id = idOf(RESOURCES.rljobs, job as unknown as KubeObject, 'finalizer:');
+    if (present && this.ctx.memo.recall(id, 'present')) return; // written; the cache has not caught up
     try {
-      await this.ctx.client.apply(RESOURCES.rljobs, {
+      const result = await this.ctx.client.apply(RESOURCES.rljobs, {
         apiVersion: job.apiVersion, kind: job.kind,
         metadata: { name: job.metadata.name, namespace: job.metadata.namespace, uid: job.metadata.uid, finalizers: present ? [FINALIZER] : [] },
       });
+      if (present) this.ctx.memo.remember(id, 'present', result);
     } catch (err) {
       if (!present && isNotFound(err)) return;
       throw err;
     }
   }
 
-  private async ensureWatch(key: string, job: RLJob): Promise<void> {
-    const uid = job.metadata.uid!;
-    const current = this.watches.get(key);
-    if (current?.uid === uid) return;
-    if (current) await this.stopWatch(key);
-    const ref = { namespace: job.metadata.namespace!, name: job.metadata.name };
-    const watch = await this.ctx.bus.watchProgress(ref, (p) => {
-      this.progress.set(key, p);
-      this.ctx.enqueueJob(key);
-    }, job.spec.nats?.url);
-    this.watches.set(key, { uid, stop: () => watch.stop() });
-  }
-
-  private async stopWatch(key: string): Promise<void> {
-    const watch = this.watches.get(key);
-    this.watches.delete(key);
-    this.progress.delete(key);
-    await watch?.stop().catch(() => undefined);
-  }
-
   async close(): Promise<void> {
-    await Promise.all([...this.watches.keys()].map((k) => this.stopWatch(k)));
+    await this.busLink.close();
   }
 }
 

@@ -7,7 +7,7 @@ import type { ReconcileResult } from '../kube/queue.js';
 import { splitKey } from '../kube/queue.js';
 import { agentContainer, agentEnv, agentMounts, engineContainer, podTemplate, podTolerations, podVolumes, POLICIES_DIR, type BuildConfig } from './builders.js';
 import { isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { applyChild, applyStatusIfChanged, isInvalid, liveJob, type ControllerContext } from './context.js';
+import { applyChild, isInvalid, liveJob, writeStatus, type ControllerContext } from './context.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
 import { isPodReady, schedulingProblem } from './pods.js';
 
@@ -112,12 +112,14 @@ export class RolloutPoolController {
     }
     const pods = caches.pods.list(namespace).filter((p) => p.metadata?.labels?.[LABELS.pool] === name);
     const status = summarizePool({ pool, job, deployment, pods, applyError, now: new Date() });
-    if (await applyStatusIfChanged(this.ctx, RESOURCES.rolloutpools, pool as KubeObject, status)) {
+    const write = await writeStatus(this.ctx, RESOURCES.rolloutpools, pool as KubeObject, status);
+    if (write.written) {
       for (const c of transitions(pool.status?.conditions, status.conditions ?? [])) {
         if (c.type === 'Degraded' && c.status === 'True') events.record(pool as KubeObject, 'Warning', c.reason, c.message ?? '');
         if (c.type === 'Ready' && c.status === 'True') events.record(pool as KubeObject, 'Normal', c.reason, c.message ?? '');
       }
       log.debug({ ready: status.readyReplicas }, 'pool status updated');
     }
+    return write.retryAfterMs !== undefined ? { requeueAfterMs: write.retryAfterMs } : undefined;
   }
 }

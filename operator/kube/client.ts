@@ -59,10 +59,11 @@ export class KubeClient {
   private readonly server: URL;
   private auth?: { options: https.RequestOptions; at: number };
   private agent?: http.Agent;
-  /** Calls made, by verb (the benchmark compares client work). */
+  /** Requests made, by verb and resource (exported as a metric; the benchmark reads it). */
   readonly calls = new Map<string, number>();
 
-  constructor(private readonly kc: KubeConfig) {
+  /** fieldManager: whose apply this is; everything the operator writes uses FIELD_MANAGER. */
+  constructor(private readonly kc: KubeConfig, private readonly fieldManager = FIELD_MANAGER) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.server = new URL(cluster.server);
@@ -85,7 +86,9 @@ export class KubeClient {
     const url = new URL(path, this.server);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    this.calls.set(method, (this.calls.get(method) ?? 0) + 1);
+    const [plural, , sub] = path.replace(/^\/apis?\/(([^/]+\/)?v[^/]+)(\/namespaces\/[^/]+)?\//, '').split('/');
+    const callKey = `${method} ${plural}${sub ? `/${sub}` : ''}`;
+    this.calls.set(callKey, (this.calls.get(callKey) ?? 0) + 1);
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise<T>((resolve, reject) => {
       const req = transport.request(url, {
@@ -133,12 +136,12 @@ export class KubeClient {
     return this.request<T>('PUT', resourcePath(type, namespace, name), { body: obj });
   }
 
-  /** Server-side apply (force) under FIELD_MANAGER: the object says everything the operator wants of it. */
+  /** Server-side apply (force) under our field manager: the object says everything we want of it. */
   apply<T extends KubeObject>(type: ResourceType, obj: KubeObject, subresource?: 'status'): Promise<T> {
     const { name, namespace } = obj.metadata ?? {};
     if (!name) throw new Error(`apply ${type.kind}: metadata.name missing`);
     return this.request<T>('PATCH', resourcePath(type, namespace, name, subresource), {
-      body: obj, contentType: 'application/apply-patch+yaml', query: { fieldManager: FIELD_MANAGER, force: 'true' },
+      body: obj, contentType: 'application/apply-patch+yaml', query: { fieldManager: this.fieldManager, force: 'true' },
     });
   }
 

@@ -18,6 +18,14 @@ export class OperatorMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /** Exports a client's request counts (verb + resource) as rlkube_operator_api_requests_total. */
+  trackRequests(calls: ReadonlyMap<string, number>): void {
+    new Counter({
+      name: 'rlkube_operator_api_requests_total', help: 'Kubernetes API requests made, by verb and resource', labelNames: ['request'], registers: [this.registry],
+      collect() { this.reset(); for (const [request, n] of calls) this.inc({ request }, n); },
+    });
+  }
+
   observer(controller: string): QueueObserver {
     return {
       reconciled: (_key, seconds, error) => {

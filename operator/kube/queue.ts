@@ -25,7 +25,7 @@ export type Reconciler = (key: string) => Promise<ReconcileResult | void>;
 export class WorkQueue {
   private readonly ready: string[] = [];
   private readonly queued = new Set<string>();
-  private readonly active = new Set<string>();
+  private readonly active_ = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
@@ -40,12 +40,14 @@ export class WorkQueue {
   ) {}
 
   get depth(): number { return this.ready.length; }
+  /** Keys being reconciled right now. */
+  get active(): number { return this.active_.size; }
   /** Consecutive failures of a key (0 after a success). */
   failuresOf(key: string): number { return this.failures.get(key) ?? 0; }
 
   add(key: string): void {
     if (this.stopping || this.queued.has(key)) return;
-    if (this.active.has(key)) { this.dirty.add(key); return; }
+    if (this.active_.has(key)) { this.dirty.add(key); return; }
     this.queued.add(key);
     this.ready.push(key);
     this.observer?.depth(this.ready.length);
@@ -98,7 +100,7 @@ export class WorkQueue {
 
   private async work(): Promise<void> {
     for (let key = await this.next(); key !== undefined; key = await this.next()) {
-      this.active.add(key);
+      this.active_.add(key);
       const started = process.hrtime.bigint();
       try {
         const result = await this.reconcile(key);
@@ -111,7 +113,7 @@ export class WorkQueue {
         this.observer?.reconciled(key, Number(process.hrtime.bigint() - started) / 1e9, err);
         this.addAfter(key, this.backoffMs(failures));
       } finally {
-        this.active.delete(key);
+        this.active_.delete(key);
         if (this.dirty.delete(key)) this.add(key);
       }
     }

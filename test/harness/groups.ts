@@ -48,7 +48,10 @@ export async function runSyntheticWorker(
 ): Promise<number> {
   let published = 0;
   while (!signal.aborted) {
-    const claimed = await bus.claim(1000).catch(() => undefined);
+    const claimed = await bus.claim(1000).catch(async () => {
+      await new Promise((r) => setTimeout(r, 100)); // server away: wait, don't spin
+      return undefined;
+    });
     if (!claimed) continue;
     if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     const group = syntheticGroup({

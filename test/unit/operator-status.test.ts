@@ -27,7 +27,9 @@ const get = (conditions: Condition[] | undefined, type: string) => conditions?.f
 
 describe('summarizeJob', () => {
   test.each<[string, Parameters<typeof summarizeJob>[0], Record<string, [string, string]>, string]>([
-    ['a new job waits for its learner', { job: job(), pools: [], now: T0 },
+    ['the bus is being provisioned', { job: job(), pools: [], bus: { phase: 'Pending' }, now: T0 },
+      { Progressing: ['True', 'ProvisioningBus'] }, 'Pending'],
+    ['a new job waits for its learner', { job: job(), pools: [], bus: { phase: 'Ready' }, now: T0 },
       { Ready: ['False', 'LearnerNotReady'], Progressing: ['True', 'Starting'], Suspended: ['False', 'JobResumed'], Degraded: ['False', 'AsExpected'] }, 'Pending'],
     ['all children ready and training', { job: job(), learner: readyLearner, pools: [readyPool], progress: progress({}), now: T0 },
       { Ready: ['True', 'AllChildrenReady'], Progressing: ['True', 'Training'] }, 'Running'],
@@ -35,7 +37,7 @@ describe('summarizeJob', () => {
       { Ready: ['False', 'Suspended'], Progressing: ['False', 'Suspended'], Suspended: ['True', 'JobSuspended'] }, 'Suspended'],
     ['a pool short of GPUs degrades the job', { job: job(), learner: readyLearner, pools: [readyPool, gpuShortPool], now: T0 },
       { Ready: ['False', 'PoolsNotReady'], Degraded: ['True', 'PoolInsufficientGPU'] }, 'Degraded'],
-    ['the bus is down', { job: job(), pools: [], busError: 'connection refused', now: T0 },
+    ['the bus is down', { job: job(), pools: [], bus: { phase: 'Failed', message: 'connection refused', retryInMs: 1000 }, now: T0 },
       { Degraded: ['True', 'BusUnavailable'] }, 'Degraded'],
     ['the learner reached maxSteps', { job: job(), learner: readyLearner, pools: [readyPool], progress: progress({ state: 'Succeeded', step: 150 }), now: T0 },
       { Succeeded: ['True', 'MaxStepsReached'], Ready: ['False', 'Finished'], Progressing: ['False', 'Finished'] }, 'Succeeded'],

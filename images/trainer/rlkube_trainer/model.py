@@ -339,8 +339,7 @@ def completion_log_probs(policy, pairs: Sequence[tuple], temperature: float) -> 
     n = len(pairs)
     if t_max == 0:
         return torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.bool)
-    logits = policy.logits(ids[:, : width - 1]) if width > 1 else None
-    lp_all = token_log_probs(logits, temperature, policy.banned_ids)  # [N, width-1, V]
+    logits = policy.logits(ids[:, : width - 1])  # [N, width-1, V]
     # completion token j of row i sits at position len(prompt)+j and is predicted at len(prompt)+j-1
     pos = torch.zeros(n, t_max, dtype=torch.long)
     tgt = torch.zeros(n, t_max, dtype=torch.long)
@@ -351,8 +350,10 @@ def completion_log_probs(policy, pairs: Sequence[tuple], temperature: float) -> 
             pos[i, :k] = torch.arange(len(p) - 1, len(p) - 1 + k)
             tgt[i, :k] = torch.tensor(list(c), dtype=torch.long)
             mask[i, :k] = True
-    pos, tgt = pos.to(lp_all.device), tgt.to(lp_all.device)
-    rows = torch.arange(n, device=lp_all.device)[:, None]
-    logp = lp_all[rows, pos].gather(2, tgt[..., None]).squeeze(2)
-    mask = mask.to(lp_all.device)
+    dev = logits.device
+    rows = torch.arange(n, device=dev)[:, None]
+    # normalise only at the completion positions (a large vocabulary x a long prompt stays cheap)
+    lp = token_log_probs(logits[rows, pos.to(dev)], temperature, policy.banned_ids)  # [N, T, V]
+    logp = lp.gather(2, tgt.to(dev)[..., None]).squeeze(2)
+    mask = mask.to(dev)
     return logp.masked_fill(~mask, 0.0), mask

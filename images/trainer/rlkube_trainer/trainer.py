@@ -33,6 +33,7 @@ class TrainerConfig:
     kl_coef: float = config.KL_COEF
     is_cap: float = config.IS_CAP
     max_grad_norm: float = config.MAX_GRAD_NORM
+    minibatches: int = config.MINIBATCHES
     adam_beta2: float = config.ADAM_BETA2
     logprob_tolerance: float = config.LOGPROB_TOLERANCE
     sampled_positions: int = config.SAMPLED_POSITIONS
@@ -58,6 +59,7 @@ class TrainerConfig:
             (self.is_cap > 0, "is-cap must be > 0"),
             (self.logprob_tolerance >= 0, "logprob-tolerance must be >= 0"),
             (self.sampled_positions >= 1, "sampled-positions must be >= 1"),
+            (self.minibatches >= 1, "minibatches must be >= 1"),
             (self.keep_policies >= 0 and self.keep_checkpoints >= 1, "keep-* must be >= 1 (policies: 0 = all)"),
         ]
         for ok, msg in checks:
@@ -258,83 +260,91 @@ class Trainer:
                 continue
             usable.append(g)
 
-        pairs = [(g.prompt, c["token_ids"]) for g in usable for c in g.completions]
-        metrics = {"loss": 0.0, "reward_mean": 0.0, "reward_std": 0.0, "kl": 0.0, "clip_frac": 0.0,
-                   "is_weight_mean": 0.0, "tokens": 0, "grad_norm": 0.0, "logprob_mismatch_median": 0.0,
-                   "logprob_mismatch_max": 0.0}
-        accepted: List[Group] = []
-        if pairs and max(len(c) for _, c in pairs) > 0:
-            self.policy.module.train()
-            logp, mask = completion_log_probs(self.policy, pairs, cfg.temperature)
-            beh = torch.zeros_like(logp)
-            rows, r = [], 0
+        # 1. The current policy's log-probs of every usable token (no grad): the ratio's old policy, the
+        #    GRAIL-style check against the worker's behavior log-probs, the IS weights of stale groups.
+        accepted, mismatches = [], []
+        old = {}
+        all_pairs = [(g.prompt, c["token_ids"]) for g in usable for c in g.completions]
+        if any(c for _, c in all_pairs):
+            with torch.no_grad():
+                lp_all, _ = completion_log_probs(self.policy, all_pairs, cfg.temperature)
+            lp_all, r = lp_all.cpu(), 0
             for g in usable:
-                rows.append(list(range(r, r + len(g.completions))))
+                old[g.index] = lp_all[r:r + len(g.completions)]
+                r += len(g.completions)
+        else:
+            old = {g.index: torch.zeros(len(g.completions), 0) for g in usable}
+        for g in usable:
+            flat_t = [float(x) for row, c in zip(old[g.index], g.completions) for x in row[: len(c["token_ids"])]]
+            flat_b = [x for c in g.completions for x in c["logprobs"]]
+            pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, random.Random(f"{cfg.seed}:{step}:{g.index}"))
+            mm = grpo.logprob_mismatch(flat_t, flat_b, pos) if pos else 0.0
+            if g.policy_version == self.version:
+                # only groups of the current version must match; older ones differ by design and are
+                # re-weighted by truncated IS instead
+                mismatches.append(mm)
+                if mm > cfg.logprob_tolerance:
+                    rejected.append({"index": g.index, "reason": "LogprobMismatch", "value": mm})
+                    continue
+            accepted.append(g)
+
+        # 2. Minibatches of whole groups, one optimizer step each, all against the same old policy.
+        learn = [g for g in accepted if any(c["token_ids"] for c in g.completions)]
+        n_mb = max(1, min(cfg.minibatches, len(learn)))
+        sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "is_weight_mean": 0.0}
+        tokens, grad_norms = 0, []
+        for k in range(n_mb):
+            mb = learn[k * len(learn) // n_mb:(k + 1) * len(learn) // n_mb]
+            if not mb:
+                continue
+            pairs = [(g.prompt, c["token_ids"]) for g in mb for c in g.completions]
+            logp, mask = completion_log_probs(self.policy, pairs, cfg.temperature)
+            dev = logp.device
+            logp_old = torch.cat([_pad_to(old[g.index], logp.shape[1]) for g in mb]).to(dev)
+            beh = torch.zeros_like(logp)
+            i = 0
+            for g in mb:
                 for c in g.completions:
                     if c["logprobs"]:
-                        beh[r, : len(c["logprobs"])] = torch.tensor(c["logprobs"], dtype=beh.dtype)
-                    r += 1
-            # GRAIL-style check: only groups of the current version must match the trainer's log-probs
-            # (older ones differ by design and are re-weighted by truncated IS instead).
-            cur = logp.detach().cpu()
-            keep = torch.zeros(len(pairs), dtype=torch.bool)
-            mismatches = []
-            for g, rs in zip(usable, rows):
-                flat_t = [float(cur[i, j]) for i in rs for j in range(len(pairs[i][1]))]
-                flat_b = [float(beh[i, j]) for i in rs for j in range(len(pairs[i][1]))]
-                rng = random.Random(f"{cfg.seed}:{step}:{g.index}")
-                pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, rng)
-                mm = grpo.logprob_mismatch(flat_t, flat_b, pos) if pos else 0.0
-                if g.policy_version == self.version:
-                    mismatches.append(mm)
-                    if mm > cfg.logprob_tolerance:
-                        rejected.append({"index": g.index, "reason": "LogprobMismatch", "value": mm})
-                        continue
-                accepted.append(g)
-                keep[rs] = True
-            adv = torch.zeros(len(pairs))
-            stale = torch.zeros(len(pairs), dtype=torch.bool)
-            rewards = []
-            for g, rs in zip(usable, rows):
-                rw = torch.tensor([c["reward"] for c in g.completions])
-                adv[rs] = grpo.group_advantages(rw)
-                stale[rs] = g.policy_version < self.version
-                if keep[rs[0]]:
-                    rewards.extend(rw.tolist())
-            mask = mask & keep[:, None].to(mask.device)
+                        beh[i, : len(c["logprobs"])] = torch.tensor(c["logprobs"], dtype=beh.dtype)
+                    i += 1
+            adv = torch.cat([grpo.group_advantages(torch.tensor([c["reward"] for c in g.completions])) for g in mb])
+            stale = torch.tensor([g.policy_version < self.version for g in mb for _ in g.completions])
             logp_ref = None
             if self.ref is not None:
                 with torch.no_grad():
                     logp_ref, _ = completion_log_probs(self.ref, pairs, cfg.temperature)
-            dev = logp.device
-            loss, stats = grpo.grpo_loss(logp, beh.to(dev), adv.to(dev), mask, stale.to(dev),
-                                         clip_low=cfg.clip_low, clip_high=cfg.clip_high, is_cap=cfg.is_cap,
-                                         kl_coef=cfg.kl_coef, logp_ref=logp_ref)
-            metrics.update(stats)
-            metrics["loss"] = float(loss.item())
-            if stats["tokens"] > 0:
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), cfg.max_grad_norm)
-                metrics["grad_norm"] = float(gn)
-                self.opt.step()
-            if rewards:
-                rt = torch.tensor(rewards)
-                metrics["reward_mean"] = float(rt.mean())
-                metrics["reward_std"] = float(rt.std(unbiased=False))
-            if mismatches:
-                metrics["logprob_mismatch_median"] = grpo.median(mismatches)
-                metrics["logprob_mismatch_max"] = max(mismatches)
-        else:
-            accepted = list(usable)  # only empty completions: nothing to learn, nothing to check
+            self.policy.module.train()
+            loss, st = grpo.grpo_loss(logp, logp_old, beh, adv.to(dev), mask, stale.to(dev), clip_low=cfg.clip_low,
+                                      clip_high=cfg.clip_high, is_cap=cfg.is_cap, kl_coef=cfg.kl_coef, logp_ref=logp_ref)
+            if st["tokens"] == 0:
+                continue
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), cfg.max_grad_norm)))
+            self.opt.step()
+            tokens += st["tokens"]
+            for key in ("kl", "clip_frac", "is_weight_mean"):
+                sums[key] += st[key] * st["tokens"]
+            sums["loss"] += float(loss.item()) * st["tokens"]
 
+        rewards = [c["reward"] for g in accepted for c in g.completions]
+        n_comp = max(1, len(rewards))
+        r_mean = sum(rewards) / n_comp
+        metrics = {key: v / max(1, tokens) for key, v in sums.items()}
         metrics.update({
+            "tokens": tokens,
+            "reward_mean": r_mean,
+            "reward_std": (sum((r - r_mean) ** 2 for r in rewards) / n_comp) ** 0.5,
+            "grad_norm": max(grad_norms, default=0.0),
+            "optimizer_steps": len(grad_norms),
+            "logprob_mismatch_median": grpo.median(mismatches),
+            "logprob_mismatch_max": max(mismatches, default=0.0),
             "groups": len(groups),
             "groups_accepted": len(accepted),
             "groups_stale": sum(1 for g in accepted if g.policy_version < self.version),
             "groups_rejected": len(rejected),
-            "completion_len_mean": (sum(len(c["token_ids"]) for g in accepted for c in g.completions)
-                                    / max(1, sum(len(g.completions) for g in accepted))),
+            "completion_len_mean": sum(len(c["token_ids"]) for g in accepted for c in g.completions) / n_comp,
         })
         self.step = step + 1
         self.version += 1
@@ -343,6 +353,12 @@ class Trainer:
         metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
         return {"step": step, "version": self.version, "weights_path": self.weights_path, "digest": self.digest,
                 "metrics": metrics, "rejected": sorted(rejected, key=lambda x: x["index"])}
+
+
+def _pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
+    if t.shape[1] >= width:
+        return t[:, :width]
+    return torch.cat([t, torch.zeros(t.shape[0], width - t.shape[1], dtype=t.dtype)], dim=1)
 
 
 def _numbered(d: str, pattern: str) -> List[int]:

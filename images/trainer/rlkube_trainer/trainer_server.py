@@ -25,6 +25,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kl-coef", type=float, default=config.KL_COEF)
     p.add_argument("--is-cap", type=float, default=config.IS_CAP)
     p.add_argument("--max-grad-norm", type=float, default=config.MAX_GRAD_NORM)
+    p.add_argument("--minibatches", type=int, default=config.MINIBATCHES,
+                   help="optimizer steps per train_step: the batch's groups split into this many minibatches")
+    p.add_argument("--adam-beta2", type=float, default=config.ADAM_BETA2)
     p.add_argument("--logprob-tolerance", type=float, default=config.LOGPROB_TOLERANCE)
     p.add_argument("--sampled-positions", type=int, default=config.SAMPLED_POSITIONS)
     p.add_argument("--seed", type=int, default=config.SEED)
@@ -45,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_trainer(a: argparse.Namespace) -> Trainer:
     return Trainer(TrainerConfig(
         checkpoint_dir=a.checkpoint_dir, model=a.model, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low,
-        clip_high=a.clip_high, kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm,
+        clip_high=a.clip_high, kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, minibatches=a.minibatches, adam_beta2=a.adam_beta2,
         logprob_tolerance=a.logprob_tolerance, sampled_positions=a.sampled_positions, seed=a.seed,
         n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len, lora_rank=a.lora_rank,
         lora_alpha=a.lora_alpha, init_weights=a.init_weights, keep_policies=a.keep_policies,

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--is-cap", type=float, default=config.IS_CAP)
     p.add_argument("--max-grad-norm", type=float, default=config.MAX_GRAD_NORM)
     p.add_argument("--adam-beta2", type=float, default=config.ADAM_BETA2)
+    p.add_argument("--minibatches", type=int, default=config.MINIBATCHES)
     p.add_argument("--n-layer", type=int, default=config.N_LAYER)
     p.add_argument("--d-model", type=int, default=config.D_MODEL)
     p.add_argument("--n-head", type=int, default=config.N_HEAD)
@@ -68,7 +69,8 @@ def main(argv=None) -> int:
     ckdir = a.checkpoint_dir or tempfile.mkdtemp(prefix="learn-check-")
     trainer = Trainer(TrainerConfig(
         checkpoint_dir=ckdir, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low, clip_high=a.clip_high,
-        kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, adam_beta2=a.adam_beta2, seed=a.seed, n_layer=a.n_layer,
+        kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, adam_beta2=a.adam_beta2, minibatches=a.minibatches,
+        seed=a.seed, n_layer=a.n_layer,
         d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights, keep_policies=a.lag + 2))
     engine = Engine(seed=a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights)
     st = trainer.state()

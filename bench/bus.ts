@@ -1,0 +1,176 @@
+// The bus benchmark: trajectory-group throughput against raw JetStream (same client, server and payload,
+// same run), and the step rate of the two sync modes with synthetic generation and training times.
+import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import {
+  LearnerBus,
+  WorkerBus,
+  connectBus,
+  jobNames,
+  provisionJob,
+  type JobRef,
+  type PolicyRecord,
+  type SyncMode,
+} from '../bus/index.js';
+import { startNatsServer } from '../local/nats-server.js';
+import { runSyntheticWorker, syntheticGroup, tokensForBytes } from '../test/harness/groups.js';
+
+const PUBLISHERS = 16; // concurrent publishers, in both the raw and the bus runs
+const FETCH = 64; // messages per pull, in both runs
+const GROUP_SIZE = 8;
+
+let jobs = 0;
+const newJob = (): JobRef => ({ namespace: 'bench', name: `j${++jobs}` });
+
+/** Raw JetStream: N messages of `bytes` published by PUBLISHERS loops, pulled and acked by one consumer. */
+async function rawRate(nc: NatsConnection, bytes: number, count: number): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const stream = `raw${++jobs}`;
+  await jsm.streams.add({
+    name: stream, subjects: [`${stream}.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File,
+    discard: DiscardPolicy.New, max_msgs: 4096, max_msg_size: 8 << 20,
+  });
+  await jsm.consumers.add(stream, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
+  const consumer = await js.consumers.get(stream, 'c');
+  const payload = new Uint8Array(bytes).fill(7);
+  const started = performance.now();
+  let next = 0;
+  const publishers = Array.from({ length: PUBLISHERS }, async () => {
+    while (next < count) {
+      next++;
+      await js.publish(`${stream}.x`, payload);
+    }
+  });
+  let consumed = 0;
+  while (consumed < count) {
+    const messages = await consumer.fetch({ max_messages: Math.min(FETCH, count - consumed), expires: 2000 });
+    for await (const msg of messages) {
+      if (msg.data.byteLength !== bytes) throw new Error('raw payload corrupted');
+      msg.ack();
+      consumed++;
+    }
+  }
+  await nc.flush();
+  await Promise.all(publishers);
+  const seconds = (performance.now() - started) / 1000;
+  await jsm.streams.delete(stream);
+  return count / seconds;
+}
+
+/** The bus: the same count of groups of the same size, published by WorkerBus, judged and acked by LearnerBus. */
+async function busRate(nc: NatsConnection, bytes: number, count: number): Promise<number> {
+  const job = newJob();
+  await provisionJob(nc, job, { maxPendingTasks: count + 1, maxPendingGroups: 4096 });
+  const learner = await LearnerBus.open(nc, job, {
+    mode: 'AsyncPushPull', batchSize: FETCH, maxStaleness: 0, taskWindow: count, vocabSize: 64,
+    maxGroupBytes: 8 << 20, taskPayload: (seq) => ({ seq }),
+  });
+  await learner.issueTasks(count, 0); // tasks exist before the clock starts: this measures the group path
+  const worker = await WorkerBus.open(nc, job, { workerId: 'bench', pool: 'bench' });
+  const key = jobNames(job).key;
+  const tokens = tokensForBytes(bytes, GROUP_SIZE);
+  const started = performance.now();
+  let next = 0;
+  const publishers = Array.from({ length: PUBLISHERS }, async () => {
+    while (next < count) {
+      const seq = ++next;
+      await worker.publish(syntheticGroup({ job: key, taskSeq: seq, policyVersion: 0, groupSize: GROUP_SIZE, tokensPerCompletion: tokens }));
+    }
+  });
+  let step = 0;
+  while ((step + 1) * FETCH <= count) {
+    const batch = await learner.nextBatch(++step, 0, () => ({ ok: true }));
+    await learner.commit(batch);
+  }
+  await Promise.all(publishers);
+  const seconds = (performance.now() - started) / 1000;
+  learner.close();
+  return (step * FETCH) / seconds;
+}
+
+/** Steps per second of a mode with G ms of generation and T ms of training per step. */
+async function stepRate(nc: NatsConnection, mode: SyncMode, generateMs: number, trainMs: number, steps: number) {
+  const batchSize = 16;
+  const workerCount = 4;
+  const perGroupMs = (generateMs * workerCount) / batchSize;
+  const job = newJob();
+  await provisionJob(nc, job);
+  const learner = await LearnerBus.open(nc, job, {
+    mode, batchSize, maxStaleness: 1, taskWindow: 2 * batchSize, vocabSize: 64, maxGroupBytes: 8 << 20,
+    taskPayload: (seq) => ({ seq }),
+  });
+  const controller = new AbortController();
+  const workers = await Promise.all(
+    Array.from({ length: workerCount }, async (_, i) => {
+      const bus = await WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'bench' });
+      let loaded = 0;
+      await bus.watchPolicy((record: PolicyRecord) => (loaded = Math.max(loaded, record.version)));
+      // SequentialPull: generate with the task's version; AsyncPushPull: with the newest loaded policy.
+      return runSyntheticWorker(bus, jobNames(job).key, controller.signal, {
+        delayMs: perGroupMs,
+        versionOf: (task) => (mode === 'SequentialPull' ? task.policyVersion : loaded),
+      });
+    }),
+  );
+  await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
+  // One warm-up step, then the timed ones.
+  const runStep = async (step: number) => {
+    const batch = await learner.nextBatch(step, step - 1, () => ({ ok: true }));
+    await new Promise((r) => setTimeout(r, trainMs));
+    await learner.commit(batch);
+    await learner.publishPolicy(step, { bytes: new Uint8Array([step % 256]) });
+  };
+  await runStep(1);
+  const started = performance.now();
+  for (let step = 2; step <= steps + 1; step++) await runStep(step);
+  const seconds = (performance.now() - started) / 1000;
+  controller.abort();
+  void workers;
+  learner.close();
+  return { stepsPerSecond: steps / seconds, stepMs: (1000 * seconds) / steps, stale: learner.counts.stale };
+}
+
+export async function run(): Promise<Record<string, number>> {
+  const server = await startNatsServer({ maxPayload: 8 << 20 });
+  const nc = await connectBus({ servers: server.url, name: 'bench' });
+  try {
+    const figures: Record<string, number> = {};
+    for (const [label, bytes, count] of [['16k', 16 * 1024, 6000], ['256k', 256 * 1024, 1200]] as const) {
+      // Interleave baseline and bus runs, so drift on a noisy machine hits both alike; keep the best of each.
+      let raw = 0;
+      let bus = 0;
+      for (let round = 0; round < 3; round++) {
+        raw = Math.max(raw, await rawRate(nc, bytes, count));
+        bus = Math.max(bus, await busRate(nc, bytes, count));
+      }
+      console.log(`payload ${label}: raw JetStream ${raw.toFixed(0)} msg/s, bus ${bus.toFixed(0)} groups/s, ratio ${(bus / raw).toFixed(3)}`);
+      figures[`raw_${label}_per_s`] = Math.round(raw);
+      figures[`bus_${label}_per_s`] = Math.round(bus);
+      figures[`ratio_${label}`] = Number((bus / raw).toFixed(3));
+    }
+
+    const generateMs = 400;
+    const trainMs = 400;
+    const steps = 10;
+    const seq = await stepRate(nc, 'SequentialPull', generateMs, trainMs, steps);
+    console.log(`SequentialPull: ${seq.stepMs.toFixed(0)} ms/step (G+T = ${generateMs + trainMs} ms)`);
+    const asyncRun = await stepRate(nc, 'AsyncPushPull', generateMs, trainMs, steps);
+    console.log(`AsyncPushPull: ${asyncRun.stepMs.toFixed(0)} ms/step (max(G,T) = ${Math.max(generateMs, trainMs)} ms), stale groups ${asyncRun.stale}`);
+    const speedup = asyncRun.stepsPerSecond / seq.stepsPerSecond;
+    const ideal = (generateMs + trainMs) / Math.max(generateMs, trainMs);
+    Object.assign(figures, {
+      generate_ms: generateMs,
+      train_ms: trainMs,
+      seq_step_ms: Math.round(seq.stepMs),
+      async_step_ms: Math.round(asyncRun.stepMs),
+      async_speedup: Number(speedup.toFixed(3)),
+      async_speedup_of_theory: Number((speedup / ideal).toFixed(3)),
+      seq_overhead: Number((seq.stepMs / (generateMs + trainMs) - 1).toFixed(3)),
+    });
+    return figures;
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
+}

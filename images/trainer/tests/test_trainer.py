@@ -1,0 +1,153 @@
+"""The trainer: v0 agreement with the engine, a step, idempotent retries, resume, rejections, refusals."""
+import hashlib
+import os
+
+import pytest
+
+from helpers import make_batch, tampered, trainer
+from rlkube_trainer.httpjson import ApiError
+from rlkube_trainer.policy_server import Engine
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
+def test_fresh_trainer_writes_v0_that_the_engine_agrees_with(tmp_path):
+    t = trainer(tmp_path)
+    st = t.state()
+    assert st["step"] == 0 and st["version"] == 0
+    assert st["weights_path"] == str(tmp_path / "policy-v0.pt")
+    assert file_digest(st["weights_path"]) == st["digest"] == Engine(seed=1).info()["digest"]
+    assert Engine(seed=2).info()["digest"] != st["digest"]
+
+
+def test_train_step_writes_the_next_version(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    res = t.train_step(make_batch(e, 0))
+    assert res["step"] == 0 and res["version"] == 1 and res["rejected"] == []
+    assert res["weights_path"] == str(tmp_path / "policy-v1.pt")
+    assert file_digest(res["weights_path"]) == res["digest"] != e.info()["digest"]
+    m = res["metrics"]
+    for key in ("loss", "reward_mean", "reward_std", "kl", "clip_frac", "is_weight_mean", "tokens",
+                "logprob_mismatch_median", "grad_norm", "groups_accepted"):
+        assert key in m, key
+    assert m["tokens"] > 0 and m["groups_accepted"] == 4 and m["optimizer_steps"] == 2
+    assert m["logprob_mismatch_median"] < 1e-4 and m["is_weight_mean"] == pytest.approx(1.0)
+    assert t.state() == {"step": 1, "version": 1, "weights_path": res["weights_path"], "digest": res["digest"]}
+    # the engine can load what the trainer wrote
+    assert e.load_weights({"path": res["weights_path"], "version": 1, "digest": res["digest"]})["version"] == 1
+
+
+def test_a_retried_step_returns_the_stored_result_and_does_not_train_twice(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = make_batch(e, 0)
+    first = t.train_step(batch)
+    again = t.train_step(batch)
+    assert again == {**first, "replayed": True}
+    assert t.state()["version"] == 1 and not os.path.exists(tmp_path / "policy-v2.pt")
+    with pytest.raises(ApiError) as err:
+        t.train_step({**batch, "step": 5})
+    assert err.value.reason == "StepOutOfOrder" and err.value.status == 400
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    e = Engine(seed=1)
+    b0 = make_batch(e, 0)
+    b1 = make_batch(e, 1)  # version-0 groups used at step 1: stale by one, re-weighted by IS
+    # reference: two steps in one process
+    ref = trainer(tmp_path / "a")
+    ref.train_step(b0)
+    want = ref.train_step(b1)
+    # the same two steps with a restart in between (model + optimizer + step come from the checkpoint)
+    t = trainer(tmp_path / "b")
+    first = t.train_step(b0)
+    del t
+    t2 = trainer(tmp_path / "b")
+    assert t2.resumed_from and t2.state()["step"] == 1 and t2.state()["version"] == 1
+    assert t2.state()["digest"] == first["digest"]
+    assert t2.train_step(b0) == {**first, "replayed": True}  # a retry across the restart
+    got = t2.train_step(b1)
+    assert got["digest"] == want["digest"] and got["version"] == 2
+    assert got["metrics"]["groups_stale"] == 4
+
+
+def test_resume_skips_a_torn_checkpoint(tmp_path):
+    e = Engine(seed=1)
+    t = trainer(tmp_path)
+    res = t.train_step(make_batch(e, 0))
+    with open(tmp_path / "checkpoint-s00000001.pt", "wb") as f:
+        f.write(b"torn")
+    t2 = trainer(tmp_path)
+    assert t2.state()["step"] == 0  # fell back to the step-0 checkpoint: step 0 will be redone
+    assert t2.train_step(make_batch(e, 0))["version"] == 1
+    del res
+
+
+def test_current_version_groups_with_wrong_logprobs_are_rejected(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = tampered(make_batch(e, 0), 2, -0.5)  # exp(0.5) - 1 = 0.65 > 0.10
+    res = t.train_step(batch)
+    assert [(r["index"], r["reason"]) for r in res["rejected"]] == [(2, "LogprobMismatch")]
+    assert res["rejected"][0]["value"] == pytest.approx(0.648721, abs=1e-3)
+    assert res["metrics"]["groups_accepted"] == 3
+
+
+def test_stale_groups_are_not_checked_but_reweighted(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    t.train_step(make_batch(e, 0))
+    res = t.train_step(tampered(make_batch(e, 1), 0, -0.5))  # version-0 groups at version 1
+    assert res["rejected"] == []
+    assert res["metrics"]["groups_stale"] == 4
+    assert res["metrics"]["is_weight_mean"] != pytest.approx(1.0)
+
+
+def test_invalid_groups_are_rejected_not_fatal(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = make_batch(e, 0)
+    batch["groups"][0]["policy_version"] = 3
+    batch["groups"][1]["completions"][0]["token_ids"][0] = 999
+    batch["groups"][2]["completions"][0]["logprobs"][0] = 0.5
+    res = t.train_step(batch)
+    assert [(r["index"], r["reason"]) for r in res["rejected"]] == [
+        (0, "FutureVersion"), (1, "InvalidTokens"), (2, "InvalidLogprobs")]
+    assert res["metrics"]["groups_accepted"] == 1 and res["version"] == 1
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda b: b.pop("groups"), "groups"),
+    (lambda b: b.update(groups=[]), "groups"),
+    (lambda b: b.update(step="1"), "step"),
+    (lambda b: b["groups"][0].pop("prompt_token_ids"), "prompt_token_ids"),
+    (lambda b: b["groups"][0]["completions"][0]["logprobs"].append(-1.0), "logprobs"),
+    (lambda b: b["groups"][0]["completions"][0].update(reward=float("nan")), "reward"),
+    (lambda b: b["groups"][0]["completions"][0].update(token_ids=[1.5]), "token_ids"),
+])
+def test_malformed_requests_are_refused_with_a_reason(tmp_path, mutate, needle):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = make_batch(e, 0)
+    mutate(batch)
+    with pytest.raises(ApiError) as err:
+        t.train_step(batch)
+    assert err.value.status == 400 and err.value.reason == "BadRequest" and needle in err.value.message
+    assert t.state()["version"] == 0
+
+
+def test_kl_to_the_initial_policy(tmp_path):
+    t, e = trainer(tmp_path, kl_coef=0.1, minibatches=1), Engine(seed=1)
+    r0 = t.train_step(make_batch(e, 0))
+    assert r0["metrics"]["kl"] == pytest.approx(0.0, abs=1e-6)  # one minibatch at v0: policy == reference
+    e.load_weights({"path": r0["weights_path"], "version": 1, "digest": r0["digest"]})
+    assert t.train_step(make_batch(e, 1))["metrics"]["kl"] > 0
+
+
+def test_init_weights_file_becomes_v0_on_both_sides(tmp_path):
+    from rlkube_trainer.model import TinyPolicy
+    from rlkube_trainer.weights import digest_of, serialize
+
+    data = serialize(TinyPolicy(5).policy_state())  # what scripts/warm_start.py writes
+    (tmp_path / "warm.pt").write_bytes(data)
+    t = trainer(tmp_path / "ck", init_weights=str(tmp_path / "warm.pt"))
+    e = Engine(seed=1, init_weights=str(tmp_path / "warm.pt"))
+    assert t.state()["digest"] == e.info()["digest"] == digest_of(data) != Engine(seed=1).info()["digest"]
