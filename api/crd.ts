@@ -1,6 +1,6 @@
 // CustomResourceDefinitions generated from the TypeBox schemas: structural OpenAPI v3, CEL rules, subresources, columns.
 import type { TSchema } from '@sinclair/typebox';
-import { API_VERSION, GROUP, VERSION } from './common.js';
+import { GROUP, VERSION } from './common.js';
 import { LearnerSchema } from './learner.js';
 import { RLJobSchema } from './rljob.js';
 import { RolloutPoolSchema } from './rolloutpool.js';
@@ -134,4 +134,3 @@ export function crdFor(def: KindDef): Json {
 
 export const crds = (): Json[] => KINDS.map(crdFor);
 export const crdFileName = (def: { plural: string }) => `${GROUP}_${def.plural}.yaml`;
-export { API_VERSION };

@@ -8,6 +8,7 @@ import {
   connectBus,
   jobNames,
   provisionJob,
+  taskIdOf,
   type JobRef,
   type PolicyRecord,
   type SyncMode,
@@ -69,13 +70,14 @@ async function busRate(nc: NatsConnection, bytes: number, count: number): Promis
   await learner.issueTasks(count, 0); // tasks exist before the clock starts: this measures the group path
   const worker = await WorkerBus.open(nc, job, { workerId: 'bench', pool: 'bench' });
   const key = jobNames(job).key;
-  const tokens = tokensForBytes(bytes, GROUP_SIZE);
+  // Generation is not what is measured: one group's arrays, re-addressed to each task.
+  const template = syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0, groupSize: GROUP_SIZE, tokensPerCompletion: tokensForBytes(bytes, GROUP_SIZE) });
   const started = performance.now();
   let next = 0;
   const publishers = Array.from({ length: PUBLISHERS }, async () => {
     while (next < count) {
       const seq = ++next;
-      await worker.publish(syntheticGroup({ job: key, taskSeq: seq, policyVersion: 0, groupSize: GROUP_SIZE, tokensPerCompletion: tokens }));
+      await worker.publish({ ...template, taskId: taskIdOf(seq), taskSeq: seq });
     }
   });
   let step = 0;
@@ -101,18 +103,19 @@ async function stepRate(nc: NatsConnection, mode: SyncMode, generateMs: number, 
     taskPayload: (seq) => ({ seq }),
   });
   const controller = new AbortController();
-  const workers = await Promise.all(
-    Array.from({ length: workerCount }, async (_, i) => {
-      const bus = await WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'bench' });
-      let loaded = 0;
-      await bus.watchPolicy((record: PolicyRecord) => (loaded = Math.max(loaded, record.version)));
-      // SequentialPull: generate with the task's version; AsyncPushPull: with the newest loaded policy.
-      return runSyntheticWorker(bus, jobNames(job).key, controller.signal, {
+  const workers: Array<Promise<number>> = [];
+  for (let i = 0; i < workerCount; i++) {
+    const bus = await WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'bench' });
+    let loaded = 0;
+    await bus.watchPolicy((record: PolicyRecord) => (loaded = Math.max(loaded, record.version)));
+    // SequentialPull: generate with the task's version; AsyncPushPull: with the newest loaded policy.
+    workers.push(
+      runSyntheticWorker(bus, jobNames(job).key, controller.signal, {
         delayMs: perGroupMs,
         versionOf: (task) => (mode === 'SequentialPull' ? task.policyVersion : loaded),
-      });
-    }),
-  );
+      }),
+    );
+  }
   await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
   // One warm-up step, then the timed ones.
   const runStep = async (step: number) => {
@@ -122,11 +125,12 @@ async function stepRate(nc: NatsConnection, mode: SyncMode, generateMs: number, 
     await learner.publishPolicy(step, { bytes: new Uint8Array([step % 256]) });
   };
   await runStep(1);
+  console.log(`${mode}: warm-up step done, timing ${steps} steps`);
   const started = performance.now();
   for (let step = 2; step <= steps + 1; step++) await runStep(step);
   const seconds = (performance.now() - started) / 1000;
   controller.abort();
-  void workers;
+  await Promise.all(workers);
   learner.close();
   return { stepsPerSecond: steps / seconds, stepMs: (1000 * seconds) / steps, stale: learner.counts.stale };
 }
@@ -137,10 +141,11 @@ export async function run(): Promise<Record<string, number>> {
   try {
     const figures: Record<string, number> = {};
     for (const [label, bytes, count] of [['16k', 16 * 1024, 6000], ['256k', 256 * 1024, 1200]] as const) {
+      if (process.env.BENCH_SKIP_THROUGHPUT) break;
       // Interleave baseline and bus runs, so drift on a noisy machine hits both alike; keep the best of each.
       let raw = 0;
       let bus = 0;
-      for (let round = 0; round < 3; round++) {
+      for (let round = 0; round < Number(process.env.BENCH_ROUNDS ?? 3); round++) {
         raw = Math.max(raw, await rawRate(nc, bytes, count));
         bus = Math.max(bus, await busRate(nc, bytes, count));
       }
@@ -150,6 +155,7 @@ export async function run(): Promise<Record<string, number>> {
       figures[`ratio_${label}`] = Number((bus / raw).toFixed(3));
     }
 
+    if (process.env.BENCH_SKIP_MODES) return figures;
     const generateMs = 400;
     const trainMs = 400;
     const steps = 10;

@@ -1,15 +1,13 @@
-// The job's control KV bucket: policy records, learner progress and cursor, batch records, heartbeats.
+// The job's control KV bucket: policy records, learner progress, the learner's own state, heartbeats.
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BusError } from './errors.js';
 import { withRetry } from './retry.js';
 import {
   codecs,
-  type BatchRecord,
   type Heartbeat,
   type JsonCodec,
-  type LearnerCountsRecord,
-  type LearnerCursor,
+  type LearnerState,
   type LearnerProgress,
   type PolicyRecord,
 } from './messages.js';
@@ -38,15 +36,8 @@ export class ControlStore {
   progress = () => this.read(controlKeys.learner, codecs.progress);
   putProgress = (progress: LearnerProgress) => this.put(controlKeys.learner, codecs.progress.encode(progress));
 
-  cursor = () => this.read(controlKeys.learnerCursor, codecs.cursor);
-  putCursor = (cursor: LearnerCursor) => this.put(controlKeys.learnerCursor, codecs.cursor.encode(cursor));
-
-  counts = () => this.read(controlKeys.learnerCounts, codecs.counts);
-  putCounts = (counts: LearnerCountsRecord) => this.put(controlKeys.learnerCounts, codecs.counts.encode(counts));
-
-  batch = (step: number) => this.read(controlKeys.batch(step), codecs.batch);
-  putBatch = (record: BatchRecord) => this.put(controlKeys.batch(record.step), codecs.batch.encode(record));
-  deleteBatch = (step: number) => this.purge(controlKeys.batch(step));
+  learnerState = () => this.read(controlKeys.learnerState, codecs.learnerState);
+  putLearnerState = (state: LearnerState) => this.put(controlKeys.learnerState, codecs.learnerState.encode(state));
 
   putHeartbeat = (beat: Heartbeat) => this.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
 

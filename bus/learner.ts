@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ControlStore } from './control.js';
 import { BusError, type RejectReason } from './errors.js';
 import { isTransient, withRetry } from './retry.js';
-import { WIRE_VERSION, codecs, type GroupCounts, type LearnerCursor, type PolicyRecord, type Task } from './messages.js';
+import { WIRE_VERSION, codecs, type GroupCounts, type LearnerState, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
 import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajectory.js';
 import { WeightsStore, digestOf } from './weights.js';
@@ -50,13 +50,20 @@ export interface LearnerCounts extends Omit<GroupCounts, 'published'> {
 }
 
 export class LearnerBus {
-  readonly counts: LearnerCounts = { accepted: 0, stale: 0, rejected: 0, rejectedByReason: {} };
-  private cursor: LearnerCursor = { v: WIRE_VERSION, issuedSeq: 0, step: 0, stepFirstSeq: 1, stepLastSeq: 0 };
+  private state: LearnerState = {
+    v: WIRE_VERSION,
+    issuedSeq: 0,
+    step: 0,
+    stepFirstSeq: 1,
+    stepLastSeq: 0,
+    committedStep: 0,
+    counts: { accepted: 0, stale: 0, rejected: 0, rejectedByReason: {} },
+    batches: [],
+  };
   private readonly used = new Set<string>();
   /** Groups a previous incarnation trained on but did not get to ack: ack them quietly when they return. */
   private readonly trainedUnacked = new Set<string>();
   private held: Held[] = [];
-  private committedStep = 0;
   private closed = false;
   private keepAlive: NodeJS.Timeout | undefined;
   private readonly names;
@@ -100,22 +107,25 @@ export class LearnerBus {
    * checkpoint holds; groups recorded for it are never used again.
    */
   async resume(trainedStep: number): Promise<void> {
-    this.cursor = (await this.control.cursor()) ?? this.cursor;
-    this.committedStep = trainedStep;
-    const saved = await this.control.counts();
-    if (saved) {
-      const { v: _v, committedStep: _c, ...counts } = saved;
-      Object.assign(this.counts, counts);
-    }
-    for (let step = Math.max(1, trainedStep - 2); step <= trainedStep; step++) {
-      const record = await this.control.batch(step);
-      for (const id of record?.taskIds ?? []) this.used.add(id);
-      // Trained on, but the learner died before its commit: count them now, ack them when they come back.
-      if (record && step === trainedStep && (saved?.committedStep ?? 0) < trainedStep) {
-        this.counts.accepted += record.taskIds.length;
-        for (const id of record.taskIds) this.trainedUnacked.add(id);
+    const saved = await this.control.learnerState();
+    if (!saved) return;
+    this.state = saved;
+    for (const batch of saved.batches) {
+      if (batch.step > trainedStep) continue; // collected, never trained: those groups come back and are used
+      for (const id of batch.taskIds) this.used.add(id);
+      // Trained on, but the learner died before acking them: count them now, ack them when they come back.
+      if (batch.step > saved.committedStep) {
+        this.state.counts.accepted += batch.taskIds.length;
+        for (const id of batch.taskIds) this.trainedUnacked.add(id);
       }
     }
+    this.state.batches = saved.batches.filter((b) => b.step <= trainedStep);
+    this.state.committedStep = trainedStep;
+  }
+
+  /** Accepted, stale and rejected groups so far (rejections also by reason). */
+  get counts(): LearnerCounts {
+    return this.state.counts;
   }
 
   /** Stores the weights of `version` and announces it; workers watching `policy` pick it up. */
@@ -146,9 +156,15 @@ export class LearnerBus {
     if (mode === 'SequentialPull') await this.issueStepTasks(step, policyVersion);
     this.startKeepAlive();
     let idleSince = Date.now();
+    let toppedUpAt = 0;
     while (this.held.length < batchSize) {
       if (this.closed || this.nc.isClosed()) throw new BusError('Closed', `learner bus closed while collecting step ${step}`);
-      if (mode === 'AsyncPushPull') await this.topUpWindow(policyVersion);
+      // Counting what is in flight costs two requests: do it at the start of a step and then a few times a
+      // second, not per pull (the window only drains by B per step).
+      if (mode === 'AsyncPushPull' && Date.now() - toppedUpAt > 250) {
+        await this.topUpWindow(policyVersion);
+        toppedUpAt = Date.now();
+      }
       let received = 0;
       const settle: Array<() => void> = [];
       try {
@@ -168,7 +184,7 @@ export class LearnerBus {
       }
       if (settle.length > 0) {
         // Counts are persisted before the messages leave the stream, so a restart never undercounts.
-        await this.saveCounts();
+        await this.save();
         for (const s of settle) s();
       }
       if (received > 0) idleSince = Date.now();
@@ -178,7 +194,8 @@ export class LearnerBus {
       }
     }
     const groups = this.held.map((h) => h.group);
-    await this.control.putBatch({ v: WIRE_VERSION, step, taskIds: groups.map((g) => g.taskId) });
+    this.state.batches = [...this.state.batches.filter((b) => b.step < step).slice(-2), { step, taskIds: groups.map((g) => g.taskId) }];
+    await this.save();
     return { step, policyVersion, groups };
   }
 
@@ -188,12 +205,10 @@ export class LearnerBus {
     const held = this.held;
     this.held = [];
     this.counts.accepted += held.length;
-    this.committedStep = batch.step;
-    await this.saveCounts();
-    // A lost ack only means a redelivery, which the used set turns away.
+    this.state.committedStep = batch.step;
+    // No write needed: the batch record says these were trained on. A lost ack only means a redelivery,
+    // which the used set turns away.
     for (const h of held) h.msg.ack();
-    await this.nc.flush();
-    await this.control.deleteBatch(batch.step - 3).catch(() => undefined);
   }
 
   /** Groups stored on the trajectories stream since the job began (dedup'd retries excluded). */
@@ -217,7 +232,7 @@ export class LearnerBus {
       }
       if (received === 0) break;
     }
-    await this.saveCounts();
+    await this.save();
   }
 
   close(): void {
@@ -241,7 +256,7 @@ export class LearnerBus {
       return { outcome: 'accepted' };
     }
     if (this.used.has(group.taskId)) return { outcome: this.reject('Duplicate', msg) };
-    if (group.taskId !== taskIdOf(group.taskSeq) || group.taskSeq > this.cursor.issuedSeq) {
+    if (group.taskId !== taskIdOf(group.taskSeq) || group.taskSeq > this.state.issuedSeq) {
       return { outcome: this.reject('UnknownTask', msg) };
     }
     if (group.policyVersion > version) return { outcome: this.reject('FutureVersion', msg) };
@@ -250,7 +265,7 @@ export class LearnerBus {
     if (group.policyVersion < oldest) {
       this.counts.stale++;
       // A stale group for one of this step's SequentialPull tasks used that task up.
-      return { outcome: 'stale', taskConsumed: group.taskSeq >= this.cursor.stepFirstSeq };
+      return { outcome: 'stale', taskConsumed: group.taskSeq >= this.state.stepFirstSeq };
     }
     const verdict = await verify(group);
     if (!verdict.ok) {
@@ -261,8 +276,8 @@ export class LearnerBus {
     return { outcome: 'accepted' };
   }
 
-  private saveCounts() {
-    return this.control.putCounts({ v: WIRE_VERSION, committedStep: this.committedStep, ...this.counts });
+  private save() {
+    return this.control.putLearnerState(this.state);
   }
 
   private reject(reason: RejectReason, msg: JsMsg): RejectReason {
@@ -281,18 +296,19 @@ export class LearnerBus {
   }
 
   private async issueStepTasks(step: number, version: number): Promise<void> {
-    if (this.cursor.step !== step) {
+    if (this.state.step !== step) {
       // Leftovers of the previous step would only make stale groups.
       if (version > 0) {
         const filter = this.names.tasksSubject(version - 1);
         await withRetry('purge old tasks', () => this.jsm.streams.purge(this.names.tasksStream, { filter }));
       }
-      const first = this.cursor.issuedSeq + 1;
-      this.cursor = { ...this.cursor, issuedSeq: first + this.options.batchSize - 1, step, stepFirstSeq: first, stepLastSeq: first + this.options.batchSize - 1 };
-      await this.control.putCursor(this.cursor);
+      const first = this.state.issuedSeq + 1;
+      const last = first + this.options.batchSize - 1;
+      Object.assign(this.state, { issuedSeq: last, step, stepFirstSeq: first, stepLastSeq: last });
+      await this.save();
     }
     // Re-publishing after a restart is harmless: the stream stores each task id once.
-    await this.publishTasks(this.cursor.stepFirstSeq, this.cursor.stepLastSeq, version);
+    await this.publishTasks(this.state.stepFirstSeq, this.state.stepLastSeq, version);
   }
 
   private async topUpWindow(version: number): Promise<void> {
@@ -326,9 +342,9 @@ export class LearnerBus {
   }
 
   private async reserveAndPublish(count: number, version: number): Promise<void> {
-    const first = this.cursor.issuedSeq + 1;
-    this.cursor = { ...this.cursor, issuedSeq: this.cursor.issuedSeq + count };
-    await this.control.putCursor(this.cursor);
+    const first = this.state.issuedSeq + 1;
+    this.state.issuedSeq += count;
+    await this.save();
     await this.publishTasks(first, first + count - 1, version);
   }
 

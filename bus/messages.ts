@@ -75,8 +75,9 @@ export const HeartbeatSchema = Type.Object({
 });
 export type Heartbeat = Static<typeof HeartbeatSchema>;
 
-/** The learner's own resumable bookkeeping (not mirrored anywhere). */
-export const LearnerCursorSchema = Type.Object({
+/** The learner's own resumable bookkeeping (not mirrored anywhere), one record written at most a few
+ * times per step: task reservations, group counters, and the task ids of the last steps' batches. */
+export const LearnerStateSchema = Type.Object({
   v: Type.Literal(WIRE_VERSION),
   /** Highest task sequence number reserved so far. */
   issuedSeq: Int(),
@@ -84,27 +85,13 @@ export const LearnerCursorSchema = Type.Object({
   step: Int(),
   stepFirstSeq: Int(),
   stepLastSeq: Int(),
-});
-export type LearnerCursor = Static<typeof LearnerCursorSchema>;
-
-/** The learner's group counters, saved before the groups they count leave the stream. */
-export const LearnerCountsSchema = Type.Object({
-  v: Type.Literal(WIRE_VERSION),
+  /** Last step whose groups were acked; counts include the groups of every step up to it. */
   committedStep: Int(),
-  accepted: Int(),
-  stale: Int(),
-  rejected: Int(),
-  rejectedByReason: Type.Record(Type.String(), Int()),
+  counts: Type.Object({ accepted: Int(), stale: Int(), rejected: Int(), rejectedByReason: Type.Record(Type.String(), Int()) }),
+  /** Written before training, so a restarted learner never uses these groups again. */
+  batches: Type.Array(Type.Object({ step: Int(), taskIds: Type.Array(Id) }), { maxItems: 8 }),
 });
-export type LearnerCountsRecord = Static<typeof LearnerCountsSchema>;
-
-/** The task ids a step trained on, written before training so a restarted learner never reuses them. */
-export const BatchRecordSchema = Type.Object({
-  v: Type.Literal(WIRE_VERSION),
-  step: Int(),
-  taskIds: Type.Array(Id),
-});
-export type BatchRecord = Static<typeof BatchRecordSchema>;
+export type LearnerState = Static<typeof LearnerStateSchema>;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -144,7 +131,5 @@ export const codecs = {
   policy: jsonCodec('policy record', PolicyRecordSchema),
   progress: jsonCodec('learner progress', LearnerProgressSchema),
   heartbeat: jsonCodec('heartbeat', HeartbeatSchema),
-  cursor: jsonCodec('learner cursor', LearnerCursorSchema),
-  counts: jsonCodec('learner counts', LearnerCountsSchema),
-  batch: jsonCodec('batch record', BatchRecordSchema),
+  learnerState: jsonCodec('learner state', LearnerStateSchema),
 };

@@ -30,9 +30,7 @@ export const controlKeys = {
   policy: 'policy',
   policyVersion: (version: number) => `policy.v${version}`,
   learner: 'learner',
-  learnerCursor: 'learner.cursor',
-  learnerCounts: 'learner.counts',
-  batch: (step: number) => `batch.${step}`,
+  learnerState: 'learner.state',
   worker: (workerId: string) => `worker.${workerId}`,
   workerPrefix: 'worker.>',
 };

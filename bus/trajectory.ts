@@ -158,7 +158,8 @@ export function decodeGroup(data: Uint8Array, limits: DecodeLimits): TrajectoryG
     const tokenIds = ints.subarray(at, at + c.tokens);
     checkTokens(tokenIds, limits.vocabSize, header.taskId);
     const logprobs = floats.subarray(at + c.tokens, at + 2 * c.tokens);
-    for (const lp of logprobs) {
+    for (let i = 0; i < logprobs.length; i++) {
+      const lp = logprobs[i]!;
       if (!(lp <= 1e-3)) throw new BusError('Malformed', `task ${header.taskId}: log-prob ${lp} is not ≤ 0`);
     }
     at += 2 * c.tokens;
@@ -181,7 +182,8 @@ export function decodeGroup(data: Uint8Array, limits: DecodeLimits): TrajectoryG
 }
 
 function checkTokens(ids: Int32Array, vocabSize: number, taskId: string): void {
-  for (const id of ids) {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
     if (id < 0 || id >= vocabSize) throw new BusError('TokenOutOfRange', `task ${taskId}: token id ${id} outside [0, ${vocabSize})`);
   }
 }

@@ -1,6 +1,6 @@
 // A real nats-server with JetStream as a local child process: the CLI's embedded bus and the tests' bus.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'net';
@@ -32,8 +32,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const port = options.port ?? (await freePort());
   const ownsStore = options.storeDir === undefined;
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'rlkube-nats-'));
-  const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, '--server_name', `rlkube-${port}`];
-  if (options.maxPayload) args.push('--max_payload', String(options.maxPayload));
+  // max_payload has no command-line flag: a config file carries it.
+  const configFile = join(storeDir, 'nats-server.conf');
+  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n`);
+  const args = ['-c', configFile, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, '--server_name', `rlkube-${port}`];
 
   let child: ChildProcess | undefined;
   let output = '';

@@ -92,7 +92,7 @@ const hashOf = (obj: unknown) => createHash('sha256').update(JSON.stringify(obj)
  * Server-side apply of a child, skipped when the cached child already is what we would apply: same hash
  * of the desired object (so a field we stopped setting still gets removed) and no drift in our fields.
  */
-export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerContext, 'client' | 'memo'>, type: ResourceType, desired: T, cached: T | undefined): Promise<T> {
+export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerContext, 'client' | 'memo' | 'log'>, type: ResourceType, desired: T, cached: T | undefined): Promise<T> {
   const hash = hashOf(desired);
   const stamped = { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } } } as T;
   if (cached && cached.metadata?.annotations?.[APPLIED_HASH] === hash && contains(cached, desired)) return cached;
@@ -101,6 +101,7 @@ export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerConte
   if (recalled) return recalled;
   const result = await ctx.client.apply<T>(type, stamped);
   ctx.memo.remember(id, hash, result);
+  ctx.log.debug({ kind: type.kind, name: desired.metadata?.name, namespace: desired.metadata?.namespace, created: cached === undefined }, 'applied');
   return result;
 }
 

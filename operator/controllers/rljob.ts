@@ -3,7 +3,7 @@
 import type { Learner, RLJob, RLJobStatus, RolloutPool } from '../../api/index.js';
 import type { LearnerProgress } from '../../bus/index.js';
 import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
-import { keyOf, splitKey, type ReconcileResult } from '../kube/queue.js';
+import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { findCondition, isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
 import { applyChild, earliest, idOf, writeStatus, type ControllerContext } from './context.js';
 import { JobBusLink, type BusState } from './bus-link.js';
@@ -188,8 +188,17 @@ export class RLJobController {
       }
     }
 
-    if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
-    const bus = this.busLink.ensure(key, job); // only once the finalizer is on: it is what removes them
+    // The finalizer guards only the NATS resources, and those wait for a lull anyway: in a burst of
+    // reconciles, both wait (at most MAX_DEFER_MS after the job's creation).
+    let bus: BusState = { phase: 'Pending' };
+    let deferred: number | undefined;
+    const age = Date.now() - Date.parse(job.metadata.creationTimestamp ?? new Date().toISOString());
+    if (job.metadata.finalizers?.includes(FINALIZER) || !this.ctx.busy() || age >= JobBusLink.MAX_DEFER_MS) {
+      if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
+      bus = this.busLink.ensure(key, job); // only once the finalizer is on: it is what removes them
+    } else {
+      deferred = 250;
+    }
 
     const pools = caches.pools.list(namespace).filter((p) => p.spec.jobRef.name === name && !p.metadata.deletionTimestamp);
     const now = new Date();
@@ -211,7 +220,7 @@ export class RLJobController {
       await client.delete(RESOURCES.rljobs, namespace, name).catch((e) => { if (!isNotFound(e)) throw e; });
       return;
     }
-    const requeueAfterMs = earliest(earliest(timers.requeueAfterMs, write.retryAfterMs), bus.phase === 'Failed' ? bus.retryInMs : undefined);
+    const requeueAfterMs = [timers.requeueAfterMs, write.retryAfterMs, deferred, bus.phase === 'Failed' ? bus.retryInMs : undefined].reduce(earliest, undefined);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
@@ -236,4 +245,3 @@ export class RLJobController {
   }
 }
 
-export { keyOf };

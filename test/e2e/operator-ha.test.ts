@@ -76,11 +76,13 @@ describe('rlkube operator availability (e2e)', () => {
     const first = await start('replica-c', [], 'debug');
     const names = Array.from({ length: JOBS }, (_, i) => `kill-${i}`);
     await kube(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: names.map((n) => cpuJob(n, 1)) }));
-    // Kill at the first status write of a pool: children of some jobs exist, others are still being made.
-    await pollUntil(async () => first.logs().includes('pool status updated'), { timeoutMs: 60_000, intervalMs: 5, what: 'the operator to be mid-reconcile' });
+    // Kill after its first few writes: children of some jobs exist, others are still to be made.
+    const applied = () => first.logs().split('\n').filter((l) => l.includes('"msg":"applied"')).length;
+    await pollUntil(async () => applied() >= 8, { timeoutMs: 60_000, intervalMs: 2, what: 'the operator to be mid-reconcile' });
     first.child.kill('SIGKILL');
     await first.exited;
-    const atKill = await items('learners,rolloutpools,deployments,statefulsets,services', 'rlkube.dev/job');
+    const atKill = (await items('learners,rolloutpools,deployments,statefulsets,services', 'rlkube.dev/job'))
+      .filter((o) => o.metadata.labels?.['rlkube.dev/job']?.startsWith('kill-'));
     const complete = JOBS * 5;
     expect(atKill.length).toBeLessThan(complete); // really mid-way
 

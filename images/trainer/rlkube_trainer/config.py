@@ -16,6 +16,7 @@ CLIP_HIGH = 0.28
 KL_COEF = 0.0
 IS_CAP = 2.0
 MAX_GRAD_NORM = 1.0
+SKIP_UNIFORM_GROUPS = False
 MINIBATCHES = 8  # optimizer steps per train_step (PPO-style minibatches of whole groups)
 ADAM_BETA2 = 0.999
 LOGPROB_TOLERANCE = 0.10

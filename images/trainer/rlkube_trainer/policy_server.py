@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import threading
 import time
@@ -24,12 +25,13 @@ class Engine:
 
     def __init__(self, model: str = config.MODEL, seed: int = config.SEED, *, n_layer: int = config.N_LAYER,
                  d_model: int = config.D_MODEL, n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN,
-                 lora_rank: int = 0, lora_alpha: int = 0, init_weights: str = None):
+                 lora_rank: int = 0, lora_alpha: int = 0, init_weights: str = None, sample_seed: int = None):
         self.model_name = model
         self.policy = build_policy(model, seed, n_layer=n_layer, d_model=d_model, n_head=n_head,
                                    max_len=max_len, lora_rank=lora_rank, lora_alpha=lora_alpha)
         self.lock = threading.Lock()
-        self.generator = torch.Generator().manual_seed(seed)
+        self.sample_seed = seed if sample_seed is None else sample_seed
+        self.generator = torch.Generator().manual_seed(self.sample_seed)
         self.ids = itertools.count()
         self.version = 0
         if init_weights:
@@ -155,7 +157,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (see the ready line)")
     p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<name-or-path>'")
-    p.add_argument("--seed", type=int, default=config.SEED, help="init seed (same as the trainer's) and sampling seed")
+    p.add_argument("--seed", type=int, default=config.SEED, help="init seed: the same as the trainer's")
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="sampling RNG seed (default: random, so that the replicas of a pool do not sample alike)")
     p.add_argument("--n-layer", type=int, default=config.N_LAYER)
     p.add_argument("--d-model", type=int, default=config.D_MODEL)
     p.add_argument("--n-head", type=int, default=config.N_HEAD)
@@ -173,12 +177,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     try:
         engine = Engine(a.model, a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len,
-                        lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, init_weights=a.init_weights)
+                        lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, init_weights=a.init_weights,
+                        sample_seed=a.sample_seed if a.sample_seed is not None else int.from_bytes(os.urandom(4), "little"))
     except (ValueError, OSError) as e:
         print(f"policy_server: {e}", file=sys.stderr)
         return 2
     server = make_engine_server(engine, a.host, a.port, a.verbose)
-    announce_ready(role="engine", port=server.server_address[1], model=a.model, **engine.info())
+    announce_ready(role="engine", port=server.server_address[1], model=a.model, sample_seed=engine.sample_seed,
+                   **engine.info())
     try:
         server.serve_forever()
     except KeyboardInterrupt:

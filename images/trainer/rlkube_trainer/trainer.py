@@ -34,6 +34,7 @@ class TrainerConfig:
     is_cap: float = config.IS_CAP
     max_grad_norm: float = config.MAX_GRAD_NORM
     minibatches: int = config.MINIBATCHES
+    skip_uniform_groups: bool = config.SKIP_UNIFORM_GROUPS
     adam_beta2: float = config.ADAM_BETA2
     logprob_tolerance: float = config.LOGPROB_TOLERANCE
     sampled_positions: int = config.SAMPLED_POSITIONS
@@ -45,6 +46,7 @@ class TrainerConfig:
     lora_rank: int = 0
     lora_alpha: int = 0
     init_weights: Optional[str] = None
+    check_seed: Optional[int] = None  # positions of the logprob check; default: a per-process secret
     keep_policies: int = config.KEEP_POLICIES
     keep_checkpoints: int = config.KEEP_CHECKPOINTS
     keep_results: int = config.KEEP_RESULTS
@@ -126,6 +128,8 @@ class Trainer:
         self.digest = ""
         self.weights_path = ""
         self.resumed_from: Optional[str] = None
+        # workers must not know which positions get checked: a secret unless a test pins it
+        self.check_key = str(cfg.check_seed) if cfg.check_seed is not None else os.urandom(16).hex()
         if not self._resume():
             if cfg.init_weights:
                 with open(cfg.init_weights, "rb") as f:
@@ -277,7 +281,7 @@ class Trainer:
         for g in usable:
             flat_t = [float(x) for row, c in zip(old[g.index], g.completions) for x in row[: len(c["token_ids"])]]
             flat_b = [x for c in g.completions for x in c["logprobs"]]
-            pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, random.Random(f"{cfg.seed}:{step}:{g.index}"))
+            pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, random.Random(f"{self.check_key}:{step}:{g.index}"))
             mm = grpo.logprob_mismatch(flat_t, flat_b, pos) if pos else 0.0
             if g.policy_version == self.version:
                 # only groups of the current version must match; older ones differ by design and are
@@ -290,6 +294,10 @@ class Trainer:
 
         # 2. Minibatches of whole groups, one optimizer step each, all against the same old policy.
         learn = [g for g in accepted if any(c["token_ids"] for c in g.completions)]
+        if cfg.skip_uniform_groups:
+            # all-equal rewards: zero advantages, no gradient; left in, they only dilute the token mean
+            # of the informative groups (what DAPO's dynamic sampling filters out)
+            learn = [g for g in learn if len({c["reward"] for c in g.completions}) > 1]
         n_mb = max(1, min(cfg.minibatches, len(learn)))
         sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "is_weight_mean": 0.0}
         tokens, grad_norms = 0, []
@@ -344,6 +352,7 @@ class Trainer:
             "groups_accepted": len(accepted),
             "groups_stale": sum(1 for g in accepted if g.policy_version < self.version),
             "groups_rejected": len(rejected),
+            "groups_trained": len(learn),
             "completion_len_mean": sum(len(c["token_ids"]) for g in accepted for c in g.completions) / n_comp,
         })
         self.step = step + 1

@@ -1,0 +1,102 @@
+// What keeps a burst cheap: status writes paced per object, our own writes remembered until the cache shows
+// them, and bus provisioning in the background (a few at a time, after the queues drain, with back-off).
+import pino from 'pino';
+import { parseRLJobManifest, type RLJob } from '../../api/index.js';
+import { JobBusLink } from '../../operator/controllers/bus-link.js';
+import { StatusPacer, WriteMemo, type JobBus } from '../../operator/controllers/context.js';
+import { RESOURCES } from '../../operator/kube/client.js';
+import { readExample } from '../e2e/operator-fixtures.js';
+
+describe('StatusPacer', () => {
+  test.each<[string, (p: StatusPacer) => number, number]>([
+    ['the first write waits one period', (p) => p.waitMs('a', false, 0), 1000],
+    ['then it may go', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', false, 1000); }, 0],
+    ['after a write, the next waits a period', (p) => { p.waitMs('a', false, 0); p.wrote('a', 1000); return p.waitMs('a', false, 1400); }, 600],
+    ['a burst defers a due write a little', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000); }, StatusPacer.RETRY_MS],
+    ['but not forever', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000 + StatusPacer.MAX_DEFER_MS); }, 0],
+  ])('%s', (_name, run, expected) => {
+    expect(run(new StatusPacer(1000))).toBe(expected);
+  });
+});
+
+describe('WriteMemo', () => {
+  const obj = (rv: string) => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd', namespace: 'ns', resourceVersion: rv } });
+  test('remembers a write until the informer delivers that version', () => {
+    const memo = new WriteMemo();
+    memo.remember('deployments/ns/d', 'h1', obj('7'));
+    expect(memo.recall('deployments/ns/d', 'h1')).toEqual(obj('7'));
+    expect(memo.recall('deployments/ns/d', 'h2')).toBeUndefined(); // a different desired object: write it
+    memo.observed(obj('6'), RESOURCES.deployments); // an older event: still waiting
+    expect(memo.recall('deployments/ns/d', 'h1')).toBeDefined();
+    memo.observed(obj('7'), RESOURCES.deployments);
+    expect(memo.recall('deployments/ns/d', 'h1')).toBeUndefined();
+  });
+});
+
+describe('JobBusLink', () => {
+  const job = (uid: string): RLJob => ({ ...parseRLJobManifest(readExample('reverse-cpu.yaml')), metadata: { name: 'reverse-cpu', namespace: 'ns', uid } });
+  const waitFor = async (ok: () => boolean) => { for (let i = 0; i < 400 && !ok(); i++) await new Promise((r) => setTimeout(r, 5)); expect(ok()).toBe(true); };
+
+  function fakeBus(failTimes = 0) {
+    const calls: string[] = [];
+    let running = 0;
+    let maxRunning = 0;
+    let failures = failTimes;
+    const bus: JobBus = {
+      provision: async (ref) => {
+        running++; maxRunning = Math.max(maxRunning, running);
+        await new Promise((r) => setTimeout(r, 10));
+        running--;
+        calls.push(`provision ${ref.name}`);
+        if (failures-- > 0) throw new Error('nats: connection refused');
+      },
+      teardown: async (ref) => { calls.push(`teardown ${ref.name}`); },
+      watchProgress: async (ref, onChange) => {
+        calls.push(`watch ${ref.name}`);
+        setTimeout(() => onChange({ step: 3 } as never), 1);
+        return { stop: async () => { calls.push(`unwatch ${ref.name}`); } };
+      },
+    };
+    return { bus, calls, maxRunning: () => maxRunning };
+  }
+
+  test('provisions in the background, then watches progress and reports back', async () => {
+    const { bus, calls } = fakeBus();
+    const changed: string[] = [];
+    const link = new JobBusLink(bus, 2, (k) => changed.push(k), pino({ level: 'silent' }));
+    expect(link.ensure('ns/reverse-cpu', job('u1'))).toEqual({ phase: 'Pending' });
+    await waitFor(() => link.ensure('ns/reverse-cpu', job('u1')).phase === 'Ready');
+    await waitFor(() => link.progress('ns/reverse-cpu')?.step === 3);
+    expect(calls).toEqual(['provision reverse-cpu', 'watch reverse-cpu']);
+    expect(changed.length).toBeGreaterThanOrEqual(2);
+    await link.teardown('ns/reverse-cpu', job('u1'));
+    expect(calls.slice(2)).toEqual(['unwatch reverse-cpu', 'teardown reverse-cpu']);
+  });
+
+  test('a failure is reported with a back-off, and retried after it', async () => {
+    const { bus, calls } = fakeBus(1);
+    const link = new JobBusLink(bus, 2, () => undefined, pino({ level: 'silent' }));
+    link.ensure('ns/reverse-cpu', job('u1'));
+    await waitFor(() => link.ensure('ns/reverse-cpu', job('u1')).phase === 'Failed');
+    const failed = link.ensure('ns/reverse-cpu', job('u1'));
+    expect(failed).toMatchObject({ phase: 'Failed', message: 'nats: connection refused' });
+    await new Promise((r) => setTimeout(r, 1050));
+    link.ensure('ns/reverse-cpu', job('u1'));
+    await waitFor(() => link.ensure('ns/reverse-cpu', job('u1')).phase === 'Ready');
+    expect(calls.filter((c) => c.startsWith('provision'))).toHaveLength(2);
+    await link.close();
+  });
+
+  test('at most `concurrency` jobs provision at once, and bus work waits while Kubernetes work is queued', async () => {
+    const { bus, maxRunning, calls } = fakeBus();
+    let busy = true;
+    const link = new JobBusLink(bus, 2, () => undefined, pino({ level: 'silent' }), () => busy);
+    for (let i = 0; i < 6; i++) link.ensure(`ns/j${i}`, { ...job(`u${i}`), metadata: { name: `j${i}`, namespace: 'ns', uid: `u${i}` } });
+    await new Promise((r) => setTimeout(r, 120));
+    expect(calls).toEqual([]);
+    busy = false;
+    await waitFor(() => calls.filter((c) => c.startsWith('watch')).length === 6);
+    expect(maxRunning()).toBe(2);
+    await link.close();
+  });
+});
