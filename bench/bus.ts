@@ -8,23 +8,31 @@ import {
   connectBus,
   jobNames,
   provisionJob,
-  taskIdOf,
   type JobRef,
   type PolicyRecord,
   type SyncMode,
 } from '../bus/index.js';
 import { startNatsServer } from '../local/nats-server.js';
-import { runSyntheticWorker, syntheticGroup, tokensForBytes } from '../test/harness/groups.js';
+import { runSyntheticWorker } from '../test/harness/groups.js';
+import { inlinePublishers, threadPublishers, type Publishers } from './bus-publishers.js';
 
-const PUBLISHERS = 16; // concurrent publishers, in both the raw and the bus runs
+const PUBLISHERS = 16; // concurrent publishers (see bus-publishers.ts), in both the raw and the bus runs
 const FETCH = 64; // messages per pull, in both runs
 const GROUP_SIZE = 8;
 
 let jobs = 0;
 const newJob = (): JobRef => ({ namespace: 'bench', name: `j${++jobs}` });
 
+/** Starts the publishers on their own; the consumer loop checks `failed()` so a publisher error ends the run. */
+function startPublishing(publishers: Publishers): { done: Promise<number>; failed: () => unknown } {
+  let failure: unknown;
+  const done = publishers.go();
+  done.catch((err: unknown) => (failure = err ?? new Error('publishers failed')));
+  return { done, failed: () => failure };
+}
+
 /** Raw JetStream: N messages of `bytes` published by PUBLISHERS loops, pulled and acked by one consumer. */
-async function rawRate(nc: NatsConnection, bytes: number, count: number): Promise<number> {
+async function rawRate(nc: NatsConnection, publishers: Publishers, bytes: number, count: number): Promise<number> {
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const stream = `raw${++jobs}`;
@@ -34,17 +42,12 @@ async function rawRate(nc: NatsConnection, bytes: number, count: number): Promis
   });
   await jsm.consumers.add(stream, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
   const consumer = await js.consumers.get(stream, 'c');
-  const payload = new Uint8Array(bytes).fill(7);
+  await publishers.prepare({ kind: 'raw', subject: `${stream}.x`, bytes, count });
   const started = performance.now();
-  let next = 0;
-  const publishers = Array.from({ length: PUBLISHERS }, async () => {
-    while (next < count) {
-      next++;
-      await js.publish(`${stream}.x`, payload);
-    }
-  });
+  const publishing = startPublishing(publishers);
   let consumed = 0;
   while (consumed < count) {
+    if (publishing.failed()) throw publishing.failed();
     const messages = await consumer.fetch({ max_messages: Math.min(FETCH, count - consumed), expires: 2000 });
     for await (const msg of messages) {
       if (msg.data.byteLength !== bytes) throw new Error('raw payload corrupted');
@@ -53,14 +56,14 @@ async function rawRate(nc: NatsConnection, bytes: number, count: number): Promis
     }
   }
   await nc.flush();
-  await Promise.all(publishers);
+  await publishing.done;
   const seconds = (performance.now() - started) / 1000;
   await jsm.streams.delete(stream);
   return count / seconds;
 }
 
 /** The bus: the same count of groups of the same size, published by WorkerBus, judged and acked by LearnerBus. */
-async function busRate(nc: NatsConnection, bytes: number, count: number): Promise<number> {
+async function busRate(nc: NatsConnection, publishers: Publishers, bytes: number, count: number): Promise<number> {
   const job = newJob();
   await provisionJob(nc, job, { maxPendingTasks: count + 1, maxPendingGroups: 4096 });
   const learner = await LearnerBus.open(nc, job, {
@@ -68,24 +71,16 @@ async function busRate(nc: NatsConnection, bytes: number, count: number): Promis
     maxGroupBytes: 8 << 20, taskPayload: (seq) => ({ seq }),
   });
   await learner.issueTasks(count, 0); // tasks exist before the clock starts: this measures the group path
-  const worker = await WorkerBus.open(nc, job, { workerId: 'bench', pool: 'bench' });
-  const key = jobNames(job).key;
-  // Generation is not what is measured: one group's arrays, re-addressed to each task.
-  const template = syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0, groupSize: GROUP_SIZE, tokensPerCompletion: tokensForBytes(bytes, GROUP_SIZE) });
+  await publishers.prepare({ kind: 'bus', job, jobKey: jobNames(job).key, bytes, count, groupSize: GROUP_SIZE });
   const started = performance.now();
-  let next = 0;
-  const publishers = Array.from({ length: PUBLISHERS }, async () => {
-    while (next < count) {
-      const seq = ++next;
-      await worker.publish({ ...template, taskId: taskIdOf(seq), taskSeq: seq });
-    }
-  });
+  const publishing = startPublishing(publishers);
   let step = 0;
   while ((step + 1) * FETCH <= count) {
+    if (publishing.failed()) throw publishing.failed();
     const batch = await learner.nextBatch(++step, 0, () => ({ ok: true }));
     await learner.commit(batch);
   }
-  await Promise.all(publishers);
+  await publishing.done;
   const seconds = (performance.now() - started) / 1000;
   learner.close();
   return (step * FETCH) / seconds;
@@ -138,6 +133,11 @@ async function stepRate(nc: NatsConnection, mode: SyncMode, generateMs: number, 
 export async function run(): Promise<Record<string, number>> {
   const server = await startNatsServer({ maxPayload: 8 << 20 });
   const nc = await connectBus({ servers: server.url, name: 'bench' });
+  // Publishers in a worker thread on their own connection (as rollout workers are other processes), unless
+  // BENCH_INLINE_PUBLISHERS=1 puts them on this thread's event loop and connection.
+  const publishers = process.env.BENCH_INLINE_PUBLISHERS === '1'
+    ? inlinePublishers(nc, PUBLISHERS)
+    : await threadPublishers(server.url, PUBLISHERS);
   try {
     const figures: Record<string, number> = {};
     for (const [label, bytes, count] of [['16k', 16 * 1024, 6000], ['256k', 256 * 1024, 1200]] as const) {
@@ -146,8 +146,8 @@ export async function run(): Promise<Record<string, number>> {
       let raw = 0;
       let bus = 0;
       for (let round = 0; round < Number(process.env.BENCH_ROUNDS ?? 3); round++) {
-        raw = Math.max(raw, await rawRate(nc, bytes, count));
-        bus = Math.max(bus, await busRate(nc, bytes, count));
+        raw = Math.max(raw, await rawRate(nc, publishers, bytes, count));
+        bus = Math.max(bus, await busRate(nc, publishers, bytes, count));
       }
       console.log(`payload ${label}: raw JetStream ${raw.toFixed(0)} msg/s, bus ${bus.toFixed(0)} groups/s, ratio ${(bus / raw).toFixed(3)}`);
       figures[`raw_${label}_per_s`] = Math.round(raw);
@@ -176,6 +176,7 @@ export async function run(): Promise<Record<string, number>> {
     });
     return figures;
   } finally {
+    await publishers.close();
     await nc.close();
     await server.stop();
   }

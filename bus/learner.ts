@@ -216,13 +216,22 @@ export class LearnerBus {
     return (await withRetry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.last_seq;
   }
 
-  /** End of run: every group still waiting is counted stale and removed, so the counts add up. */
-  async drain(): Promise<void> {
+  /**
+   * End of run: stops issuing (purges queued tasks), counts every group stored so far that was not used as
+   * stale, and returns how many groups were published up to that point, so accepted + stale + rejected
+   * equals it exactly. Groups of tasks still being generated arrive later and are left out of both.
+   */
+  async drain(): Promise<number> {
     await withRetry('purge tasks', () => this.jsm.streams.purge(this.names.tasksStream));
+    const published = await this.published();
     while (!this.nc.isClosed()) {
       const messages = await this.consumer.fetch({ max_messages: 256, expires: 1000 });
       let received = 0;
       for await (const msg of messages) {
+        if (msg.seq > published) {
+          msg.nak();
+          continue;
+        }
         received++;
         if (this.trainedUnacked.delete(this.peekTaskId(msg) ?? '')) msg.ack();
         else {
@@ -233,6 +242,7 @@ export class LearnerBus {
       if (received === 0) break;
     }
     await this.save();
+    return published;
   }
 
   close(): void {

@@ -59,6 +59,8 @@ export const LearnerProgressSchema = Type.Object({
   reward: Type.Union([Type.Number(), Type.Null()]),
   groups: GroupCountsSchema,
   rejectedByReason: Type.Record(Type.String(), Int()),
+  /** The ledger: verdicts per worker identity, the basis of any incentive scheme. */
+  workers: Type.Optional(Type.Record(Type.String(), Type.Object({ accepted: Int(), rejected: Int() }))),
   updatedAt: Type.String(),
   message: Type.Optional(Type.String()),
 });

@@ -1,6 +1,6 @@
 // A real nats-server with JetStream as a local child process: the CLI's embedded bus and the tests' bus.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'net';
@@ -33,6 +33,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const ownsStore = options.storeDir === undefined;
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'rlkube-nats-'));
   // max_payload has no command-line flag: a config file carries it.
+  mkdirSync(storeDir, { recursive: true });
   const configFile = join(storeDir, 'nats-server.conf');
   writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n`);
   const args = ['-c', configFile, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, '--server_name', `rlkube-${port}`];

@@ -90,7 +90,8 @@ export class KubeClient {
     const callKey = `${method} ${plural}${sub ? `/${sub}` : ''}`;
     this.calls.set(callKey, (this.calls.get(callKey) ?? 0) + 1);
     const transport = url.protocol === 'https:' ? https : http;
-    return new Promise<T>((resolve, reject) => {
+    const t0 = Date.now();
+    const p = new Promise<T>((resolve, reject) => {
       const req = transport.request(url, {
         method,
         agent: this.agent,
@@ -118,6 +119,8 @@ export class KubeClient {
       req.on('error', reject);
       req.end(body);
     });
+    if (process.env.RLKUBE_TRACE) p.then(() => process.stderr.write(`TRACE req ${t0} ${Date.now()} ${method} ${url.pathname}\n`), () => undefined);
+    return p;
   }
 
   get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {

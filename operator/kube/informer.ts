@@ -45,6 +45,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private emit(obj: T): void {
+    if (process.env.RLKUBE_TRACE) process.stderr.write(`TRACE ev ${Date.now()} ${this.type.kind} ${obj.metadata?.namespace}/${obj.metadata?.name} ${obj.metadata?.resourceVersion}\n`);
     for (const h of this.handlers) h(obj);
   }
 

@@ -6,17 +6,20 @@ N_LAYER = 2
 D_MODEL = 64
 N_HEAD = 4
 MAX_LEN = 32
-EOS_INIT_BIAS = 0.0
 
-# Algorithm (the RLJob spec.algorithm / spec.verification defaults).
-LR = 3e-3
-TEMPERATURE = 1.0
+# Algorithm (the RLJob spec.algorithm / spec.verification defaults). Tuned with scripts/learn_check.py on
+# `reverse` (G=8, B=32, maxTokens 8) from a random init: 5 seeds reach a 5-step mean reward >= 0.8 at
+# steps 60-80. What mattered: several optimizer steps per batch (MINIBATCHES; one step per batch plateaus
+# near 0.35-0.6 at any lr), lr 1e-3 (3e-3 collapses EOS and stalls), temperature slightly above 1 (keeps
+# exploring the stop position and the later characters; 1.0 leaves ~1 seed in 3 on a plateau near 0.75).
+LR = 1e-3
+TEMPERATURE = 1.1
 CLIP_LOW = 0.2
 CLIP_HIGH = 0.28
 KL_COEF = 0.0
 IS_CAP = 2.0
 MAX_GRAD_NORM = 1.0
-SKIP_UNIFORM_GROUPS = False
+SKIP_UNIFORM_GROUPS = False  # True: steadier late (5/5 seeds end >= 0.83) but slower early (steps 43-112)
 MINIBATCHES = 8  # optimizer steps per train_step (PPO-style minibatches of whole groups)
 ADAM_BETA2 = 0.999
 LOGPROB_TOLERANCE = 0.10

@@ -133,7 +133,6 @@ class TinyTransformer(nn.Module):
                 p.zero_()
             else:
                 p.normal_(0.0, 0.02, generator=g)
-        self.head.bias[EOS] = config.EOS_INIT_BIAS
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         l = ids.shape[1]

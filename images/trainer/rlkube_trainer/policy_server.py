@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         engine = Engine(a.model, a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len,
                         lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, init_weights=a.init_weights,
                         sample_seed=a.sample_seed if a.sample_seed is not None else int.from_bytes(os.urandom(4), "little"))
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"policy_server: {e}", file=sys.stderr)
         return 2
     server = make_engine_server(engine, a.host, a.port, a.verbose)

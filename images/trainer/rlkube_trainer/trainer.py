@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import random
 import re
+import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
@@ -194,7 +196,8 @@ class Trainer:
                 if state.get("format") != CHECKPOINT_FORMAT:
                     raise ValueError(f"unknown format {state.get('format')!r}")
             except Exception as e:  # noqa: BLE001 - a torn or foreign file: fall back to an older one
-                print(f'{{"event":"checkpoint_skipped","path":"{path}","error":"{type(e).__name__}"}}', flush=True)
+                print(json.dumps({"event": "checkpoint_skipped", "path": path, "error": f"{type(e).__name__}: {e}"}),
+                      file=sys.stderr, flush=True)
                 continue
             if state["model_name"] != self.cfg.model:
                 raise ValueError(f"checkpoint {path} is for model {state['model_name']!r}, not {self.cfg.model!r}")
@@ -394,6 +397,3 @@ def _file_has_digest(path: str, digest: str) -> bool:
     except FileNotFoundError:
         return False
 
-
-def config_dict(cfg: TrainerConfig) -> dict:
-    return asdict(cfg)

@@ -28,6 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--minibatches", type=int, default=config.MINIBATCHES,
                    help="optimizer steps per train_step: the batch's groups split into this many minibatches")
     p.add_argument("--adam-beta2", type=float, default=config.ADAM_BETA2)
+    p.add_argument("--skip-uniform-groups", action=argparse.BooleanOptionalAction, default=config.SKIP_UNIFORM_GROUPS,
+                   help="leave groups whose rewards are all equal out of the token mean")
+    p.add_argument("--check-seed", type=int, default=None,
+                   help="seed of the logprob-check positions (default: a per-process secret)")
     p.add_argument("--logprob-tolerance", type=float, default=config.LOGPROB_TOLERANCE)
     p.add_argument("--sampled-positions", type=int, default=config.SAMPLED_POSITIONS)
     p.add_argument("--seed", type=int, default=config.SEED)
@@ -49,6 +53,7 @@ def build_trainer(a: argparse.Namespace) -> Trainer:
     return Trainer(TrainerConfig(
         checkpoint_dir=a.checkpoint_dir, model=a.model, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low,
         clip_high=a.clip_high, kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, minibatches=a.minibatches, adam_beta2=a.adam_beta2,
+        skip_uniform_groups=a.skip_uniform_groups, check_seed=a.check_seed,
         logprob_tolerance=a.logprob_tolerance, sampled_positions=a.sampled_positions, seed=a.seed,
         n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len, lora_rank=a.lora_rank,
         lora_alpha=a.lora_alpha, init_weights=a.init_weights, keep_policies=a.keep_policies,
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     try:
         trainer = build_trainer(a)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # bad flags, unreadable dir, checkpoint of another shape
         print(f"trainer: {e}", file=sys.stderr)
         return 2
     server = make_trainer_server(trainer, a.host, a.port, a.verbose)

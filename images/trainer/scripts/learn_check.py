@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--init-weights", default=None)
     p.add_argument("--lag", type=int, default=0, help="engine runs this many versions behind the trainer")
     p.add_argument("--target", type=float, default=0.8)
-    p.add_argument("--checkpoint-dir", default=None, help="default: a temporary directory")
+    p.add_argument("--checkpoint-dir", default=None, help="kept afterwards; default: a temporary directory, removed")
     p.add_argument("--threads", type=int, default=config.THREADS)
     p.add_argument("--quiet", action="store_true", help="only every 10th step and the summary")
     a = p.parse_args(argv)
@@ -118,13 +119,16 @@ def main(argv=None) -> int:
         if not a.quiet or step % 10 == 0 or step == a.steps - 1:
             print(json.dumps(line), flush=True)
     elapsed = time.time() - t_start
-    at = {k: round(history[k], 3) for k in (0, 25, 50, 100, 150) if k < len(history)}
+    at = {k: round(history[k], 3) for k in sorted({0, 25, 50, 100, 150, len(history) - 1}) if k < len(history)}
     avg = lambda xs: sum(xs) / max(1, len(xs))  # noqa: E731
     summary = {"event": "summary", "seed": a.seed, "reward_at": at, "first_step_at_target": reached,
                "first_step_5avg_at_target": reached_ma,
                "final_10_mean": round(avg(history[-10:]), 3), "seconds": round(elapsed, 1),
-               "seconds_per_step": round(elapsed / max(1, len(history)), 3), "checkpoint_dir": ckdir}
+               "seconds_per_step": round(elapsed / max(1, len(history)), 3),
+               "checkpoint_dir": a.checkpoint_dir}
     print(json.dumps(summary), flush=True)
+    if a.checkpoint_dir is None:
+        shutil.rmtree(ckdir, ignore_errors=True)
     ok = history[0] < 0.3 and reached_ma is not None
     return 0 if ok else 1
 

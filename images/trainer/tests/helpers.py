@@ -1,6 +1,7 @@
 """Shared test helpers: a batch of groups sampled by the engine, as the learner agent would post it."""
 import copy
 
+from rlkube_trainer import config
 from rlkube_trainer.policy_server import Engine
 from rlkube_trainer.trainer import Trainer, TrainerConfig
 
@@ -14,8 +15,10 @@ def reward(i, n):
 
 def make_batch(engine: Engine, step: int, prompts=PROMPTS, n=4):
     groups = []
-    for out, s in zip(engine.complete_many([{"prompt": s, "n": n, "max_tokens": 6, "logprobs": 0,
-                                              "return_token_ids": True} for s in prompts]), prompts):
+    # the job's temperature on both sides: log-probs are those of logits / temperature
+    bodies = [{"prompt": s, "n": n, "max_tokens": 6, "temperature": config.TEMPERATURE, "logprobs": 0,
+               "return_token_ids": True} for s in prompts]
+    for out in engine.complete_many(bodies):
         groups.append({
             "policy_version": out["policy"]["version"],
             "prompt_token_ids": out["choices"][0]["prompt_token_ids"],

@@ -151,3 +151,15 @@ def test_init_weights_file_becomes_v0_on_both_sides(tmp_path):
     t = trainer(tmp_path / "ck", init_weights=str(tmp_path / "warm.pt"))
     e = Engine(seed=1, init_weights=str(tmp_path / "warm.pt"))
     assert t.state()["digest"] == e.info()["digest"] == digest_of(data) != Engine(seed=1).info()["digest"]
+
+
+def test_a_temperature_other_than_the_trainers_shows_as_mismatch(tmp_path):
+    # behavior log-probs sampled at T=0.2 are not those of the trainer's T: the check sees it
+    t, e = trainer(tmp_path, temperature=1.0), Engine(seed=1)
+    out = e.complete({"prompt": "abc=", "n": 8, "max_tokens": 8, "temperature": 0.2, "logprobs": 0,
+                      "return_token_ids": True})
+    group = {"policy_version": 0, "prompt_token_ids": out["choices"][0]["prompt_token_ids"],
+             "completions": [{"token_ids": c["token_ids"], "logprobs": c["logprobs"]["token_logprobs"],
+                              "reward": float(i)} for i, c in enumerate(out["choices"])]}
+    res = t.train_step({"step": 0, "groups": [group]})
+    assert [r["reason"] for r in res["rejected"]] == ["LogprobMismatch"]

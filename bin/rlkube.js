@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// The `rlkube` executable: runs the TypeScript CLI through tsx (no build step).
+import { register } from 'tsx/esm/api';
+register();
+await import('../cli/main.ts');

@@ -1,0 +1,54 @@
+// The `rlkube` command line.
+import { Command, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { InvalidManifestError, parseRLJobManifest } from '../api/index.js';
+import { defaultPython, runJob } from './run.js';
+
+const program = new Command('rlkube').description('RL post-training of language models: operator, agents and local runs');
+
+program
+  .command('run')
+  .description('run an RLJob manifest on this machine, no cluster: embedded NATS, local engines, trainer and agents')
+  .argument('<file>', 'RLJob manifest (YAML)')
+  .option('--mode <mode>', 'override spec.sync.mode: SequentialPull | AsyncPushPull', (value) => {
+    if (value !== 'SequentialPull' && value !== 'AsyncPushPull') throw new InvalidArgumentError('must be SequentialPull or AsyncPushPull');
+    return value;
+  })
+  .option('--max-steps <n>', 'override spec.algorithm.maxSteps', (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+    return n;
+  })
+  .option('--out <dir>', 'where summary.json, reward.svg, logs and checkpoints go (default runs/<job>-<time>)')
+  .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string }) => {
+    const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
+    let job;
+    try {
+      job = parseRLJobManifest(readFileSync(file, 'utf8'));
+    } catch (err) {
+      if (err instanceof InvalidManifestError || (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        console.error(`rlkube run: ${file}: ${(err as Error).message}`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    if (options.mode) job.spec.sync.mode = options.mode;
+    if (options.maxSteps) job.spec.algorithm.maxSteps = options.maxSteps;
+    const outDir = options.out ?? join('runs', `${job.metadata.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort());
+    process.once('SIGTERM', () => controller.abort());
+    console.error(`rlkube run: ${job.metadata.name} (${job.spec.sync.mode}, ${job.spec.algorithm.maxSteps} steps) → ${outDir}`);
+    const summary = await runJob({ job, outDir, python: options.python, log, signal: controller.signal });
+    console.error(
+      `rlkube run: ${summary.state} after ${summary.steps} steps in ${summary.wall_s} s; reward ${summary.reward.initial?.toFixed(3) ?? '—'} → ${summary.reward.final?.toFixed(3) ?? '—'}; ` +
+        `groups accepted ${summary.groups.accepted}, stale ${summary.groups.stale}, rejected ${summary.groups.rejected}, published ${summary.groups.published}`,
+    );
+    console.error(`rlkube run: wrote ${join(outDir, 'summary.json')} and ${join(outDir, 'reward.svg')}`);
+    process.exit(summary.state === 'Succeeded' ? 0 : 1);
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,119 @@
+// `rlkube run FILE.yaml`: the RLJob on one machine, no cluster — an embedded nats-server, the pools' engines
+// and rollout agents, the trainer and the learner agent as local processes, live progress, a summary.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { formatAgentEnv, agentJobSpec, type AgentConfig, type RLJob } from '../api/index.js';
+import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
+import { startNatsServer } from '../local/nats-server.js';
+import { freePort } from '../local/ports.js';
+import { ProgressLine } from './progress.js';
+import { writeReport, type RunSummary } from './report.js';
+import { Supervisor } from './supervisor.js';
+
+export interface RunOptions {
+  job: RLJob;
+  outDir: string;
+  python: string;
+  log: Logger;
+  /** Stops the run (Ctrl-C); the summary is still written. */
+  signal: AbortSignal;
+}
+
+const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const NAMESPACE = 'local';
+
+export async function runJob({ job, outDir, python, log, signal }: RunOptions): Promise<RunSummary> {
+  const started = performance.now();
+  const spec = job.spec;
+  const name = job.metadata.name;
+  mkdirSync(join(outDir, 'logs'), { recursive: true });
+  const nats = await startNatsServer({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024 });
+  const nc = await connectBus({ servers: nats.url, name: 'rlkube-run' });
+  await provisionJob(nc, { namespace: NAMESPACE, name });
+  const supervisor = new Supervisor(join(outDir, 'logs'), log, () =>
+    writeFileSync(join(outDir, 'processes.json'), JSON.stringify(supervisor.pids(), null, 2)),
+  );
+
+  const pythonEnv = { PYTHONPATH: join(repoRoot, 'images/trainer'), OMP_NUM_THREADS: '1' };
+  const agentCommand = { command: process.execPath, args: ['--import', 'tsx', join(repoRoot, 'images/agent/src/main.ts')] };
+  const common = { natsServers: [nats.url], namespace: NAMESPACE, job: name, metricsPort: 0 };
+  const trainerPort = await freePort();
+  const algorithm = spec.algorithm;
+  supervisor.start({
+    name: 'trainer',
+    command: python,
+    args: [
+      '-m', 'rlkube_trainer.trainer_server', '--port', String(trainerPort), '--model', spec.model.name,
+      '--checkpoint-dir', join(outDir, 'trainer'), '--lr', String(algorithm.learningRate), '--temperature', String(algorithm.temperature),
+      '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
+      '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
+      '--logprob-tolerance', String(spec.verification.logprobTolerance), '--sampled-positions', String(spec.verification.sampledPositions),
+    ],
+    env: pythonEnv,
+  });
+  const learner: AgentConfig = { ...common, role: 'learner', workerId: `${name}-learner-0`, trainerUrl: `http://127.0.0.1:${trainerPort}`, jobSpec: agentJobSpec(spec, 'learner') };
+  supervisor.start({ name: 'learner-agent', ...agentCommand, env: formatAgentEnv(learner) });
+
+  for (const pool of spec.rollout.pools) {
+    for (let replica = 0; replica < pool.replicas; replica++) {
+      const worker = `${name}-${pool.name}-${replica}`;
+      const enginePort = await freePort();
+      supervisor.start({
+        name: `engine-${pool.name}-${replica}`,
+        command: python,
+        args: ['-m', 'rlkube_trainer.policy_server', '--port', String(enginePort), '--model', spec.model.name,
+          '--seed', String(algorithm.seed), '--sample-seed', String(algorithm.seed * 1000 + replica + 1)],
+        env: pythonEnv,
+      });
+      const rollout: AgentConfig = { ...common, role: 'rollout', workerId: worker, pool: pool.name, engineUrl: `http://127.0.0.1:${enginePort}`, jobSpec: agentJobSpec(spec, 'rollout') };
+      supervisor.start({ name: `agent-${pool.name}-${replica}`, ...agentCommand, env: formatAgentEnv(rollout) });
+    }
+  }
+
+  const curve: Array<{ step: number; reward: number }> = [];
+  let last: LearnerProgress | undefined;
+  const progressLine = new ProgressLine(spec.sync.mode);
+  const finished = new Promise<void>((resolveFinished) => {
+    void watchLearnerProgress(nc, { namespace: NAMESPACE, name }, (progress) => {
+      last = progress;
+      if (progress.reward !== null && progress.step > 0 && curve.at(-1)?.step !== progress.step) curve.push({ step: progress.step, reward: progress.reward });
+      progressLine.update(progress);
+      if (progress.state === 'Succeeded' || progress.state === 'Failed') resolveFinished();
+    }).then((watch) => signal.addEventListener('abort', () => void watch.stop()));
+    signal.addEventListener('abort', () => resolveFinished());
+  });
+  await finished;
+  progressLine.done();
+  await supervisor.stop();
+  await nc.close();
+  await nats.stop();
+
+  const summary: RunSummary = {
+    job: name,
+    mode: spec.sync.mode,
+    steps: last?.step ?? 0,
+    maxSteps: algorithm.maxSteps,
+    reward: { initial: curve[0]?.reward ?? null, final: finalReward(curve), curve },
+    groups: last?.groups ?? { accepted: 0, stale: 0, rejected: 0, published: 0 },
+    rejectedByReason: last?.rejectedByReason ?? {},
+    workers: last?.workers ?? {},
+    restarts: supervisor.restarts(),
+    state: signal.aborted && last?.state !== 'Succeeded' ? 'Interrupted' : (last?.state ?? 'Unknown'),
+    wall_s: Number(((performance.now() - started) / 1000).toFixed(1)),
+  };
+  writeReport(outDir, summary);
+  return summary;
+}
+
+/** The final reward: the mean of the last few steps, since one step's mean is noisy. */
+function finalReward(curve: Array<{ reward: number }>): number | null {
+  const tail = curve.slice(-5);
+  return tail.length ? tail.reduce((a, p) => a + p.reward, 0) / tail.length : null;
+}
+
+export function defaultPython(): string {
+  // Debian's python3 carries the torch that `npm run setup` installs; the pyenv python3 on PATH does not.
+  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+}

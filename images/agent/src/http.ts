@@ -1,0 +1,42 @@
+// JSON over HTTP to a local engine or trainer, with a deadline per request and errors that carry a reason.
+export class EngineError extends Error {
+  constructor(
+    /** The server's reason when it gave one (e.g. DigestMismatch), else Unreachable / Timeout / HttpError. */
+    readonly reason: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+export async function postJson<T>(url: string, body: unknown, timeoutMs: number): Promise<T> {
+  return requestJson<T>(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }, timeoutMs);
+}
+
+export async function getJson<T>(url: string, timeoutMs: number): Promise<T> {
+  return requestJson<T>(url, { method: 'GET' }, timeoutMs);
+}
+
+async function requestJson<T>(url: string, init: RequestInit, timeoutMs: number): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+    throw new EngineError(timedOut ? 'Timeout' : 'Unreachable', `${init.method} ${url}: ${timedOut ? `no answer in ${timeoutMs} ms` : String(err)}`);
+  }
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : {};
+  } catch {
+    throw new EngineError('HttpError', `${init.method} ${url}: ${response.status}, not JSON`, response.status);
+  }
+  if (!response.ok) {
+    const { reason, message } = (json ?? {}) as { reason?: string; message?: string };
+    throw new EngineError(reason ?? 'HttpError', `${init.method} ${url}: ${response.status} ${message ?? text.slice(0, 200)}`, response.status);
+  }
+  return json as T;
+}

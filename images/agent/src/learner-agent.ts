@@ -1,0 +1,153 @@
+// The learner agent: assembles each step's batch under the job's sync mode, verifies every group, hands the
+// batch to the trainer, publishes the new policy, writes progress to the job's KV, and resumes after a
+// restart from the trainer's checkpoint and the bus's durable state.
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { LearnerAgentConfig } from '../../../api/index.js';
+import { LearnerBus, connectBus, type Batch, type LearnerProgress } from '../../../bus/index.js';
+import { createEnvironment } from './environments/index.js';
+import { EngineError } from './http.js';
+import type { AgentMetrics } from './metrics.js';
+import { TrainerClient, type TrainResult, type TrainerState } from './trainer-client.js';
+import { groupVerifier } from './verifier.js';
+
+/** The built-in tiny model's vocabulary (PAD, BOS, EOS + 45 characters); HF vocabularies fit 2^18. */
+const vocabSizeOf = (model: string) => (model === 'tiny' ? 48 : 1 << 18);
+
+export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal) {
+  const spec = config.jobSpec;
+  const job = { namespace: config.namespace, name: config.job };
+  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), name: config.workerId });
+  const environment = createEnvironment(spec.environment, spec.algorithm.seed);
+  const trainer = new TrainerClient(config.trainerUrl);
+  const { batchSize, maxSteps } = spec.algorithm;
+  const bus = await LearnerBus.open(nc, job, {
+    mode: spec.sync.mode,
+    batchSize,
+    maxStaleness: spec.sync.maxStaleness,
+    taskWindow: spec.sync.taskWindow ?? 2 * batchSize,
+    vocabSize: vocabSizeOf(spec.model.name),
+    maxGroupBytes: 8 * 1024 * 1024,
+    taskPayload: (seq) => ({ prompt: environment.item(seq).prompt }),
+    log,
+  });
+
+  const digests = new Map<number, string>();
+  const digestOf = async (version: number) => {
+    if (!digests.has(version)) {
+      const record = await bus.control.policyAt(version);
+      if (record) digests.set(version, record.digest);
+    }
+    return digests.get(version);
+  };
+  const verify = groupVerifier({ environment, groupSize: spec.algorithm.groupSize, rewardTolerance: spec.verification.rewardTolerance, digestOf });
+  const ledger: Record<string, { accepted: number; rejected: number }> = {};
+  const verifyAndRecord: typeof verify = async (group) => {
+    const verdict = await verify(group);
+    const entry = (ledger[group.workerId] ??= { accepted: 0, rejected: 0 });
+    if (verdict.ok) entry.accepted++;
+    else entry.rejected++;
+    return verdict;
+  };
+
+  let trainerState = await untilTrainerAnswers(() => trainer.state(), log, signal);
+  await bus.resume(trainerState.step);
+  const current = await bus.control.policy();
+  if (current?.version !== trainerState.version) await publish(trainerState);
+  else digests.set(current.version, current.digest);
+
+  let lastReward: number | null = (await bus.control.progress())?.reward ?? null;
+  const writeProgress = async (state: LearnerProgress['state'], message?: string, published?: number) => {
+    const counts = bus.counts;
+    const progress: LearnerProgress = {
+      v: 1,
+      step: trainerState.step,
+      maxSteps,
+      state,
+      policyVersion: trainerState.version,
+      reward: lastReward,
+      groups: { accepted: counts.accepted, stale: counts.stale, rejected: counts.rejected, published: published ?? (await bus.published()) },
+      rejectedByReason: { ...counts.rejectedByReason },
+      workers: ledger,
+      updatedAt: new Date().toISOString(),
+      ...(message ? { message } : {}),
+    };
+    await bus.control.putProgress(progress);
+    metrics.step.set(progress.step);
+    for (const outcome of ['accepted', 'stale', 'rejected'] as const) metrics.groups.set({ outcome }, counts[outcome]);
+  };
+  await writeProgress('Running');
+  log.info({ step: trainerState.step, version: trainerState.version, mode: spec.sync.mode }, 'learner agent ready');
+
+  async function publish(state: TrainerState): Promise<void> {
+    const record = await bus.publishPolicy(state.version, { bytes: readFileSync(state.weights_path) });
+    if (record.digest !== state.digest) throw new Error(`weights file of v${state.version} does not match the trainer's digest`);
+    digests.set(state.version, record.digest);
+  }
+
+  try {
+    while (trainerState.step < maxSteps && !signal.aborted) {
+      const step = trainerState.step + 1; // the bus counts steps from 1; the trainer's train_step from 0
+      const started = performance.now();
+      const batch = await bus.nextBatch(step, trainerState.version, verifyAndRecord);
+      const collectedMs = performance.now() - started;
+      const result = await untilTrainerAnswers(() => trainer.trainStep(step - 1, toTrainGroups(batch)), log, signal);
+      for (const rejected of result.rejected) {
+        const group = batch.groups[rejected.index];
+        if (group) (ledger[group.workerId] ??= { accepted: 0, rejected: 0 }).rejected++;
+      }
+      // The trainer answers with the index of the step it did; its state counts steps done.
+      trainerState = { step, version: result.version, weights_path: result.weights_path, digest: result.digest };
+      await publish(trainerState);
+      await bus.commit(batch);
+      lastReward = meanReward(batch);
+      metrics.reward.set(lastReward);
+      await writeProgress('Running');
+      log.info(
+        { step, version: result.version, reward: lastReward, collectMs: Math.round(collectedMs), trainMs: Math.round(performance.now() - started - collectedMs), loss: metricOf(result, 'loss'), excluded: result.rejected.length },
+        'step done',
+      );
+    }
+    if (trainerState.step >= maxSteps) {
+      const published = await bus.drain();
+      await writeProgress('Succeeded', `${maxSteps} steps done`, published);
+      log.info({ counts: bus.counts, published }, 'run finished');
+    }
+  } catch (err) {
+    if (!signal.aborted) {
+      await writeProgress('Failed', String(err)).catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    bus.close();
+    await nc.drain().catch(() => undefined);
+  }
+}
+
+function toTrainGroups(batch: Batch) {
+  return batch.groups.map((g) => ({
+    policy_version: g.policyVersion,
+    prompt_token_ids: Array.from(g.promptTokenIds),
+    completions: g.completions.map((c) => ({ token_ids: Array.from(c.tokenIds), logprobs: Array.from(c.logprobs), reward: c.reward })),
+  }));
+}
+
+const meanReward = (batch: Batch) => {
+  const rewards = batch.groups.flatMap((g) => g.completions.map((c) => c.reward));
+  return rewards.reduce((a, b) => a + b, 0) / Math.max(1, rewards.length);
+};
+const metricOf = (result: TrainResult, name: string) => result.metrics[name];
+
+/** A killed trainer is restarted by its supervisor (Kubernetes, or `rlkube run`): wait for it, don't fail. */
+async function untilTrainerAnswers<T>(call: () => Promise<T>, log: Logger, signal: AbortSignal): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const unreachable = err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
+      if (!unreachable || signal.aborted) throw err;
+      if (attempt % 20 === 0) log.warn({ err: err.message }, 'trainer unreachable; retrying');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}

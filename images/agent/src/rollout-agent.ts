@@ -1,0 +1,129 @@
+// The rollout agent: claims tasks, keeps its engine on the right policy (SequentialPull: the task's
+// version; AsyncPushPull: the newest, swapped between groups), samples G completions, scores them with
+// the environment's verifier and publishes the group. An engine error or hang costs a retry, not the agent.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { RolloutAgentConfig } from '../../../api/index.js';
+import { BusError, WorkerBus, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../../../bus/index.js';
+import { EngineClient } from './engine-client.js';
+import { createEnvironment } from './environments/index.js';
+import type { AgentMetrics } from './metrics.js';
+
+export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal) {
+  const spec = config.jobSpec;
+  const job = { namespace: config.namespace, name: config.job };
+  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), name: config.workerId });
+  const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool });
+  const environment = createEnvironment(spec.environment, spec.algorithm.seed);
+  const engine = new EngineClient(config.engineUrl, spec.model.name === 'tiny' ? 'tiny' : 'vllm', spec.model.name);
+  const weightsDir = join(tmpdir(), `rlkube-${config.workerId}`);
+  mkdirSync(weightsDir, { recursive: true });
+
+  let newest: PolicyRecord | undefined;
+  const policyWatch = await bus.watchPolicy((record) => {
+    if (!newest || record.version > newest.version) newest = record;
+  });
+  let loaded: { version: number; digest: string } | undefined;
+  let published = 0;
+  let state: Heartbeat['state'] = 'Idle';
+  const beat = (next: Heartbeat['state']) => {
+    state = next;
+    return bus.heartbeat(state, loaded?.version ?? null, published).catch(() => undefined);
+  };
+  const heartbeats = setInterval(() => void beat(state), 2000);
+
+  async function ensureLoaded(version: number): Promise<void> {
+    if (loaded?.version === version) return;
+    const record = newest?.version === version ? newest : await bus.policyAt(version);
+    if (!record) throw new BusError('NotFound', `policy v${version} is not (or no longer) published`);
+    await beat('Loading');
+    const bytes = await bus.weightsOf(record);
+    const path = record.location.kind === 'uri' ? record.location.uri : join(weightsDir, `policy-v${version}.pt`);
+    if (bytes) writeFileSync(path, bytes);
+    await engine.load(version, path, record.digest);
+    if (bytes && loaded) rmSync(join(weightsDir, `policy-v${loaded.version}.pt`), { force: true });
+    loaded = { version, digest: record.digest };
+    log.info({ version }, 'policy loaded');
+  }
+
+  async function handle(claimed: ClaimedTask): Promise<void> {
+    const { task } = claimed;
+    const sequential = spec.sync.mode === 'SequentialPull';
+    // A SequentialPull task of an older version than the newest policy is a leftover: its group would be stale.
+    if (sequential && newest && newest.version > task.policyVersion) return claimed.drop('Superseded');
+    const version = sequential ? task.policyVersion : Math.max(newest?.version ?? 0, task.policyVersion);
+    const item = environment.item(task.seq);
+    const started = performance.now();
+    try {
+      await ensureLoaded(version);
+      await beat('Generating');
+      const samples = await engine.complete(item.prompt, spec.algorithm.groupSize, spec.model.maxTokens, spec.algorithm.temperature);
+      const generateMs = performance.now() - started;
+      const scoring = performance.now();
+      const rewards = samples.map((s) => environment.score(item, s.text));
+      await bus.publish(
+        {
+          job: jobNames(job).key,
+          taskId: task.taskId,
+          taskSeq: task.seq,
+          policyVersion: loaded!.version,
+          policyDigest: loaded!.digest,
+          workerId: config.workerId,
+          pool: config.pool,
+          verifierId: environment.verifierId,
+          promptTokenIds: Int32Array.from(samples[0]!.promptTokenIds),
+          completions: samples.map((s, i) => ({
+            tokenIds: Int32Array.from(s.tokenIds),
+            logprobs: Float32Array.from(s.logprobs),
+            reward: rewards[i]!,
+            text: s.text,
+            finishReason: s.finishReason,
+          })),
+          timings: { generateMs, scoreMs: performance.now() - scoring },
+        },
+        signal,
+      );
+      claimed.done();
+      published++;
+      metrics.groupsPublished.inc();
+      await beat('Idle');
+    } catch (err) {
+      // The task goes back to the queue for this or another worker; a short delay spares a failing engine.
+      claimed.release(1000);
+      metrics.engineErrors.inc({ reason: (err as { reason?: string }).reason ?? 'Error' });
+      log.warn({ task: task.taskId, err: String(err) }, 'task released');
+      await beat('Idle');
+    }
+  }
+
+  await waitForEngine(engine, log, signal);
+  log.info({ pool: config.pool, mode: spec.sync.mode }, 'rollout agent ready');
+  try {
+    while (!signal.aborted) {
+      const claimed = await bus.claim(2000).catch((err: unknown) => {
+        if (!signal.aborted) log.warn({ err: String(err) }, 'claim failed; retrying');
+        return new Promise<undefined>((r) => setTimeout(() => r(undefined), 500));
+      });
+      if (claimed) await handle(claimed);
+    }
+  } finally {
+    clearInterval(heartbeats);
+    await beat('Stopping');
+    await policyWatch.stop();
+    await nc.drain().catch(() => undefined);
+  }
+}
+
+async function waitForEngine(engine: EngineClient, log: Logger, signal: AbortSignal): Promise<void> {
+  for (let attempt = 0; !signal.aborted; attempt++) {
+    try {
+      await engine.health();
+      return;
+    } catch (err) {
+      if (attempt % 20 === 19) log.warn({ err: String(err) }, 'waiting for the engine');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}

@@ -1,0 +1,31 @@
+// The trainer behind its local HTTP API: state, and one GRPO step per batch (idempotent per step).
+import { getJson, postJson } from './http.js';
+
+export interface TrainerState {
+  /** Steps done so far (= the index of the next train_step). */
+  step: number;
+  version: number;
+  weights_path: string;
+  digest: string;
+}
+
+export interface TrainGroup {
+  policy_version: number;
+  prompt_token_ids: number[];
+  completions: Array<{ token_ids: number[]; logprobs: number[]; reward: number }>;
+}
+
+export interface TrainResult extends TrainerState {
+  metrics: Record<string, number>;
+  rejected: Array<{ index: number; reason: string; value: unknown }>;
+  replayed?: boolean;
+}
+
+export class TrainerClient {
+  constructor(private readonly baseUrl: string, private readonly timeoutMs = 600_000) {}
+
+  state = () => getJson<TrainerState>(`${this.baseUrl}/v1/state`, 10_000);
+
+  trainStep = (step: number, groups: TrainGroup[]) =>
+    postJson<TrainResult>(`${this.baseUrl}/v1/train_step`, { step, groups }, this.timeoutMs);
+}
