@@ -32,6 +32,8 @@ export async function runJob({ job, outDir, python, log, signal }: RunOptions): 
   const nats = await startNatsServer({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024 });
   const nc = await connectBus({ servers: nats.url, name: 'rlkube-run' });
   await provisionJob(nc, { namespace: NAMESPACE, name });
+  // Where to reach this run's bus (tools and tests join it, e.g. a second pool or a misbehaving worker).
+  writeFileSync(join(outDir, 'run.json'), JSON.stringify({ natsUrl: nats.url, namespace: NAMESPACE, job: name }, null, 2));
   const supervisor = new Supervisor(join(outDir, 'logs'), log, () =>
     writeFileSync(join(outDir, 'processes.json'), JSON.stringify(supervisor.pids(), null, 2)),
   );

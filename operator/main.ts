@@ -19,6 +19,7 @@ function loadKubeConfig(config: OperatorConfig): KubeConfig {
 }
 
 async function main(): Promise<void> {
+  if (process.env.RLKUBE_TRACE) { let last = Date.now(); setInterval(() => { const now = Date.now(); if (now - last > 40) process.stderr.write(`TRACE lag ${last} ${now}\n`); last = now; }, 10).unref(); }
   let config: OperatorConfig;
   try {
     config = parseOperatorConfig(process.argv.slice(2), process.env);
