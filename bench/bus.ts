@@ -23,6 +23,12 @@ const GROUP_SIZE = 8;
 let jobs = 0;
 const newJob = (): JobRef => ({ namespace: 'bench', name: `j${++jobs}` });
 
+/** Called around the timed part of a run (e.g. to read CPU counters). */
+export interface Meter {
+  start(): void;
+  stop(): void;
+}
+
 /** Starts the publishers on their own; the consumer loop checks `failed()` so a publisher error ends the run. */
 function startPublishing(publishers: Publishers): { done: Promise<number>; failed: () => unknown } {
   let failure: unknown;
@@ -32,7 +38,7 @@ function startPublishing(publishers: Publishers): { done: Promise<number>; faile
 }
 
 /** Raw JetStream: N messages of `bytes` published by PUBLISHERS loops, pulled and acked by one consumer. */
-async function rawRate(nc: NatsConnection, publishers: Publishers, bytes: number, count: number): Promise<number> {
+export async function rawRate(nc: NatsConnection, publishers: Publishers, bytes: number, count: number, meter?: Meter): Promise<number> {
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   const stream = `raw${++jobs}`;
@@ -43,6 +49,7 @@ async function rawRate(nc: NatsConnection, publishers: Publishers, bytes: number
   await jsm.consumers.add(stream, { durable_name: 'c', ack_policy: AckPolicy.Explicit });
   const consumer = await js.consumers.get(stream, 'c');
   await publishers.prepare({ kind: 'raw', subject: `${stream}.x`, bytes, count });
+  meter?.start();
   const started = performance.now();
   const publishing = startPublishing(publishers);
   let consumed = 0;
@@ -58,12 +65,13 @@ async function rawRate(nc: NatsConnection, publishers: Publishers, bytes: number
   await nc.flush();
   await publishing.done;
   const seconds = (performance.now() - started) / 1000;
+  meter?.stop();
   await jsm.streams.delete(stream);
   return count / seconds;
 }
 
 /** The bus: the same count of groups of the same size, published by WorkerBus, judged and acked by LearnerBus. */
-async function busRate(nc: NatsConnection, publishers: Publishers, bytes: number, count: number): Promise<number> {
+export async function busRate(nc: NatsConnection, publishers: Publishers, bytes: number, count: number, meter?: Meter): Promise<number> {
   const job = newJob();
   await provisionJob(nc, job, { maxPendingTasks: count + 1, maxPendingGroups: 4096 });
   const learner = await LearnerBus.open(nc, job, {
@@ -72,6 +80,7 @@ async function busRate(nc: NatsConnection, publishers: Publishers, bytes: number
   });
   await learner.issueTasks(count, 0); // tasks exist before the clock starts: this measures the group path
   await publishers.prepare({ kind: 'bus', job, jobKey: jobNames(job).key, bytes, count, groupSize: GROUP_SIZE });
+  meter?.start();
   const started = performance.now();
   const publishing = startPublishing(publishers);
   let step = 0;
@@ -82,6 +91,7 @@ async function busRate(nc: NatsConnection, publishers: Publishers, bytes: number
   }
   await publishing.done;
   const seconds = (performance.now() - started) / 1000;
+  meter?.stop();
   learner.close();
   return (step * FETCH) / seconds;
 }

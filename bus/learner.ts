@@ -257,7 +257,8 @@ export class LearnerBus {
   ): Promise<{ outcome: 'accepted' | 'stale' | RejectReason; taskConsumed?: boolean }> {
     let group: TrajectoryGroup;
     try {
-      group = decodeGroup(msg.data, this.decodeLimits);
+      // The message is only acked, termed or kept alive after this: the group may take its bytes over.
+      group = decodeGroup(msg.data, this.decodeLimits, { takeOver: true });
     } catch (err) {
       return { outcome: this.reject(err instanceof BusError && isRejectReason(err.reason) ? err.reason : 'Malformed', msg) };
     }

@@ -69,6 +69,15 @@ export interface DecodeLimits {
   maxBytes: number;
 }
 
+export interface DecodeOptions {
+  /**
+   * The caller hands `data` over to the group (a message it will not read again): a body that is not 4-byte
+   * aligned is then moved back by 1–3 bytes inside `data`, over the end of the already parsed header,
+   * instead of being copied to a new buffer. Without it, `data` is never written to.
+   */
+  takeOver?: boolean;
+}
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const align4 = (n: number) => (n + 3) & ~3;
@@ -143,7 +152,7 @@ function utf8Length(text: string): number {
 }
 
 /** Decodes and checks a group; throws BusError with the rejection reason. Never throws anything else. */
-export function decodeGroup(data: Uint8Array, limits: DecodeLimits): TrajectoryGroup {
+export function decodeGroup(data: Uint8Array, limits: DecodeLimits, options: DecodeOptions = {}): TrajectoryGroup {
   if (data.byteLength > limits.maxBytes) throw new BusError('Oversized', `${data.byteLength} bytes > ${limits.maxBytes}`);
   if (data.byteLength < PREFIX_BYTES) throw new BusError('Malformed', 'shorter than the group prefix');
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -174,11 +183,15 @@ export function decodeGroup(data: Uint8Array, limits: DecodeLimits): TrajectoryG
   if (bodyOffset + 4 * words !== data.byteLength) {
     throw new BusError('Malformed', `body is ${data.byteLength - bodyOffset} bytes, header describes ${4 * words}`);
   }
-  // Typed-array views need 4-byte alignment; a network client hands over messages at any offset, so copy
-  // the body (only the body) when it is not aligned.
+  // Typed-array views need 4-byte alignment; a network client hands over messages at any offset, so an
+  // unaligned body is moved back within the message (taken over) or copied (only the body, not the header).
   let buffer = data.buffer;
   let base = data.byteOffset + bodyOffset;
-  if (base % 4 !== 0) {
+  const misaligned = base % 4;
+  if (misaligned !== 0 && options.takeOver) {
+    data.copyWithin(bodyOffset - misaligned, bodyOffset); // bodyOffset ≥ 8: only header bytes are overwritten
+    base -= misaligned;
+  } else if (misaligned !== 0) {
     const body = new Uint8Array(4 * words);
     body.set(data.subarray(bodyOffset));
     buffer = body.buffer;

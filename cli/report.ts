@@ -7,7 +7,8 @@ export interface RunSummary {
   mode: string;
   steps: number;
   maxSteps: number;
-  reward: { initial: number | null; final: number | null; curve: Array<{ step: number; reward: number }> };
+  /** curve: mean reward of each step and the seconds since the run started when it was reported. */
+  reward: { initial: number | null; final: number | null; curve: Array<{ step: number; reward: number; t: number }> };
   groups: { accepted: number; stale: number; rejected: number; published: number };
   rejectedByReason: Record<string, number>;
   workers: Record<string, { accepted: number; rejected: number }>;

@@ -74,13 +74,13 @@ export async function runJob({ job, outDir, python, log, signal }: RunOptions): 
     }
   }
 
-  const curve: Array<{ step: number; reward: number }> = [];
+  const curve: Array<{ step: number; reward: number; t: number }> = [];
   let last: LearnerProgress | undefined;
   const progressLine = new ProgressLine(spec.sync.mode);
   const finished = new Promise<void>((resolveFinished) => {
     void watchLearnerProgress(nc, { namespace: NAMESPACE, name }, (progress) => {
       last = progress;
-      if (progress.reward !== null && progress.step > 0 && curve.at(-1)?.step !== progress.step) curve.push({ step: progress.step, reward: progress.reward });
+      if (progress.reward !== null && progress.step > 0 && curve.at(-1)?.step !== progress.step) curve.push({ step: progress.step, reward: progress.reward, t: Number(((performance.now() - started) / 1000).toFixed(2)) });
       progressLine.update(progress);
       if (progress.state === 'Succeeded' || progress.state === 'Failed') resolveFinished();
     }).then((watch) => signal.addEventListener('abort', () => void watch.stop()));

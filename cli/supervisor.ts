@@ -21,6 +21,7 @@ interface Supervised {
 
 export class Supervisor {
   private readonly processes = new Map<string, Supervised>();
+  private readonly restartCounts: Record<string, number> = {};
   private stopping = false;
 
   constructor(private readonly logDir: string, private readonly log: Logger, private readonly onChange?: () => void) {}
@@ -28,6 +29,7 @@ export class Supervisor {
   start(spec: ProcessSpec): void {
     const entry: Supervised = { spec, restarts: 0, log: createWriteStream(join(this.logDir, `${spec.name}.log`), { flags: 'a' }) };
     this.processes.set(spec.name, entry);
+    this.restartCounts[spec.name] = 0;
     this.launch(entry);
   }
 
@@ -38,8 +40,9 @@ export class Supervisor {
     return out;
   }
 
+  /** name → how many times it was restarted (kept after stop). */
   restarts(): Record<string, number> {
-    return Object.fromEntries([...this.processes].map(([name, e]) => [name, e.restarts]));
+    return { ...this.restartCounts };
   }
 
   /** Stops the named processes (or all), SIGTERM first and SIGKILL after `graceMs`. */
@@ -59,6 +62,7 @@ export class Supervisor {
     child.once('exit', (code, signal) => {
       if (this.stopping || this.processes.get(entry.spec.name) !== entry) return;
       entry.restarts++;
+      this.restartCounts[entry.spec.name] = entry.restarts;
       const delay = Math.min(5000, 250 * 2 ** Math.min(entry.restarts, 5));
       this.log.warn({ process: entry.spec.name, code, signal, restarts: entry.restarts, delayMs: delay }, 'process exited; restarting');
       setTimeout(() => {

@@ -84,7 +84,7 @@ describe('rlkube run', () => {
         const claimed = await liar.claim(1000).catch(() => undefined);
         if (!claimed) continue;
         const policy = await liar.policy();
-        const group = syntheticGroup({ job: jobNames(progress.job).key, taskSeq: claimed.task.seq, policyVersion: policy?.version ?? 0, groupSize: 8, reward: 1 });
+        const group = syntheticGroup({ job: jobNames(progress.job).key, taskSeq: claimed.task.seq, policyVersion: policy?.version ?? 0, groupSize: 8, reward: 1, workerId: 'liar' });
         group.policyDigest = policy?.digest ?? group.policyDigest;
         group.verifierId = 'reverse/v1';
         await liar.publish(group).catch(() => undefined);
