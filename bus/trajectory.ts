@@ -88,14 +88,14 @@ const align4 = (n: number) => (n + 3) & ~3;
 
 export function encodeGroup(group: TrajectoryGroup): Uint8Array {
   const { promptTokenIds, completions } = group;
-  const described: Header['completions'] = new Array(completions.length);
+  const described: Header['completions'] = []; // (packed, not new Array(n): JSON.stringify is slower on holes)
   let words = promptTokenIds.length;
   for (let i = 0; i < completions.length; i++) {
     const c = completions[i]!;
     if (c.logprobs.length !== c.tokenIds.length) {
       throw new BusError('Malformed', `task ${group.taskId}: ${c.tokenIds.length} tokens but ${c.logprobs.length} log-probs`);
     }
-    described[i] = { tokens: c.tokenIds.length, reward: c.reward, text: c.text, finishReason: c.finishReason };
+    described.push({ tokens: c.tokenIds.length, reward: c.reward, text: c.text, finishReason: c.finishReason });
     words += 2 * c.tokenIds.length;
   }
   const header: Header = {
@@ -114,7 +114,7 @@ export function encodeGroup(group: TrajectoryGroup): Uint8Array {
     ...(group.signature === undefined ? {} : { signature: group.signature }),
   };
   const json = JSON.stringify(header);
-  const headerLength = utf8Length(json);
+  const headerLength = Buffer.byteLength(json, 'utf8');
   const bodyOffset = align4(PREFIX_BYTES + headerLength);
   // Every byte is written below (prefix, header, zeroed padding, body), so the buffer need not be zeroed first.
   const out = new Uint8Array(Buffer.allocUnsafeSlow(bodyOffset + 4 * words).buffer, 0, bodyOffset + 4 * words);
@@ -134,21 +134,6 @@ export function encodeGroup(group: TrajectoryGroup): Uint8Array {
     at += 2 * c.tokenIds.length;
   }
   return out;
-}
-
-/** Bytes of `text` in UTF-8 (lone surrogates count 3, as TextEncoder writes U+FFFD for them). */
-function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) bytes += 1;
-    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      bytes += 2; // a surrogate pair: 2 UTF-16 units, 4 bytes
-      i++;
-    } else bytes += 2;
-  }
-  return bytes;
 }
 
 /** Decodes and checks a group; throws BusError with the rejection reason. Never throws anything else. */
@@ -203,19 +188,19 @@ export function decodeGroup(data: Uint8Array, limits: DecodeLimits, options: Dec
   const { vocabSize } = limits;
   let at = header.promptTokens;
   checkTokens(ints, 0, at, vocabSize, header.taskId);
-  const completions: Completion[] = new Array(described.length);
+  const completions: Completion[] = [];
   for (let i = 0; i < described.length; i++) {
     const c = described[i]!;
     const end = at + c.tokens;
     checkTokens(ints, at, end, vocabSize, header.taskId);
     checkLogprobs(floats, end, end + c.tokens, header.taskId);
-    completions[i] = {
+    completions.push({
       tokenIds: ints.subarray(at, end),
       logprobs: floats.subarray(end, end + c.tokens),
       reward: c.reward,
       text: c.text,
       finishReason: c.finishReason,
-    };
+    });
     at = end + c.tokens;
   }
   return {
@@ -249,3 +234,5 @@ function checkLogprobs(lps: Float32Array, from: number, to: number, taskId: stri
     if (!(lp <= 1e-3)) throw new BusError('Malformed', `task ${taskId}: log-prob ${lp} is not ≤ 0`);
   }
 }
+
+export const __check = (x: unknown) => checkHeader.Check(x);
