@@ -22,8 +22,9 @@ program
     return n;
   })
   .option('--out <dir>', 'where summary.json, reward.svg, logs and checkpoints go (default runs/<job>-<time>)')
+  .option('--init-weights <file>', 'start from this policy file (e.g. from images/trainer/scripts/warm_start.py) instead of a random init')
   .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
-  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string }) => {
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string; initWeights?: string }) => {
     const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
     let job;
     try {
@@ -42,7 +43,7 @@ program
     process.once('SIGINT', () => controller.abort());
     process.once('SIGTERM', () => controller.abort());
     console.error(`rlkube run: ${job.metadata.name} (${job.spec.sync.mode}, ${job.spec.algorithm.maxSteps} steps) → ${outDir}`);
-    const summary = await runJob({ job, outDir, python: options.python, log, signal: controller.signal });
+    const summary = await runJob({ job, outDir, python: options.python, ...(options.initWeights ? { initWeights: options.initWeights } : {}), log, signal: controller.signal });
     console.error(
       `rlkube run: ${summary.state} after ${summary.steps} steps in ${summary.wall_s} s; reward ${summary.reward.initial?.toFixed(3) ?? '—'} → ${summary.reward.final?.toFixed(3) ?? '—'}; ` +
         `groups accepted ${summary.groups.accepted}, stale ${summary.groups.stale}, rejected ${summary.groups.rejected}, published ${summary.groups.published}`,

@@ -16,6 +16,8 @@ export interface RunOptions {
   job: RLJob;
   outDir: string;
   python: string;
+  /** A warm-start policy file for the trainer and engines (version 0) instead of the seeded init. */
+  initWeights?: string;
   log: Logger;
   /** Stops the run (Ctrl-C); the summary is still written. */
   signal: AbortSignal;
@@ -24,7 +26,7 @@ export interface RunOptions {
 const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const NAMESPACE = 'local';
 
-export async function runJob({ job, outDir, python, log, signal }: RunOptions): Promise<RunSummary> {
+export async function runJob({ job, outDir, python, initWeights, log, signal }: RunOptions): Promise<RunSummary> {
   const started = performance.now();
   const spec = job.spec;
   const name = job.metadata.name;
@@ -43,6 +45,7 @@ export async function runJob({ job, outDir, python, log, signal }: RunOptions): 
   const common = { natsServers: [nats.url], namespace: NAMESPACE, job: name, metricsPort: 0 };
   const trainerPort = await freePort();
   const algorithm = spec.algorithm;
+  const warmStart = initWeights ? ['--init-weights', resolve(initWeights)] : [];
   supervisor.start({
     name: 'trainer',
     command: python,
@@ -52,6 +55,7 @@ export async function runJob({ job, outDir, python, log, signal }: RunOptions): 
       '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
       '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
       '--logprob-tolerance', String(spec.verification.logprobTolerance), '--sampled-positions', String(spec.verification.sampledPositions),
+      ...warmStart,
     ],
     env: pythonEnv,
   });
@@ -66,7 +70,7 @@ export async function runJob({ job, outDir, python, log, signal }: RunOptions): 
         name: `engine-${pool.name}-${replica}`,
         command: python,
         args: ['-m', 'rlkube_trainer.policy_server', '--port', String(enginePort), '--model', spec.model.name,
-          '--seed', String(algorithm.seed), '--sample-seed', String(algorithm.seed * 1000 + replica + 1)],
+          '--seed', String(algorithm.seed), '--sample-seed', String(algorithm.seed * 1000 + replica + 1), ...warmStart],
         env: pythonEnv,
       });
       const rollout: AgentConfig = { ...common, role: 'rollout', workerId: worker, pool: pool.name, engineUrl: `http://127.0.0.1:${enginePort}`, jobSpec: agentJobSpec(spec, 'rollout') };
