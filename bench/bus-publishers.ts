@@ -5,7 +5,7 @@
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { WorkerBus, connectBus, taskIdOf, type JobRef } from '../bus/index.js';
+import { WorkerBus, connectBus, encodeGroup, taskIdOf, type JobRef, type TrajectoryGroup } from '../bus/index.js';
 import { syntheticGroup, tokensForBytes } from '../test/harness/groups.js';
 
 export type PublishCommand =
@@ -35,10 +35,7 @@ export function inlinePublishers(nc: NatsConnection, concurrency: number): Publi
       }
       const worker = await WorkerBus.open(nc, command.job, { workerId: 'bench', pool: 'bench' });
       // Generation is not what is measured: one group's arrays, re-addressed to each task (encoded per publish).
-      const template = syntheticGroup({
-        job: command.jobKey, taskSeq: 1, policyVersion: 0, groupSize: command.groupSize,
-        tokensPerCompletion: tokensForBytes(command.bytes, command.groupSize),
-      });
+      const template = groupOfSize(command.jobKey, command.groupSize, command.bytes, command.count);
       publishOne = (seq) => worker.publish({ ...template, taskId: taskIdOf(seq), taskSeq: seq });
     },
     async go() {
@@ -53,6 +50,18 @@ export function inlinePublishers(nc: NatsConnection, concurrency: number): Publi
     },
     close: async () => undefined,
   };
+}
+
+/**
+ * A synthetic group whose encoded size is at most `bytes` (header included) and as close to it as whole
+ * tokens allow, for task numbers up to `maxSeq`: the bus carries the same payload size as the raw baseline.
+ */
+export function groupOfSize(jobKey: string, groupSize: number, bytes: number, maxSeq: number): TrajectoryGroup {
+  const shape = (tokensPerCompletion: number) =>
+    syntheticGroup({ job: jobKey, taskSeq: maxSeq, policyVersion: 0, groupSize, tokensPerCompletion });
+  let tokens = tokensForBytes(bytes, groupSize);
+  while (tokens > 1 && encodeGroup(shape(tokens)).byteLength > bytes) tokens--;
+  return shape(tokens);
 }
 
 type Request = { op: 'prepare'; command: PublishCommand } | { op: 'go' } | { op: 'close' };

@@ -4,6 +4,7 @@
 // client applies under its own field manager, as a person's kubectl would.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { parseRLJobSpec, type RLJob } from '../api/index.js';
@@ -111,13 +112,21 @@ async function waitOperatorIdle(client: KubeClient, operator: OperatorProcess, n
   });
 }
 
-/** CPU seconds used so far by every process, by command name (debugging where phase 2's time goes). */
+/** Marks of this benchmark's own processes in /proc/<pid>/cmdline (its cluster's and NATS's directories). */
+const ownMarks: string[] = [];
+const ownPids = new Set<number>([process.pid]);
+
+/**
+ * CPU seconds used so far by every process, by command name, this benchmark's own ones apart from the
+ * others on the machine ("other:" names): debugging where a phase's time goes.
+ */
 function cpuByCommand(): Map<string, number> {
   const out = new Map<string, number>();
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const own = ownPids.has(Number(pid)) || (ownMarks.length > 0 && ownMarks.some((m) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(m)));
+      const name = `${own ? '' : 'other:'}${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}`;
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
     } catch { /* gone */ }
@@ -159,6 +168,7 @@ export async function run(): Promise<Record<string, number>> {
   // 2 phases × `count` learner pods + `count` rollout pods per round, 110 pods a node.
   const pods = suspended ? 0 : 2 * count;
   const [cp, nats] = await Promise.all([startControlPlane({ name: 'bench-operator', cpuNodes: Math.max(1, Math.ceil((2 * rounds * pods) / 100)) }), startNats({})]);
+  ownMarks.push(path.dirname(cp.kubeconfig), nats.storeDir);
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
   const client = new KubeClient(kc, 'rlkube-bench');
@@ -178,31 +188,50 @@ export async function run(): Promise<Record<string, number>> {
     const watched = Array.from({ length: rounds }, (_, i) => round(i + 1).operated).join(',');
     operator = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'bench', compiled: true, args: ['--namespaces', watched, ...extra] });
     while (!(await operator.leading())) await new Promise((r) => setTimeout(r, 100));
+    ownPids.add(operator.child.pid!);
+
+    // The same child objects, created directly by the same client, all at once.
+    const directPhase = async (r: number, namespace: string): Promise<number> => {
+      const direct = jobsIn(namespace, count, suspended).flatMap((job) => childrenOf(job, config));
+      const cpuBefore = cpuByCommand();
+      const seconds = await timeUntilAllSeen(kc, client, namespace, direct.length, () => Promise.all(direct.map((o) => client.apply(typeOf(o), o))));
+      debugCpu(`the direct creation (round ${r})`, cpuBefore);
+      await waitPodsReady(client, namespace, pods); // let the control plane settle before the next phase
+      return seconds;
+    };
+    // The RLJobs, applied at once; the operator makes the children.
+    const operatedPhase = async (r: number, namespace: string): Promise<{ seconds: number; cpu: number }> => {
+      const jobs = jobsIn(namespace, count, suspended);
+      const operatorCpuBefore = cpuSeconds(operator!.child.pid!);
+      const cpuBefore = cpuByCommand();
+      const started = performance.now();
+      debug(`${namespace}: start epoch ${Date.now()}`);
+      const seconds = await timeUntilAllSeen(kc, client, namespace, children, async () => {
+        await Promise.all(jobs.map((j) => client.apply(RESOURCES.rljobs, j as unknown as KubeObject)));
+        debug(`${namespace}: every RLJob applied after ${((performance.now() - started) / 1000).toFixed(3)} s`);
+      });
+      const cpu = cpuSeconds(operator!.child.pid!) - operatorCpuBefore;
+      debugCpu(`the operator's creation (round ${r})`, cpuBefore);
+      debug((await httpGet(operator!.port, '/metrics')).body.split('\n').filter((l) => /^rlkube_operator_(reconcile_total|api_requests_total)/.test(l)).join('\n'));
+      await waitPodsReady(client, namespace, pods);
+      await waitOperatorIdle(client, operator!, namespace, count, suspended);
+      return { seconds, cpu };
+    };
 
     for (let r = 1; r <= rounds; r++) {
       const ns = round(r);
-      // 1. the same child objects, created directly by the same client, all at once
-      const direct = jobsIn(ns.direct, count, suspended).flatMap((job) => childrenOf(job, config));
-      let cpuBefore = cpuByCommand();
-      const directS = await timeUntilAllSeen(kc, client, ns.direct, direct.length, () => Promise.all(direct.map((o) => client.apply(typeOf(o), o))));
-      debugCpu(`the direct creation (round ${r})`, cpuBefore);
-      await waitPodsReady(client, ns.direct, pods); // let the control plane settle before the next phase
-
-      // 2. the RLJobs, applied at once; the operator makes the children
-      const jobs = jobsIn(ns.operated, count, suspended);
-      const operatorCpuBefore = cpuSeconds(operator.child.pid!);
-      cpuBefore = cpuByCommand();
-      const applied = performance.now();
-      debug(`${ns.operated}: start epoch ${Date.now()}`);
-      const operatorS = await timeUntilAllSeen(kc, client, ns.operated, direct.length, async () => {
-        await Promise.all(jobs.map((j) => client.apply(RESOURCES.rljobs, j as unknown as KubeObject)));
-        debug(`${ns.operated}: every RLJob applied after ${((performance.now() - applied) / 1000).toFixed(3)} s`);
-      });
-      const operatorCpu = cpuSeconds(operator.child.pid!) - operatorCpuBefore;
-      debugCpu(`the operator's creation (round ${r})`, cpuBefore);
-      debug((await httpGet(operator.port, '/metrics')).body.split('\n').filter((l) => /^rlkube_operator_(reconcile_total|api_requests_total)/.test(l)).join('\n'));
-      await waitPodsReady(client, ns.operated, pods);
-      await waitOperatorIdle(client, operator, ns.operated, count, suspended);
+      // Interleaved, and in turns first: neither phase always follows the other.
+      let directS: number;
+      let operated: { seconds: number; cpu: number };
+      if (r % 2 === 1) {
+        directS = await directPhase(r, ns.direct);
+        operated = await operatedPhase(r, ns.operated);
+      } else {
+        operated = await operatedPhase(r, ns.operated);
+        directS = await directPhase(r, ns.direct);
+      }
+      const operatorS = operated.seconds;
+      const operatorCpu = operated.cpu;
       const figures: Round = { direct_s: Number(directS.toFixed(3)), operator_s: Number(operatorS.toFixed(3)), operator_cpu_s: Number(operatorCpu.toFixed(2)), rss_mb: Math.round(peakRssMb(operator.child.pid!)) };
       runs.push(figures);
       if (process.env.RLKUBE_TRACE) (await import('node:fs')).writeFileSync('/tmp/op-trace.log', operator.logs());

@@ -45,6 +45,10 @@ interface Held {
   group: TrajectoryGroup;
 }
 
+type Judgement = { outcome: 'accepted' | 'stale' | RejectReason; taskConsumed?: boolean };
+const isPromiseLike = <T>(value: T | PromiseLike<T>): value is PromiseLike<T> =>
+  typeof (value as { then?: unknown } | null)?.then === 'function';
+
 export interface LearnerCounts extends Omit<GroupCounts, 'published'> {
   rejectedByReason: Record<string, number>;
 }
@@ -160,10 +164,12 @@ export class LearnerBus {
     while (this.held.length < batchSize) {
       if (this.closed || this.nc.isClosed()) throw new BusError('Closed', `learner bus closed while collecting step ${step}`);
       // Counting what is in flight costs two requests: do it at the start of a step and then a few times a
-      // second, not per pull (the window only drains by B per step).
-      if (mode === 'AsyncPushPull' && Date.now() - toppedUpAt > 250) {
-        await this.topUpWindow(policyVersion);
-        toppedUpAt = Date.now();
+      // second, not per pull (the window only drains by B per step). Its round trips overlap this pull; it
+      // is over before the next one (or before the step returns).
+      let topUp: Promise<void> | undefined;
+      if (mode === 'AsyncPushPull' && Date.now() - toppedUpAt > 250 && !process.env.NOTOPUP) {
+        topUp = this.topUpWindow(policyVersion);
+        topUp.catch(() => undefined); // awaited below: this only keeps an early failure from counting as unhandled
       }
       let received = 0;
       const settle: Array<() => void> = [];
@@ -171,7 +177,9 @@ export class LearnerBus {
         const messages = await this.consumer.fetch({ max_messages: batchSize - this.held.length, expires: 1000 });
         for await (const msg of messages) {
           received++;
-          const { outcome, taskConsumed } = await this.judge(msg, policyVersion, verify);
+          let judged = this.judge(msg, policyVersion, verify);
+          if (judged instanceof Promise) judged = await judged; // only an asynchronous verifier makes it one
+          const { outcome, taskConsumed } = judged;
           if (outcome === 'accepted') continue;
           settle.push(() => msg.term(outcome));
           // A verifier's rejection used up one of this step's tasks: issue another so the step gets B groups.
@@ -181,6 +189,10 @@ export class LearnerBus {
         if (!isTransient(err)) throw err;
         this.options.log?.warn({ err: String(err), step }, 'bus unavailable: retrying');
         await new Promise((r) => setTimeout(r, 250));
+      }
+      if (topUp) {
+        await topUp;
+        toppedUpAt = Date.now();
       }
       if (settle.length > 0) {
         // Counts are persisted before the messages leave the stream, so a restart never undercounts.
@@ -250,11 +262,8 @@ export class LearnerBus {
     this.stopKeepAlive();
   }
 
-  private async judge(
-    msg: JsMsg,
-    version: number,
-    verify: GroupVerifier,
-  ): Promise<{ outcome: 'accepted' | 'stale' | RejectReason; taskConsumed?: boolean }> {
+  /** Synchronous unless the verifier returns a promise (one await per group adds up on the hot path). */
+  private judge(msg: JsMsg, version: number, verify: GroupVerifier): Judgement | Promise<Judgement> {
     let group: TrajectoryGroup;
     try {
       // The message is only acked, termed or kept alive after this: the group may take its bytes over.
@@ -278,7 +287,13 @@ export class LearnerBus {
       // A stale group for one of this step's SequentialPull tasks used that task up.
       return { outcome: 'stale', taskConsumed: group.taskSeq >= this.state.stepFirstSeq };
     }
-    const verdict = await verify(group);
+    const verdict = verify(group);
+    if (isPromiseLike(verdict)) return Promise.resolve(verdict).then((v) => this.apply(v, msg, group));
+    return this.apply(verdict, msg, group);
+  }
+
+  /** The verifier's verdict on a group that passed the bus's own checks. */
+  private apply(verdict: Verdict, msg: JsMsg, group: TrajectoryGroup): Judgement {
     if (!verdict.ok) {
       this.options.log?.debug({ task: group.taskId, worker: group.workerId, reason: verdict.reason }, verdict.message);
       return { outcome: this.reject(verdict.reason, msg), taskConsumed: true };

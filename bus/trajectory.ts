@@ -86,7 +86,11 @@ const align4 = (n: number) => (n + 3) & ~3;
 // (the message, the group and its views) and checks the arrays with plain index loops over one view of the
 // body (about twice as fast as a loop per subarray).
 
-export function encodeGroup(group: TrajectoryGroup): Uint8Array {
+/**
+ * Encodes a group. With `reuse`, a buffer no longer referenced anywhere else (e.g. one whose publish was
+ * acknowledged), the message is written into it when it fits, and a view of it is returned.
+ */
+export function encodeGroup(group: TrajectoryGroup, reuse?: ArrayBuffer): Uint8Array {
   const { promptTokenIds, completions } = group;
   const described: Header['completions'] = []; // (packed, not new Array(n): JSON.stringify is slower on holes)
   let words = promptTokenIds.length;
@@ -116,8 +120,9 @@ export function encodeGroup(group: TrajectoryGroup): Uint8Array {
   const json = JSON.stringify(header);
   const headerLength = Buffer.byteLength(json, 'utf8');
   const bodyOffset = align4(PREFIX_BYTES + headerLength);
+  const size = bodyOffset + 4 * words;
   // Every byte is written below (prefix, header, zeroed padding, body), so the buffer need not be zeroed first.
-  const out = new Uint8Array(Buffer.allocUnsafeSlow(bodyOffset + 4 * words).buffer, 0, bodyOffset + 4 * words);
+  const out = new Uint8Array(reuse && reuse.byteLength >= size ? reuse : Buffer.allocUnsafeSlow(size).buffer, 0, size);
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, headerLength, true);
@@ -221,18 +226,41 @@ export function decodeGroup(data: Uint8Array, limits: DecodeLimits, options: Dec
 
 /** Token ids ids[from, to) must lie in [0, vocabSize). */
 function checkTokens(ids: Int32Array, from: number, to: number, vocabSize: number, taskId: string): void {
-  for (let i = from; i < to; i++) {
-    const id = ids[i]!;
-    if (id < 0 || id >= vocabSize) throw new BusError('TokenOutOfRange', `task ${taskId}: token id ${id} outside [0, ${vocabSize})`);
-  }
+  const bad = firstTokenOutside(ids, from, to, vocabSize);
+  if (bad >= 0) throw new BusError('TokenOutOfRange', `task ${taskId}: token id ${ids[bad]} outside [0, ${vocabSize})`);
 }
 
 /** Log-probs lps[from, to) must be ≤ 0 (with a little room for rounding); NaN is refused. */
 function checkLogprobs(lps: Float32Array, from: number, to: number, taskId: string): void {
-  for (let i = from; i < to; i++) {
-    const lp = lps[i]!;
-    if (!(lp <= 1e-3)) throw new BusError('Malformed', `task ${taskId}: log-prob ${lp} is not ≤ 0`);
-  }
+  const bad = firstLogprobAbove(lps, from, to, 1e-3);
+  if (bad >= 0) throw new BusError('Malformed', `task ${taskId}: log-prob ${lps[bad]} is not ≤ 0`);
 }
 
-export const __check = (x: unknown) => checkHeader.Check(x);
+// The scans are the codec's hot loops (two per completion, over every token). They have nothing but the loop
+// in them (no throw, no call) and look at 8 elements per step, which lets the compiler keep the array's base
+// and length in registers instead of reloading and re-checking them per element: 2x faster than the plain
+// loop. A block with a bad value is then rescanned one element at a time for the exact index.
+function firstTokenOutside(ids: Int32Array, from: number, to: number, vocabSize: number): number {
+  let i = from;
+  for (; i + 8 <= to; i += 8) {
+    const a = ids[i]!, b = ids[i + 1]!, c = ids[i + 2]!, d = ids[i + 3]!;
+    const e = ids[i + 4]!, f = ids[i + 5]!, g = ids[i + 6]!, h = ids[i + 7]!;
+    if ((a | b | c | d | e | f | g | h) < 0 || Math.max(a, b, c, d, e, f, g, h) >= vocabSize) break;
+  }
+  for (; i < to; i++) {
+    const id = ids[i]!;
+    if (id < 0 || id >= vocabSize) return i;
+  }
+  return -1;
+}
+
+function firstLogprobAbove(lps: Float32Array, from: number, to: number, limit: number): number {
+  let i = from;
+  for (; i + 8 <= to; i += 8) {
+    // (`!(x <= limit)`, not `x > limit`: NaN fails every comparison and is refused too.)
+    if (!(lps[i]! <= limit && lps[i + 1]! <= limit && lps[i + 2]! <= limit && lps[i + 3]! <= limit &&
+      lps[i + 4]! <= limit && lps[i + 5]! <= limit && lps[i + 6]! <= limit && lps[i + 7]! <= limit)) break;
+  }
+  for (; i < to; i++) if (!(lps[i]! <= limit)) return i;
+  return -1;
+}

@@ -23,6 +23,9 @@ export interface ClaimedTask {
 
 export class WorkerBus {
   private readonly names;
+  /** Encode buffers of acknowledged groups, for the next publishes (see recycle). */
+  private readonly spareBuffers: ArrayBuffer[] = [];
+  private spareBytes = 0;
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -98,11 +101,15 @@ export class WorkerBus {
    * Retries while the stream is full (backpressure) or the server is away, until `signal` aborts.
    */
   async publish(group: TrajectoryGroup, signal?: AbortSignal): Promise<PubAck> {
-    const data = encodeGroup(group);
+    const spare = this.spareBuffers.pop();
+    if (spare) this.spareBytes -= spare.byteLength;
+    const data = encodeGroup(group, spare);
     let wait = 100;
     for (;;) {
       try {
-        return await this.js.publish(this.names.trajSubject(group.policyVersion), data, { msgID: group.taskId, timeout: 10_000 });
+        const ack = await this.js.publish(this.names.trajSubject(group.policyVersion), data, { msgID: group.taskId, timeout: 10_000 });
+        this.recycle(data.buffer);
+        return ack;
       } catch (err) {
         if (signal?.aborted) throw err;
         if (err instanceof JetStreamApiError && err.status === 400) throw err; // a bad message, not a busy server
@@ -110,6 +117,18 @@ export class WorkerBus {
         wait = Math.min(wait * 2, 2000);
       }
     }
+  }
+
+  /**
+   * Keeps the buffer of an acknowledged group for the next publish. Only after the server's ack: the client has
+   * then written the message out and holds no reference to it (after a failure it might still, so such a buffer
+   * is never reused). The pool never holds more buffers than publishes ran at once, nor more than 64 MiB.
+   */
+  private recycle(buffer: ArrayBufferLike): void {
+    if (!(buffer instanceof ArrayBuffer)) return;
+    if (this.spareBytes + buffer.byteLength > 64 << 20) return;
+    this.spareBuffers.push(buffer);
+    this.spareBytes += buffer.byteLength;
   }
 
   policy = () => this.control.policy();

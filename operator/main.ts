@@ -23,8 +23,8 @@ async function main(): Promise<void> {
   if (process.env.RLKUBE_TRACE_PROF) {
     const inspector = await import('node:inspector/promises');
     const session = new inspector.Session(); session.connect();
-    await session.post('Profiler.enable'); await session.post('Profiler.setSamplingInterval', { interval: 500 }); await session.post('Profiler.start');
-    profStop = async () => { const { profile } = await session.post('Profiler.stop'); (await import('node:fs')).writeFileSync(`/tmp/prof/op-${process.pid}.cpuprofile`, JSON.stringify(profile)); };
+    await session.post('Profiler.enable'); await session.post('Profiler.setSamplingInterval', { interval: 500 }); await session.post('Profiler.start'); const startEpoch = Date.now();
+    profStop = async () => { const { profile } = await session.post('Profiler.stop'); (await import('node:fs')).writeFileSync(`/tmp/opb/op-${process.pid}.cpuprofile`, JSON.stringify({ ...profile, startEpoch })); };
   }
   if (process.env.RLKUBE_TRACE) { let last = Date.now(); setInterval(() => { const now = Date.now(); if (now - last > 40) process.stderr.write(`TRACE lag ${last} ${now}\n`); last = now; }, 10).unref(); }
   let config: OperatorConfig;

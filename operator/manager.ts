@@ -31,6 +31,13 @@ export interface ManagerOptions {
 
 const key = (obj: KubeObject) => keyOf(obj.metadata!.namespace!, obj.metadata!.name!);
 
+/** A pod as status reads it (pods.ts): metadata, where it was scheduled, its conditions. */
+function slimPod(pod: KubeObject & { spec?: { nodeName?: string }; status?: { phase?: string; conditions?: unknown[] } }): void {
+  pod.spec = pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {};
+  pod.status = { ...(pod.status?.phase ? { phase: pod.status.phase } : {}), ...(pod.status?.conditions ? { conditions: pod.status.conditions } : {}) };
+  if (pod.metadata?.annotations) delete pod.metadata.annotations;
+}
+
 export class Manager {
   readonly caches: Caches;
   readonly queues: { jobs: WorkQueue; pools: WorkQueue; learners: WorkQueue };
@@ -39,8 +46,8 @@ export class Manager {
 
   constructor(private readonly opts: ManagerOptions) {
     const { kc, client, namespaces, log } = opts;
-    const informer = <T extends KubeObject>(type: typeof RESOURCES[keyof typeof RESOURCES], selector?: string) =>
-      new Informer<T>(kc, client, type, namespaces, log, selector);
+    const informer = <T extends KubeObject>(type: typeof RESOURCES[keyof typeof RESOURCES], selector?: string, slim?: (obj: T) => void) =>
+      new Informer<T>(kc, client, type, namespaces, log, selector, slim);
     this.caches = {
       jobs: informer(RESOURCES.rljobs),
       pools: informer(RESOURCES.rolloutpools),
@@ -48,16 +55,23 @@ export class Manager {
       deployments: informer(RESOURCES.deployments, MANAGED_SELECTOR),
       statefulsets: informer(RESOURCES.statefulsets, MANAGED_SELECTOR),
       services: informer(RESOURCES.services, MANAGED_SELECTOR),
-      pods: informer(RESOURCES.pods, MANAGED_SELECTOR),
+      pods: informer(RESOURCES.pods, MANAGED_SELECTOR, slimPod),
     } as Caches;
 
     const memo = new WriteMemo();
     for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) informer.onChange((obj) => memo.observed(obj, informer.type));
+    const pacer = new StatusPacer(opts.statusPeriodMs);
     const ctx: ControllerContext = {
-      client, memo, pacer: new StatusPacer(opts.statusPeriodMs), caches: this.caches, bus: opts.bus, events: opts.events, config: opts.build, log,
+      client, memo, pacer, caches: this.caches, bus: opts.bus, events: opts.events, config: opts.build, log,
       enqueueJob: (k) => this.queues.jobs.add(k),
-      // More than the caller's own reconcile waiting or running: a burst is on.
-      busy: () => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1,
+      // A Learner or RolloutPool the job controller just made: its StatefulSet or Deployment next, at once.
+      created: (type, obj) => {
+        if (type === RESOURCES.learners) this.queues.learners.add(key(obj));
+        else if (type === RESOURCES.rolloutpools) this.queues.pools.add(key(obj));
+      },
+      // More than the caller's own reconcile waiting or running, or children we made not in the cache yet:
+      // a burst is on.
+      busy: () => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0,
     };
     this.jobController = new RLJobController(ctx);
     const pools = new RolloutPoolController(ctx);
@@ -78,12 +92,26 @@ export class Manager {
       pools: new WorkQueue(opts.queue, logged('rolloutpool', (k) => pools.reconcile(k)), opts.metrics?.observer('rolloutpool')),
       learners: new WorkQueue(opts.queue, logged('learner', (k) => learners.reconcile(k)), opts.metrics?.observer('learner')),
     };
+    // Every queue drained and every child we made seen (each sighting reconciles its owner, so the last
+    // one ends here too): a burst is over; what yielded to it (status, finalizers) runs now.
+    const lull = () => {
+      if (!Object.values(this.queues).every((q) => q.idle) || memo.createdUnseen > 0) return;
+      pacer.lull();
+      for (const q of Object.values(this.queues)) q.wakeParked();
+    };
+    for (const q of Object.values(this.queues)) q.onIdle(lull);
     this.route();
   }
 
-  /** Which keys an object's change concerns. */
+  /**
+   * Which keys an object's change concerns. A change of an object itself (its spec) is reconciled at once;
+   * a change of what it owns (children's status, pods) mostly concerns its status, which is written at most
+   * once per status period anyway: those are batched over that period, as the Job controller batches pod
+   * updates (a child deleted or edited by someone is put back after that much, at most).
+   */
   private route(): void {
     const { caches, queues } = this;
+    const batchMs = this.opts.statusPeriodMs;
     caches.jobs.onChange((job) => {
       queues.jobs.add(key(job));
       const ns = job.metadata.namespace!;
@@ -92,15 +120,15 @@ export class Manager {
     });
     caches.pools.onChange((pool) => {
       queues.pools.add(key(pool));
-      queues.jobs.add(keyOf(pool.metadata.namespace!, pool.spec.jobRef.name));
+      queues.jobs.addAfter(keyOf(pool.metadata.namespace!, pool.spec.jobRef.name), batchMs);
     });
     caches.learners.onChange((learner) => {
       queues.learners.add(key(learner));
-      queues.jobs.add(keyOf(learner.metadata.namespace!, learner.spec.jobRef.name));
+      queues.jobs.addAfter(keyOf(learner.metadata.namespace!, learner.spec.jobRef.name), batchMs);
     });
     const toOwner = (kind: string, queue: WorkQueue) => (obj: KubeObject) => {
       const owner = controllerOf(obj);
-      if (owner?.kind === kind) queue.add(keyOf(obj.metadata!.namespace!, owner.name));
+      if (owner?.kind === kind) queue.addAfter(keyOf(obj.metadata!.namespace!, owner.name), batchMs);
     };
     caches.deployments.onChange(toOwner('RolloutPool', queues.pools));
     caches.statefulsets.onChange(toOwner('Learner', queues.learners));
@@ -110,8 +138,8 @@ export class Manager {
       const ns = pod.metadata!.namespace!;
       const pool = labels[LABELS.pool];
       const learner = labels[LABELS.learner];
-      if (labels[LABELS.role] === 'rollout' && pool) queues.pools.add(keyOf(ns, pool));
-      if (labels[LABELS.role] === 'learner' && learner) queues.learners.add(keyOf(ns, learner));
+      if (labels[LABELS.role] === 'rollout' && pool) queues.pools.addAfter(keyOf(ns, pool), batchMs);
+      if (labels[LABELS.role] === 'learner' && learner) queues.learners.addAfter(keyOf(ns, learner), batchMs);
     });
   }
 

@@ -40,6 +40,11 @@ export interface ControllerContext {
   log: Logger;
   /** Asks the job controller to reconcile a job (KV progress changed). */
   enqueueJob(key: string): void;
+  /**
+   * We created this object (a Learner or RolloutPool): its controller may reconcile it now, from our write,
+   * rather than after the watch has delivered it (see WriteMemo.created).
+   */
+  created?(type: ResourceType, obj: KubeObject): void;
   /** True while reconciles are waiting in any queue. */
   busy(): boolean;
 }
@@ -53,6 +58,7 @@ export const APPLIED_HASH = 'rlkube.dev/applied-hash';
  */
 export class WriteMemo {
   private readonly pending = new Map<string, { digest: string; rv: string | undefined; result: unknown; at: number }>();
+  private readonly unseen = new Map<string, { obj: KubeObject; at: number }>();
   /** After this long without seeing its event, a write is no longer trusted (a relist may have skipped it). */
   static readonly TRUST_MS = 30_000;
 
@@ -65,14 +71,42 @@ export class WriteMemo {
   remember(id: string, digest: string, result: KubeObject): void {
     this.pending.set(id, { digest, rv: result.metadata?.resourceVersion, result, at: Date.now() });
   }
+  /**
+   * An object we created that the cache does not show yet (read-your-writes: its controller need not wait
+   * for the watch to deliver it). Any event about it, the deletion included, ends this: the cache knows.
+   */
+  created<T extends KubeObject>(id: string): T | undefined {
+    const c = this.unseen.get(id);
+    if (!c) return undefined;
+    if (Date.now() - c.at <= WriteMemo.TRUST_MS) return c.obj as T;
+    this.unseen.delete(id);
+    return undefined;
+  }
+  /** Objects we created that the cache does not show yet (a burst is not over before they are seen). */
+  get createdUnseen(): number {
+    // Oldest first (insertion order): drop the ones no longer trusted.
+    const now = Date.now();
+    for (const [k, c] of this.unseen) {
+      if (now - c.at <= WriteMemo.TRUST_MS) break;
+      this.unseen.delete(k);
+    }
+    return this.unseen.size;
+  }
+  rememberCreated(id: string, obj: KubeObject): void {
+    this.unseen.delete(id);
+    this.unseen.set(id, { obj, at: Date.now() });
+  }
   /** The informer delivered this version of the object: writes up to it are in the cache now. */
   observed(obj: KubeObject, type: ResourceType): void {
-    for (const id of [idOf(type, obj), idOf(type, obj, 'status:'), idOf(type, obj, 'finalizer:')]) {
-      if (this.pending.get(id)?.rv === obj.metadata?.resourceVersion) this.pending.delete(id);
+    const id = idOf(type, obj);
+    this.unseen.delete(id);
+    for (const key of [id, idOf(type, obj, 'status:'), idOf(type, obj, 'finalizer:')]) {
+      if (this.pending.get(key)?.rv === obj.metadata?.resourceVersion) this.pending.delete(key);
     }
   }
 }
 export const idOf = (type: ResourceType, obj: KubeObject, what = '') => `${what}${type.plural}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
+export const idOfName = (type: ResourceType, namespace: string, name: string) => idOf(type, { metadata: { namespace, name } });
 
 /** Does `actual` hold every value `desired` sets? (Extra fields are the API server's defaults.) */
 export function contains(actual: unknown, desired: unknown): boolean {
@@ -87,26 +121,75 @@ export function contains(actual: unknown, desired: unknown): boolean {
 }
 
 const hashOf = (obj: unknown) => createHash('sha256').update(JSON.stringify(obj)).digest('hex').slice(0, 16);
+/** Hashes of desired objects built by `Derived` (built once per change of their inputs). */
+const hashes = new WeakMap<object, string>();
+/** Cached children found to match a desired hash (a cached object is replaced, never changed, by an update). */
+const verified = new WeakMap<object, string>();
+
+/**
+ * A desired child, rebuilt only when one of its inputs changed: the informers replace an object on every
+ * change and never modify one, so the same input objects build the same child. Most reconciles in a burst
+ * (a pod or a status changed) then neither build nor hash nor compare anything.
+ */
+export class Derived<K extends object, D extends unknown[], T extends KubeObject | KubeObject[]> {
+  private readonly memo = new WeakMap<K, { deps: D; value: T }>();
+  constructor(private readonly build: (key: K, ...deps: D) => T) {}
+  of(key: K, ...deps: D): T {
+    const m = this.memo.get(key);
+    if (m && m.deps.length === deps.length && m.deps.every((d, i) => d === deps[i])) return m.value;
+    const value = this.build(key, ...deps);
+    for (const v of Array.isArray(value) ? value : [value]) hashes.set(v, hashOf(v));
+    this.memo.set(key, { deps, value });
+    return value;
+  }
+}
 
 /**
  * Server-side apply of a child, skipped when the cached child already is what we would apply: same hash
  * of the desired object (so a field we stopped setting still gets removed) and no drift in our fields.
  */
-export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerContext, 'client' | 'memo' | 'log'>, type: ResourceType, desired: T, cached: T | undefined): Promise<T> {
-  const hash = hashOf(desired);
+export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerContext, 'client' | 'memo' | 'log' | 'created'>, type: ResourceType, desired: T, cached: T | undefined): Promise<T> {
+  const hash = hashes.get(desired) ?? hashOf(desired);
+  if (cached && verified.get(cached) === hash) return cached;
+  if (cached && cached.metadata?.annotations?.[APPLIED_HASH] === hash && contains(cached, desired)) {
+    verified.set(cached, hash);
+    return cached;
+  }
   const stamped = { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } } } as T;
-  if (cached && cached.metadata?.annotations?.[APPLIED_HASH] === hash && contains(cached, desired)) return cached;
   const id = idOf(type, desired);
   const recalled = ctx.memo.recall<T>(id, hash);
   if (recalled) return recalled;
   const result = await ctx.client.apply<T>(type, stamped);
   ctx.memo.remember(id, hash, result);
+  if (!cached) {
+    ctx.memo.rememberCreated(id, result);
+    ctx.created?.(type, result);
+  }
   ctx.log.debug({ kind: type.kind, name: desired.metadata?.name, namespace: desired.metadata?.namespace, created: cached === undefined }, 'applied');
   return result;
 }
 
 /** An apply the API server refuses as invalid (e.g. an immutable StatefulSet field) will not pass on retry. */
 export const isInvalid = (err: unknown): err is KubeApiError => err instanceof KubeApiError && err.statusCode === 422;
+
+/** The same JSON, whatever the order of keys (undefined values count as absent). */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let n = 0;
+  for (const k in x) {
+    if (x[k] === undefined) continue;
+    if (!sameJson(x[k], y[k])) return false;
+    n++;
+  }
+  for (const k in y) if (y[k] !== undefined) n--;
+  return n === 0;
+}
 
 /** JSON with sorted keys and no undefined values: the API server returns maps sorted, we build them in any order. */
 export function canonical(value: unknown): string {
@@ -117,21 +200,32 @@ export function canonical(value: unknown): string {
 
 /**
  * Paces status writes, like the Job controller's batch period: at most one per object per period, the
- * first one a period after the object is first seen, and, while a burst of reconciles is on, after the
- * writes that create things (for at most MAX_DEFER_MS). Status is what people read; children are what
- * unblocks everything else.
+ * first one a period after the object is first seen. And it keeps the writes that can wait (status, the
+ * finalizer, then NATS) out of a burst of reconciles: they wait for the queues to drain (a "lull", which
+ * the Manager reports and at which it runs the waiting keys again), for at most MAX_DEFER_MS. Status is
+ * what people read; children are what unblocks everything else.
  */
 export class StatusPacer {
   private readonly next = new Map<string, number>();
+  private lastLull = Number.NEGATIVE_INFINITY;
   static readonly MAX_DEFER_MS = 5_000;
-  static readonly RETRY_MS = 250;
   constructor(readonly periodMs: number) {}
-  /** Milliseconds until this object's status may be written (0: now). */
-  waitMs(id: string, busy: boolean, now = Date.now()): number {
+  /** The queues drained: whatever waited for the burst to end may go now. */
+  lull(now = Date.now()): void { this.lastLull = now; }
+  /**
+   * How much longer work due since `since` yields to a burst: 0 (go ahead: no burst, a lull came since,
+   * or it waited long enough), else wait for the next lull, this long at most.
+   */
+  yieldMs(since: number, busy: boolean, now = Date.now()): number {
+    return busy && this.lastLull < since && now < since + StatusPacer.MAX_DEFER_MS ? since + StatusPacer.MAX_DEFER_MS - now : 0;
+  }
+  /** When this object's status may be written: ms 0 is now; `untilLull`: or at the end of the burst, if sooner. */
+  waitMs(id: string, busy: boolean, now = Date.now()): { ms: number; untilLull: boolean } {
     const at = this.next.get(id);
-    if (at === undefined) { this.next.set(id, now + this.periodMs); return this.periodMs; }
-    if (now < at) return at - now;
-    return busy && now < at + StatusPacer.MAX_DEFER_MS ? StatusPacer.RETRY_MS : 0;
+    if (at === undefined) { this.next.set(id, now + this.periodMs); return { ms: this.periodMs, untilLull: false }; }
+    if (now < at) return { ms: at - now, untilLull: false };
+    const ms = this.yieldMs(at, busy, now);
+    return { ms, untilLull: ms > 0 };
   }
   wrote(id: string, now = Date.now()): void { this.next.set(id, now + this.periodMs); }
   forget(id: string): void { this.next.delete(id); }
@@ -140,23 +234,29 @@ export class StatusPacer {
 export interface StatusWrite {
   /** The status was written now (so its condition transitions deserve Events). */
   written: boolean;
-  /** A changed status waits for its pacing slot: reconcile again after this long. */
+  /** A changed status waits for its pacing slot: reconcile again after this long... */
   retryAfterMs?: number;
+  /** ...or when the burst it yields to is over, if sooner. */
+  retryOnLull?: boolean;
 }
 
 /** Status patch (server-side apply on /status) only when the summary differs from what the object shows. */
 export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo' | 'pacer' | 'busy'>, type: ResourceType, obj: KubeObject, status: object): Promise<StatusWrite> {
-  const digest = canonical(status);
-  if (canonical(obj.status ?? {}) === digest) return { written: false };
+  if (sameJson(obj.status ?? {}, status)) return { written: false };
   const id = idOf(type, obj, 'status:');
-  if (ctx.memo.recall(id, digest)) return { written: false };
   const wait = ctx.pacer.waitMs(id, ctx.busy());
-  if (wait > 0) return { written: false, retryAfterMs: wait };
+  if (wait.ms > 0) return { written: false, retryAfterMs: wait.ms, ...(wait.untilLull ? { retryOnLull: true } : {}) };
+  const digest = canonical(status);
+  if (ctx.memo.recall(id, digest)) return { written: false };
   const result = await ctx.client.apply(type, { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata!.name, namespace: obj.metadata!.namespace }, status }, 'status');
   ctx.pacer.wrote(id);
   ctx.memo.remember(id, digest, result);
   return { written: true };
 }
+
+/** Runs again after the status write's delay, or at the end of the burst it yields to. */
+export const retryOf = (write: StatusWrite) =>
+  write.retryAfterMs === undefined ? undefined : { requeueAfterMs: write.retryAfterMs, ...(write.retryOnLull ? { requeueOnLull: true } : {}) };
 
 /** The earlier of two optional delays. */
 export const earliest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));

@@ -6,7 +6,7 @@ import { RESOURCES, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { CHECKPOINT_DIR, RENDEZVOUS_PORT, agentContainer, agentEnv, agentMounts, podTemplate, podTolerations, podVolumes, trainerContainer, type BuildConfig } from './builders.js';
 import { mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { applyChild, isInvalid, liveJob, writeStatus, type ControllerContext } from './context.js';
+import { Derived, applyChild, idOfName, isInvalid, liveJob, retryOf, writeStatus, type ControllerContext } from './context.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
 import { isPodReady, schedulingProblem } from './pods.js';
 import { jobFinished } from './rolloutpool.js';
@@ -109,12 +109,15 @@ export function summarizeLearner({ learner, job, statefulSet, pods, applyError, 
 }
 
 export class LearnerController {
+  private readonly service = new Derived(buildLearnerService);
+  private readonly statefulSet = new Derived(buildStatefulSet);
   constructor(private readonly ctx: ControllerContext) {}
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
     const { caches, client, events } = this.ctx;
-    const learner = caches.learners.get(namespace, name);
+    // Just created by the job controller: its StatefulSet need not wait for the watch to deliver it.
+    const learner = caches.learners.get(namespace, name) ?? this.ctx.memo.created<Learner & KubeObject>(idOfName(RESOURCES.learners, namespace, name));
     if (!learner || learner.metadata.deletionTimestamp) return;
     const job = liveJob(caches, namespace, learner.spec.jobRef.name);
     let statefulSet = caches.statefulsets.get(namespace, name);
@@ -122,8 +125,8 @@ export class LearnerController {
     if (job) {
       try {
         [, statefulSet] = await Promise.all([
-          applyChild(this.ctx, RESOURCES.services, buildLearnerService(learner), caches.services.get(namespace, name)),
-          applyChild(this.ctx, RESOURCES.statefulsets, buildStatefulSet(learner, job, this.ctx.config), statefulSet),
+          applyChild(this.ctx, RESOURCES.services, this.service.of(learner), caches.services.get(namespace, name)),
+          applyChild(this.ctx, RESOURCES.statefulsets, this.statefulSet.of(learner, job, this.ctx.config), statefulSet),
         ]);
       } catch (err) {
         if (!isInvalid(err)) throw err;
@@ -140,6 +143,6 @@ export class LearnerController {
         if (c.type === 'Degraded' && c.status === 'True') events.record(learner as KubeObject, 'Warning', c.reason, c.message ?? '');
       }
     }
-    return write.retryAfterMs !== undefined ? { requeueAfterMs: write.retryAfterMs } : undefined;
+    return retryOf(write);
   }
 }

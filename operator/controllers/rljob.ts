@@ -5,7 +5,7 @@ import type { LearnerProgress } from '../../bus/index.js';
 import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { findCondition, isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { applyChild, earliest, idOf, writeStatus, type ControllerContext } from './context.js';
+import { Derived, applyChild, earliest, idOf, writeStatus, type ControllerContext } from './context.js';
 import { JobBusLink, type BusState } from './bus-link.js';
 import { FINALIZER, LABELS, MANAGED_BY, commonLabels, controllerOf, controllerRef, learnerResourceName, poolResourceName } from './meta.js';
 
@@ -152,6 +152,10 @@ export function jobTimers(job: RLJob, status: RLJobStatus, now: Date): { deleteN
 
 export class RLJobController {
   private readonly busLink: JobBusLink;
+  private readonly learner = new Derived(buildLearner);
+  private readonly pools = new Derived(buildPools);
+  /** When a job without our finalizer was first reconciled (its finalizer yields to a burst from then). */
+  private readonly firstSeen = new Map<string, number>();
 
   constructor(private readonly ctx: ControllerContext) {
     this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.busy);
@@ -161,7 +165,7 @@ export class RLJobController {
     const { namespace, name } = splitKey(key);
     const { caches, client, events } = this.ctx;
     const job = caches.jobs.get(namespace, name);
-    if (!job) { await this.busLink.forget(key); return; } // children go with the garbage collector
+    if (!job) { this.firstSeen.delete(key); await this.busLink.forget(key); return; } // children go with the garbage collector
     if (!managedHere(job)) return;
     const log = this.ctx.log.child({ job: name, namespace });
     const uid = job.metadata.uid!;
@@ -175,9 +179,9 @@ export class RLJobController {
     }
     // Children first: the garbage collector removes them with the job, so they need not wait for the
     // finalizer. NATS resources do wait for it: nothing else would remove them.
-    const desiredPools = buildPools(job);
+    const desiredPools = this.pools.of(job);
     const [learner] = await Promise.all([
-      applyChild(this.ctx, RESOURCES.learners, buildLearner(job), caches.learners.get(namespace, learnerResourceName(name))),
+      applyChild(this.ctx, RESOURCES.learners, this.learner.of(job), caches.learners.get(namespace, learnerResourceName(name))),
       ...desiredPools.map((p) => applyChild(this.ctx, RESOURCES.rolloutpools, p, caches.pools.get(namespace, p.metadata.name))),
     ]);
     const wanted = new Set(desiredPools.map((p) => p.metadata.name));
@@ -189,15 +193,19 @@ export class RLJobController {
     }
 
     // The finalizer guards only the NATS resources, and those wait for a lull anyway: in a burst of
-    // reconciles, both wait (at most MAX_DEFER_MS after the job's creation).
+    // reconciles, both wait for the queues to drain (at most MAX_DEFER_MS after the job was first seen).
     let bus: BusState = { phase: 'Pending' };
     let deferred: number | undefined;
+    const hasFinalizer = job.metadata.finalizers?.includes(FINALIZER);
     const age = Date.now() - Date.parse(job.metadata.creationTimestamp ?? new Date().toISOString());
-    if (job.metadata.finalizers?.includes(FINALIZER) || !this.ctx.busy() || age >= JobBusLink.MAX_DEFER_MS) {
-      if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
+    if (!hasFinalizer && age < JobBusLink.MAX_DEFER_MS) {
+      if (!this.firstSeen.has(key)) this.firstSeen.set(key, Date.now());
+      deferred = this.ctx.pacer.yieldMs(this.firstSeen.get(key)!, this.ctx.busy()) || undefined;
+    }
+    if (deferred === undefined) {
+      this.firstSeen.delete(key);
+      if (!hasFinalizer) await this.setFinalizer(job, true);
       bus = this.busLink.ensure(key, job); // only once the finalizer is on: it is what removes them
-    } else {
-      deferred = 250;
     }
 
     const pools = caches.pools.list(namespace).filter((p) => p.spec.jobRef.name === name && !p.metadata.deletionTimestamp);
@@ -221,7 +229,8 @@ export class RLJobController {
       return;
     }
     const requeueAfterMs = [timers.requeueAfterMs, write.retryAfterMs, deferred, bus.phase === 'Failed' ? bus.retryInMs : undefined].reduce(earliest, undefined);
-    return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
+    const requeueOnLull = deferred !== undefined || write.retryOnLull === true;
+    return requeueAfterMs !== undefined ? { requeueAfterMs, ...(requeueOnLull ? { requeueOnLull } : {}) } : undefined;
   }
 
   /** Our finalizer, applied under our field manager (finalizers are a set: other owners' entries stay). */

@@ -7,7 +7,7 @@ import type { ReconcileResult } from '../kube/queue.js';
 import { splitKey } from '../kube/queue.js';
 import { agentContainer, agentEnv, agentMounts, engineContainer, podTemplate, podTolerations, podVolumes, POLICIES_DIR, type BuildConfig } from './builders.js';
 import { isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { applyChild, isInvalid, liveJob, writeStatus, type ControllerContext } from './context.js';
+import { Derived, applyChild, idOfName, isInvalid, liveJob, retryOf, writeStatus, type ControllerContext } from './context.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
 import { isPodReady, schedulingProblem } from './pods.js';
 
@@ -88,12 +88,14 @@ export function summarizePool({ pool, job, deployment, pods, applyError, now }: 
 }
 
 export class RolloutPoolController {
+  private readonly deployment = new Derived(buildDeployment);
   constructor(private readonly ctx: ControllerContext) {}
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
     const { caches, client, events } = this.ctx;
-    const pool = caches.pools.get(namespace, name);
+    // Just created by the job controller: its Deployment need not wait for the watch to deliver it.
+    const pool = caches.pools.get(namespace, name) ?? this.ctx.memo.created<RolloutPool & KubeObject>(idOfName(RESOURCES.rolloutpools, namespace, name));
     if (!pool || pool.metadata.deletionTimestamp) return; // the garbage collector removes the Deployment
     const log = this.ctx.log.child({ pool: name, namespace, job: pool.spec.jobRef.name });
     const job = liveJob(caches, namespace, pool.spec.jobRef.name);
@@ -101,7 +103,7 @@ export class RolloutPoolController {
     let applyError: string | undefined;
     if (job) {
       try {
-        deployment = await applyChild(this.ctx, RESOURCES.deployments, buildDeployment(pool, job, this.ctx.config), deployment);
+        deployment = await applyChild(this.ctx, RESOURCES.deployments, this.deployment.of(pool, job, this.ctx.config), deployment);
       } catch (err) {
         if (!isInvalid(err)) throw err;
         applyError = err.message;
@@ -120,6 +122,6 @@ export class RolloutPoolController {
       }
       log.debug({ ready: status.readyReplicas }, 'pool status updated');
     }
-    return write.retryAfterMs !== undefined ? { requeueAfterMs: write.retryAfterMs } : undefined;
+    return retryOf(write);
   }
 }

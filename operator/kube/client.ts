@@ -2,6 +2,7 @@
 // field manager, status subresource writes. client-node's generated APIs hide SSA and cost allocations per call.
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 export const FIELD_MANAGER = 'rlkube-operator';
@@ -58,6 +59,7 @@ interface RequestOptions { body?: unknown; contentType?: string; query?: Record<
 export class KubeClient {
   private readonly server: URL;
   private auth?: { options: https.RequestOptions; at: number };
+  private authReading?: Promise<https.RequestOptions>;
   private agent?: http.Agent;
   /** Requests made, by verb and resource (exported as a metric; the benchmark reads it). */
   readonly calls = new Map<string, number>();
@@ -70,13 +72,23 @@ export class KubeClient {
   }
 
   /** TLS material and auth headers from the kubeconfig, re-read every minute (rotated tokens). */
-  private async authOptions(): Promise<https.RequestOptions> {
-    if (this.auth && Date.now() - this.auth.at < 60_000) return this.auth.options;
+  private authOptions(): Promise<https.RequestOptions> {
+    if (this.auth && Date.now() - this.auth.at < 60_000) return Promise.resolve(this.auth.options);
+    // One read at a time: a burst of first requests must not each build (and then drop) an agent.
+    this.authReading ??= this.readAuth().finally(() => { this.authReading = undefined; });
+    return this.authReading;
+  }
+
+  private async readAuth(): Promise<https.RequestOptions> {
     const options: https.RequestOptions = {};
     await this.kc.applyToHTTPSOptions(options);
     const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, headers, auth } = options as https.RequestOptions & { rejectUnauthorized?: boolean };
-    const agentOptions = { keepAlive: true, maxSockets: 64, ca, cert, key, pfx, passphrase, servername, ...(rejectUnauthorized === undefined ? {} : { rejectUnauthorized }) };
-    if (!this.auth) this.agent = this.server.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent({ keepAlive: true });
+    if (!this.agent) {
+      // One TLS context for every connection (given as ca/cert/key, each new socket would parse them again).
+      const secureContext = tls.createSecureContext({ ca, cert, key, pfx, passphrase });
+      const agentOptions = { keepAlive: true, maxSockets: 64, secureContext, servername, ...(rejectUnauthorized === undefined ? {} : { rejectUnauthorized }) };
+      this.agent = this.server.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent({ keepAlive: true });
+    }
     this.auth = { options: { headers, ...(auth ? { auth } : {}) }, at: Date.now() };
     return this.auth.options;
   }

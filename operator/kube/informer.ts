@@ -1,5 +1,7 @@
 // Informers: client-node's ListWatch (list, then watch from that resourceVersion) per watched namespace,
-// restarted with back-off after errors, with a `synced` promise for readiness.
+// restarted with back-off after errors, with a `synced` promise for readiness. Cached objects leave out
+// metadata.managedFields (the operator never reads them; they are a large part of an applied object), and
+// whatever else a `slim` function drops.
 import { makeInformer, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { resourcePath, type KubeClient, type KubeObject, type ResourceType } from './client.js';
@@ -24,6 +26,8 @@ export class Informer<T extends KubeObject> {
     namespaces: string[],
     private readonly log: Logger,
     labelSelector?: string,
+    /** Drops, in place, what the operator does not read of a cached object (before any handler sees it). */
+    private readonly slim?: (obj: T) => void,
   ) {
     const scopes = namespaces.length === 0 ? [undefined] : namespaces;
     for (const namespace of scopes) {
@@ -45,6 +49,9 @@ export class Informer<T extends KubeObject> {
   }
 
   private emit(obj: T): void {
+    // The ListWatch has stored this very object: trimming it here trims the cache.
+    if (obj.metadata && 'managedFields' in obj.metadata) delete (obj.metadata as { managedFields?: unknown }).managedFields;
+    this.slim?.(obj);
     if (process.env.RLKUBE_TRACE) process.stderr.write(`TRACE ev ${Date.now()} ${this.type.kind} ${obj.metadata?.namespace}/${obj.metadata?.name} ${obj.metadata?.resourceVersion}\n`);
     for (const h of this.handlers) h(obj);
   }

@@ -7,7 +7,7 @@ describe('parseOperatorConfig', () => {
   test('defaults from the environment of a pod', () => {
     const c = parseOperatorConfig([], env);
     expect(c).toMatchObject({
-      namespaces: [], natsUrl: 'nats://nats.rlkube-system:4222', metricsPort: 8080, workers: 32, logLevel: 'info',
+      namespaces: [], natsUrl: 'nats://nats.rlkube-system:4222', metricsPort: 8080, workers: 64, logLevel: 'info',
       leaderElection: { enabled: true, leaseName: 'rlkube-operator', leaseNamespace: 'rlkube-system', identity: 'rlkube-operator-7c9-x', leaseDurationMs: 15_000 },
     });
     expect(c.kubeconfig).toBeUndefined();

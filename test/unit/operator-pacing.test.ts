@@ -8,18 +8,30 @@ import { RESOURCES } from '../../operator/kube/client.js';
 import { readExample } from '../e2e/operator-fixtures.js';
 
 describe('StatusPacer', () => {
-  test.each<[string, (p: StatusPacer) => number, number]>([
-    ['the first write waits one period', (p) => p.waitMs('a', false, 0), 1000],
-    ['then it may go', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', false, 1000); }, 0],
-    ['after a write, the next waits a period', (p) => { p.waitMs('a', false, 0); p.wrote('a', 1000); return p.waitMs('a', false, 1400); }, 600],
-    ['a burst defers a due write a little', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000); }, StatusPacer.RETRY_MS],
-    ['but not forever', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000 + StatusPacer.MAX_DEFER_MS); }, 0],
+  const MAX = StatusPacer.MAX_DEFER_MS;
+  test.each<[string, (p: StatusPacer) => { ms: number; untilLull: boolean }, { ms: number; untilLull: boolean }]>([
+    ['the first write waits one period', (p) => p.waitMs('a', false, 0), { ms: 1000, untilLull: false }],
+    ['then it may go', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', false, 1000); }, { ms: 0, untilLull: false }],
+    ['after a write, the next waits a period', (p) => { p.waitMs('a', false, 0); p.wrote('a', 1000); return p.waitMs('a', false, 1400); }, { ms: 600, untilLull: false }],
+    ['a burst defers a due write until it is over', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000); }, { ms: MAX, untilLull: true }],
+    ['but not forever', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000 + MAX); }, { ms: 0, untilLull: false }],
+    ['after a lull it goes, even if the queues fill again', (p) => { p.waitMs('a', false, 0); p.waitMs('a', true, 1000); p.lull(1200); return p.waitMs('a', true, 1300); }, { ms: 0, untilLull: false }],
+    ['a lull before it was due does not count', (p) => { p.waitMs('a', false, 0); p.lull(500); return p.waitMs('a', true, 1100); }, { ms: MAX - 100, untilLull: true }],
   ])('%s', (_name, run, expected) => {
-    expect(run(new StatusPacer(1000))).toBe(expected);
+    expect(run(new StatusPacer(1000))).toEqual(expected);
   });
 });
 
 describe('WriteMemo', () => {
+  test('holds what we created until any event about it arrives (read-your-writes)', () => {
+    const memo = new WriteMemo();
+    const learner = { apiVersion: 'rlkube.dev/v1alpha1', kind: 'Learner', metadata: { name: 'j-learner', namespace: 'ns', resourceVersion: '5', uid: 'u' } };
+    memo.rememberCreated('learners/ns/j-learner', learner);
+    expect(memo.created('learners/ns/j-learner')).toBe(learner);
+    memo.observed({ ...learner, metadata: { ...learner.metadata, resourceVersion: '9', deletionTimestamp: 'now' } }, RESOURCES.learners);
+    expect(memo.created('learners/ns/j-learner')).toBeUndefined();
+  });
+
   const obj = (rv: string) => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd', namespace: 'ns', resourceVersion: rv } });
   test('remembers a write until the informer delivers that version', () => {
     const memo = new WriteMemo();

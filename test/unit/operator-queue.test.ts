@@ -101,6 +101,23 @@ describe('WorkQueue', () => {
     await q.shutdown();
   });
 
+  test('requeueOnLull parks a key until wakeParked; onIdle says when the queue has drained', async () => {
+    const { q, runs } = harness(async (key) => (key === 'ns/status' && runs.length === 1 ? { requeueAfterMs: 5_000, requeueOnLull: true } : undefined));
+    let idle = 0;
+    q.onIdle(() => { idle++; });
+    q.start();
+    q.add('ns/status');
+    await waitFor('the first run and the drain', () => idle === 1);
+    expect(q.idle).toBe(true);
+    expect(runs).toEqual(['ns/status']);
+    q.wakeParked();
+    await waitFor('the parked key to run again', () => runs.length === 2);
+    q.wakeParked(); // parked once, woken once
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runs).toEqual(['ns/status', 'ns/status']);
+    await q.shutdown();
+  });
+
   test('shutdown waits for the reconcile in flight and takes nothing new', async () => {
     let finished = false;
     const { q, runs } = harness(async () => { await new Promise((r) => setTimeout(r, 30)); finished = true; });
