@@ -167,7 +167,7 @@ export class LearnerBus {
       // second, not per pull (the window only drains by B per step). Its round trips overlap this pull; it
       // is over before the next one (or before the step returns).
       let topUp: Promise<void> | undefined;
-      if (mode === 'AsyncPushPull' && Date.now() - toppedUpAt > 250 && !process.env.NOTOPUP) {
+      if (mode === 'AsyncPushPull' && Date.now() - toppedUpAt > 250) {
         topUp = this.topUpWindow(policyVersion);
         topUp.catch(() => undefined); // awaited below: this only keeps an early failure from counting as unhandled
       }
@@ -186,7 +186,10 @@ export class LearnerBus {
           if (taskConsumed && mode === 'SequentialPull') await this.reserveAndPublish(1, policyVersion);
         }
       } catch (err) {
-        if (!isTransient(err)) throw err;
+        if (!isTransient(err)) {
+          await topUp?.catch(() => undefined); // as before: no top-up still running once the step has failed
+          throw err;
+        }
         this.options.log?.warn({ err: String(err), step }, 'bus unavailable: retrying');
         await new Promise((r) => setTimeout(r, 250));
       }

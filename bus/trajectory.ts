@@ -82,9 +82,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const align4 = (n: number) => (n + 3) & ~3;
 
-// The hot path of the bus: the codec runs once per group on each side, so it allocates only what it returns
-// (the message, the group and its views) and checks the arrays with plain index loops over one view of the
-// body (about twice as fast as a loop per subarray).
+// The hot path of the bus: the codec runs once per group on each side. It allocates only what it returns (the
+// message, which the worker reuses once published; the group and its views into the message), writes the
+// header straight into the message, and checks every token and log-prob with tight scans (see below).
 
 /**
  * Encodes a group. With `reuse`, a buffer no longer referenced anywhere else (e.g. one whose publish was
@@ -126,7 +126,10 @@ export function encodeGroup(group: TrajectoryGroup, reuse?: ArrayBuffer): Uint8A
   const view = new DataView(out.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, headerLength, true);
-  encoder.encodeInto(json, out.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength));
+  // (The buffer is not zeroed: a header shorter than counted would send stale memory, so make sure it is not.)
+  if (encoder.encodeInto(json, out.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength)).written !== headerLength) {
+    throw new Error('trajectory header: UTF-8 length miscounted');
+  }
   out.fill(0, PREFIX_BYTES + headerLength, bodyOffset);
   const ints = new Int32Array(out.buffer, bodyOffset, words);
   const floats = new Float32Array(out.buffer, bodyOffset, words);
