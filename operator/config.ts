@@ -113,7 +113,7 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
       leaseDurationMs: int(settingName('leaseDuration'), o.leaseDuration!, 2, 600) * 1000,
     },
     images: { agent: o.agentImage!, trainer: o.trainerImage!, vllm: o.vllmImage! },
-    workers: int(settingName('workers'), o.workers!, 1, 64),
+    workers: int(settingName('workers'), o.workers!, 1, 256),
     statusPeriodMs: int(settingName('statusPeriod'), o.statusPeriod!, 0, 60_000),
     logLevel,
   };

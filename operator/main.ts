@@ -18,15 +18,7 @@ function loadKubeConfig(config: OperatorConfig): KubeConfig {
   return kc;
 }
 
-let profStop: (() => Promise<void>) | undefined;
 async function main(): Promise<void> {
-  if (process.env.RLKUBE_TRACE_PROF) {
-    const inspector = await import('node:inspector/promises');
-    const session = new inspector.Session(); session.connect();
-    await session.post('Profiler.enable'); await session.post('Profiler.setSamplingInterval', { interval: 500 }); await session.post('Profiler.start'); const startEpoch = Date.now();
-    profStop = async () => { const { profile } = await session.post('Profiler.stop'); (await import('node:fs')).writeFileSync(`/tmp/opb/op-${process.pid}.cpuprofile`, JSON.stringify({ ...profile, startEpoch })); };
-  }
-  if (process.env.RLKUBE_TRACE) { let last = Date.now(); setInterval(() => { const now = Date.now(); if (now - last > 40) process.stderr.write(`TRACE lag ${last} ${now}\n`); last = now; }, 10).unref(); }
   let config: OperatorConfig;
   try {
     config = parseOperatorConfig(process.argv.slice(2), process.env);
@@ -70,7 +62,6 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(code || 1), 20_000);
     force.unref();
     try {
-      await profStop?.();
       await manager.stop();
       await elector?.release();
       await bus.close();

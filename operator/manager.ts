@@ -35,7 +35,7 @@ const key = (obj: KubeObject) => keyOf(obj.metadata!.namespace!, obj.metadata!.n
 function slimPod(pod: KubeObject & { spec?: { nodeName?: string }; status?: { phase?: string; conditions?: unknown[] } }): void {
   pod.spec = pod.spec?.nodeName ? { nodeName: pod.spec.nodeName } : {};
   pod.status = { ...(pod.status?.phase ? { phase: pod.status.phase } : {}), ...(pod.status?.conditions ? { conditions: pod.status.conditions } : {}) };
-  if (pod.metadata?.annotations) delete pod.metadata.annotations;
+  if (pod.metadata?.annotations) pod.metadata.annotations = undefined;
 }
 
 export class Manager {

@@ -144,6 +144,11 @@ export class Derived<K extends object, D extends unknown[], T extends KubeObject
   }
 }
 
+const stampedWith = <T extends KubeObject>(desired: T, hash: string): T =>
+  ({ ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } } });
+/** A desired child as applyChild sends it: with the hash of what we want of it. */
+export const stamped = <T extends KubeObject>(desired: T): T => stampedWith(desired, hashes.get(desired) ?? hashOf(desired));
+
 /**
  * Server-side apply of a child, skipped when the cached child already is what we would apply: same hash
  * of the desired object (so a field we stopped setting still gets removed) and no drift in our fields.
@@ -155,7 +160,7 @@ export async function applyChild<T extends KubeObject>(ctx: Pick<ControllerConte
     verified.set(cached, hash);
     return cached;
   }
-  const stamped = { ...desired, metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } } } as T;
+  const stamped = stampedWith(desired, hash);
   const id = idOf(type, desired);
   const recalled = ctx.memo.recall<T>(id, hash);
   if (recalled) return recalled;

@@ -83,11 +83,11 @@ export class KubeClient {
     const options: https.RequestOptions = {};
     await this.kc.applyToHTTPSOptions(options);
     const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, headers, auth } = options as https.RequestOptions & { rejectUnauthorized?: boolean };
+    if (!this.agent && this.server.protocol !== 'https:') this.agent = new http.Agent({ keepAlive: true });
     if (!this.agent) {
       // One TLS context for every connection (given as ca/cert/key, each new socket would parse them again).
       const secureContext = tls.createSecureContext({ ca, cert, key, pfx, passphrase });
-      const agentOptions = { keepAlive: true, maxSockets: 64, secureContext, servername, ...(rejectUnauthorized === undefined ? {} : { rejectUnauthorized }) };
-      this.agent = this.server.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent({ keepAlive: true });
+      this.agent = new https.Agent({ keepAlive: true, maxSockets: 64, secureContext, servername, ...(rejectUnauthorized === undefined ? {} : { rejectUnauthorized }) });
     }
     this.auth = { options: { headers, ...(auth ? { auth } : {}) }, at: Date.now() };
     return this.auth.options;
@@ -102,8 +102,7 @@ export class KubeClient {
     const callKey = `${method} ${plural}${sub ? `/${sub}` : ''}`;
     this.calls.set(callKey, (this.calls.get(callKey) ?? 0) + 1);
     const transport = url.protocol === 'https:' ? https : http;
-    const t0 = Date.now();
-    const p = new Promise<T>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const req = transport.request(url, {
         method,
         agent: this.agent,
@@ -131,8 +130,6 @@ export class KubeClient {
       req.on('error', reject);
       req.end(body);
     });
-    if (process.env.RLKUBE_TRACE) p.then(() => process.stderr.write(`TRACE req ${t0} ${Date.now()} ${method} ${url.pathname}\n`), () => undefined);
-    return p;
   }
 
   get<T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string): Promise<T> {

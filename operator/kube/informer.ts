@@ -50,9 +50,8 @@ export class Informer<T extends KubeObject> {
 
   private emit(obj: T): void {
     // The ListWatch has stored this very object: trimming it here trims the cache.
-    if (obj.metadata && 'managedFields' in obj.metadata) delete (obj.metadata as { managedFields?: unknown }).managedFields;
+    if (obj.metadata && 'managedFields' in obj.metadata) (obj.metadata as { managedFields?: unknown }).managedFields = undefined;
     this.slim?.(obj);
-    if (process.env.RLKUBE_TRACE) process.stderr.write(`TRACE ev ${Date.now()} ${this.type.kind} ${obj.metadata?.namespace}/${obj.metadata?.name} ${obj.metadata?.resourceVersion}\n`);
     for (const h of this.handlers) h(obj);
   }
 

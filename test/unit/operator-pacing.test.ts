@@ -3,7 +3,7 @@
 import pino from 'pino';
 import { parseRLJobManifest, type RLJob } from '../../api/index.js';
 import { JobBusLink } from '../../operator/controllers/bus-link.js';
-import { StatusPacer, WriteMemo, type JobBus } from '../../operator/controllers/context.js';
+import { Derived, StatusPacer, WriteMemo, sameJson, type JobBus } from '../../operator/controllers/context.js';
 import { RESOURCES } from '../../operator/kube/client.js';
 import { readExample } from '../e2e/operator-fixtures.js';
 
@@ -42,6 +42,28 @@ describe('WriteMemo', () => {
     expect(memo.recall('deployments/ns/d', 'h1')).toBeDefined();
     memo.observed(obj('7'), RESOURCES.deployments);
     expect(memo.recall('deployments/ns/d', 'h1')).toBeUndefined();
+  });
+});
+
+describe('no-op reconciles are cheap', () => {
+  test('sameJson ignores key order and undefined values, not array order or types', () => {
+    expect(sameJson({ a: 1, b: { c: [1, 2] }, d: undefined }, { b: { c: [1, 2] }, a: 1 })).toBe(true);
+    expect(sameJson({ a: [1, 2] }, { a: [2, 1] })).toBe(false);
+    expect(sameJson({ a: 1 }, { a: '1' })).toBe(false);
+    expect(sameJson({ a: 1 }, { a: 1, b: 2 })).toBe(false);
+    expect(sameJson({ a: null }, {})).toBe(false);
+  });
+
+  test('a desired child is rebuilt only when one of its input objects is another one', () => {
+    let builds = 0;
+    const derived = new Derived((pool: { n: number }, job: { m: number }) => { builds++; return { kind: 'Deployment', metadata: { name: `d${pool.n}${job.m}` } }; });
+    const pool = { n: 1 };
+    const job = { m: 1 };
+    const first = derived.of(pool, job);
+    expect(derived.of(pool, job)).toBe(first);
+    expect(builds).toBe(1);
+    expect(derived.of(pool, { m: 1 }).metadata?.name).toBe('d11'); // an updated job: a new object
+    expect(builds).toBe(2);
   });
 });
 
