@@ -1,7 +1,7 @@
 // Worker side of the bus: claim a task (kept alive while generating), learn of new policies, fetch their
 // weights, publish a trajectory group idempotently (message id = task id), heartbeat.
 import { jetstream, jetstreamManager, JetStreamApiError, type Consumer, type JetStreamClient, type JsMsg, type PubAck } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { ControlStore, type Watch } from './control.js';
 import { BusError } from './errors.js';
 import { WIRE_VERSION, codecs, type Heartbeat, type PolicyRecord, type Task } from './messages.js';
@@ -107,7 +107,11 @@ export class WorkerBus {
     let wait = 100;
     for (;;) {
       try {
-        const ack = await this.js.publish(this.names.trajSubject(group.policyVersion), data, { msgID: group.taskId, timeout: 10_000 });
+        const ack = await this.js.publish(this.names.trajSubject(group.policyVersion), data, {
+          msgID: group.taskId,
+          headers: alignedHeaders(group.taskId),
+          timeout: 10_000,
+        });
         this.recycle(data.buffer);
         return ack;
       } catch (err) {
@@ -148,4 +152,25 @@ export class WorkerBus {
       at: new Date().toISOString(),
     });
   }
+}
+
+const MSG_ID_HEADER = 'Nats-Msg-Id';
+const PAD_HEADER = 'Rlkube-Pad';
+
+/**
+ * The message-id header, padded to a whole number of 4-byte words. A consumer receives a large message into
+ * a fresh buffer, headers first: with them a multiple of 4 long, the group's body (4-byte aligned within the
+ * group) lands aligned, and the learner views its token ids and log-probs in place instead of moving them.
+ */
+export function alignedHeaders(taskId: string): MsgHdrs {
+  const h = natsHeaders();
+  h.set(MSG_ID_HEADER, taskId);
+  // The header block on the wire: "NATS/1.0", then "\r\n<name>: <value>" per header, then "\r\n\r\n".
+  const length = 8 + (4 + MSG_ID_HEADER.length + Buffer.byteLength(taskId)) + 4;
+  if (length % 4 !== 0) {
+    // The padding line is "\r\n<name>: " + value; values are trimmed, so the value is 1 to 4 dots, not blank.
+    const line = 4 + PAD_HEADER.length;
+    h.set(PAD_HEADER, '.'.repeat(1 + (((-(length + line + 1) % 4) + 4) % 4)));
+  }
+  return h;
 }

@@ -1,5 +1,6 @@
 // The trajectory group codec: round trip, and every kind of bad input refused with its reason.
 import { BusError, decodeGroup, encodeGroup } from '../../bus/index.js';
+import { alignedHeaders } from '../../bus/worker.js';
 import { syntheticGroup } from '../harness/groups.js';
 
 const limits = { job: 'ns/job', vocabSize: 64, maxBytes: 1 << 20 };
@@ -189,5 +190,17 @@ describe('trajectory group codec: every position of the body is checked', () => 
     g.completions[0]!.logprobs.fill(0);
     g.completions[1]!.logprobs.fill(Number.NEGATIVE_INFINITY);
     expect(messageOf(encodeGroup(g))).toBe('accepted');
+  });
+});
+
+describe('trajectory message headers', () => {
+  it('carry the task id as the message id and are padded to whole 4-byte words, whatever the id length', () => {
+    for (let digits = 1; digits <= 12; digits++) {
+      const taskId = `t${'7'.repeat(digits)}`;
+      const headers = alignedHeaders(taskId);
+      expect(headers.get('Nats-Msg-Id')).toBe(taskId);
+      // (encode() is the client's wire encoding, not in its public types)
+      expect((headers as unknown as { encode(): Uint8Array }).encode().byteLength % 4).toBe(0);
+    }
   });
 });
