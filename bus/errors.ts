@@ -10,9 +10,13 @@ export type RejectReason =
   | 'FutureVersion'
   | 'DigestMismatch'
   | 'RewardMismatch'
-  | 'LogprobMismatch'
   | 'GroupSizeMismatch'
-  | 'CopiedCompletions';
+  // Found by the trainer, which re-reads every token it trains on (see LearnerBus.commit).
+  | 'LogprobMismatch'
+  | 'InvalidTokens'
+  | 'InvalidLogprobs'
+  | 'PromptMismatch'
+  | 'TextMismatch';
 
 export class BusError extends Error {
   constructor(

@@ -214,15 +214,22 @@ export class LearnerBus {
     return { step, policyVersion, groups };
   }
 
-  /** After the trainer has stored the step: the batch's groups leave the stream for good. */
-  async commit(batch: Batch): Promise<void> {
+  /**
+   * After the trainer has stored the step: the batch's groups leave the stream for good. `excluded` are the
+   * groups (by index in the batch) the trainer left out of the loss after its own checks: they count as
+   * rejected, by reason, not as accepted.
+   */
+  async commit(batch: Batch, excluded: ReadonlyArray<{ index: number; reason: RejectReason }> = []): Promise<void> {
     this.stopKeepAlive();
     const held = this.held;
     this.held = [];
-    this.counts.accepted += held.length;
+    const dropped = new Map(excluded.filter((e) => e.index >= 0 && e.index < held.length).map((e) => [e.index, e.reason]));
+    this.counts.accepted += held.length - dropped.size;
+    for (const reason of dropped.values()) this.countRejected(reason);
     this.state.committedStep = batch.step;
-    // No write needed: the batch record says these were trained on. A lost ack only means a redelivery,
-    // which the used set turns away.
+    // No write needed for the accepted ones: the batch record says these were trained on, and a lost ack only
+    // means a redelivery, which the used set turns away. Exclusions are rare and would be lost: write them.
+    if (dropped.size > 0) await this.save();
     for (const h of held) h.msg.ack();
   }
 
@@ -310,10 +317,14 @@ export class LearnerBus {
   }
 
   private reject(reason: RejectReason, msg: JsMsg): RejectReason {
-    this.counts.rejected++;
-    this.counts.rejectedByReason[reason] = (this.counts.rejectedByReason[reason] ?? 0) + 1;
+    this.countRejected(reason);
     this.options.log?.debug({ reason, seq: msg.seq }, 'group rejected');
     return reason;
+  }
+
+  private countRejected(reason: RejectReason): void {
+    this.counts.rejected++;
+    this.counts.rejectedByReason[reason] = (this.counts.rejectedByReason[reason] ?? 0) + 1;
   }
 
   private peekTaskId(msg: JsMsg): string | undefined {

@@ -1,10 +1,13 @@
 // `rlkube run` end to end on this machine (real nats-server, real trainer and engines): the run survives
 // killed processes and untrusted workers, and its counts add up.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WorkerBus, connectBus, jobNames, watchLearnerProgress, type LearnerProgress } from '../../bus/index.js';
+import {
+  WorkerBus, connectBus, jobNames, watchLearnerProgress,
+  type LearnerProgress, type PolicyRecord, type Task, type TrajectoryGroup,
+} from '../../bus/index.js';
 import { syntheticGroup, waitFor } from '../harness/groups.js';
 
 interface Run {
@@ -53,6 +56,46 @@ async function followProgress(run: Run) {
   };
 }
 
+/** A worker that publishes forged groups for up to 60 tasks it claims (honest workers do the rest); returns how many. */
+async function lie(
+  run: Run,
+  progress: Awaited<ReturnType<typeof followProgress>>,
+  workerId: string,
+  forge: (task: Task, policy: PolicyRecord) => TrajectoryGroup,
+): Promise<number> {
+  const liar = await WorkerBus.open(progress.nc, progress.job, { workerId, pool: 'cpu' });
+  // The run's end takes its nats-server away: stop waiting on it then.
+  const runEnded = new AbortController();
+  void run.exited.then(() => runEnded.abort());
+  const ended = run.exited.then(() => undefined);
+  let forged = 0;
+  while (!runEnded.signal.aborted && forged < 60) {
+    const claimed = await Promise.race([liar.claim(1000).catch(() => undefined), ended]);
+    if (!claimed) continue;
+    const policy = await liar.policy();
+    if (!policy) {
+      claimed.release();
+      continue;
+    }
+    const group = forge(claimed.task, policy);
+    Object.assign(group, { policyDigest: policy.digest, verifierId: 'reverse/v1' });
+    await liar.publish(group, runEnded.signal).catch(() => undefined);
+    claimed.done();
+    forged++;
+  }
+  return forged;
+}
+
+/** The tiny model's tokenizer, from the trainer package (the one definition of its vocabulary). */
+const tiny = (() => {
+  const chars = execFileSync('/usr/bin/python3', ['-c', 'import sys; from rlkube_trainer.model import CHARS; sys.stdout.write(CHARS)'], {
+    env: { ...process.env, PYTHONPATH: 'images/trainer' },
+    encoding: 'utf8',
+  });
+  const encode = (text: string) => [...text].map((c) => 3 + chars.indexOf(c));
+  return { encode, encodePrompt: (text: string) => [1, ...encode(text)] };
+})();
+
 const countsAddUp = (summary: Record<string, any>) =>
   expect(summary.groups.accepted + summary.groups.stale + summary.groups.rejected).toBe(summary.groups.published);
 
@@ -74,33 +117,43 @@ describe('rlkube run', () => {
     countsAddUp(summary);
   });
 
-  it('rejects and counts the groups of a worker that forges rewards, and trains on the honest ones', async () => {
+  it('rejects and counts the groups of workers that forge rewards or texts, and trains on the honest ones', async () => {
     const run = startRun(['--max-steps', '5', '--mode', 'AsyncPushPull']);
     const progress = await followProgress(run);
-    const liar = await WorkerBus.open(progress.nc, progress.job, { workerId: 'liar', pool: 'cpu' });
-    let forged = 0;
-    const lying = (async () => {
-      while (run.child.exitCode === null && forged < 200) {
-        const claimed = await liar.claim(1000).catch(() => undefined);
-        if (!claimed) continue;
-        const policy = await liar.policy();
-        const group = syntheticGroup({ job: jobNames(progress.job).key, taskSeq: claimed.task.seq, policyVersion: policy?.version ?? 0, groupSize: 8, reward: 1, workerId: 'liar' });
-        group.policyDigest = policy?.digest ?? group.policyDigest;
-        group.verifierId = 'reverse/v1';
-        await liar.publish(group).catch(() => undefined);
-        claimed.done();
-        forged++;
+    const key = jobNames(progress.job).key;
+    // Claims reward 1 for texts that score 0: the learner's own verifier catches it.
+    const rewardLiar = lie(run, progress, 'reward-liar', (task, policy) =>
+      syntheticGroup({ job: key, taskSeq: task.seq, policyVersion: policy.version, groupSize: 8, reward: 1, workerId: 'reward-liar' }));
+    // Claims the right answer (reward 1, which the verifier confirms from the text) for tokens that say
+    // something else: only the trainer, which reads the tokens, can tell.
+    const textLiar = lie(run, progress, 'text-liar', (task, policy) => {
+      const prompt = (task.payload as { prompt: string }).prompt;
+      const answer = [...prompt.replace('=', '')].reverse().join('');
+      const group = syntheticGroup({ job: key, taskSeq: task.seq, policyVersion: policy.version, groupSize: 8, reward: 1, workerId: 'text-liar' });
+      group.promptTokenIds = Int32Array.from(tiny.encodePrompt(prompt));
+      for (const c of group.completions) {
+        c.tokenIds = Int32Array.from(tiny.encode('a'.repeat(answer.length)));
+        c.logprobs = new Float32Array(c.tokenIds.length).fill(-0.5);
+        c.text = answer;
       }
-    })();
+      return group;
+    });
     expect(await run.exited).toBe(0);
-    await lying;
+    const forged = { reward: await rewardLiar, text: await textLiar };
     await progress.close();
     const summary = run.summary();
-    expect(forged).toBeGreaterThan(0);
+    expect(forged.reward).toBeGreaterThan(0);
+    expect(forged.text).toBeGreaterThan(0);
     expect(summary.state).toBe('Succeeded');
     expect(summary.rejectedByReason.RewardMismatch).toBeGreaterThan(0);
-    expect(summary.workers.liar.accepted).toBe(0);
-    expect(summary.workers.liar.rejected).toBeGreaterThan(0);
+    expect(summary.rejectedByReason.TextMismatch).toBeGreaterThan(0);
+    expect(summary.groups.accepted).toBeGreaterThan(0);
+    // The curve is the reward of what was trained on (a random init scores little), not the forged groups' 1.
+    expect(summary.reward.initial).toBeLessThan(0.5);
+    for (const liar of ['reward-liar', 'text-liar']) {
+      expect(summary.workers[liar].accepted).toBe(0);
+      expect(summary.workers[liar].rejected).toBeGreaterThan(0);
+    }
     countsAddUp(summary);
   });
 });

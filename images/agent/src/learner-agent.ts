@@ -4,11 +4,11 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../../../api/index.js';
-import { LearnerBus, connectBus, type Batch, type LearnerProgress } from '../../../bus/index.js';
-import { createEnvironment } from './environments/index.js';
+import { LearnerBus, connectBus, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
+import { createEnvironment, type Environment } from './environments/index.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
-import { TrainerClient, type TrainResult, type TrainerState } from './trainer-client.js';
+import { TrainerClient, type TrainGroup, type TrainResult, type TrainerState } from './trainer-client.js';
 import { groupVerifier } from './verifier.js';
 
 /** The built-in tiny model's vocabulary (PAD, BOS, EOS + 45 characters); HF vocabularies fit 2^18. */
@@ -91,17 +91,23 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       const started = performance.now();
       const batch = await bus.nextBatch(step, trainerState.version, verifyAndRecord);
       const collectedMs = performance.now() - started;
-      const result = await untilTrainerAnswers(() => trainer.trainStep(step - 1, toTrainGroups(batch)), log, signal);
-      for (const rejected of result.rejected) {
-        const group = batch.groups[rejected.index];
-        if (group) (ledger[group.workerId] ??= { accepted: 0, rejected: 0 }).rejected++;
+      const result = await untilTrainerAnswers(() => trainer.trainStep(step - 1, toTrainGroups(batch, environment)), log, signal);
+      const excluded = result.rejected.map((r) => ({ index: r.index, reason: trainerReason(r.reason) }));
+      for (const { index, reason } of excluded) {
+        const group = batch.groups[index];
+        if (!group) continue;
+        const entry = (ledger[group.workerId] ??= { accepted: 0, rejected: 0 });
+        entry.accepted--; // the learner's own checks had passed it
+        entry.rejected++;
+        log.warn({ task: group.taskId, worker: group.workerId, reason }, 'group excluded by the trainer');
       }
       // The trainer answers with the index of the step it did; its state counts steps done.
       trainerState = { step, version: result.version, weights_path: result.weights_path, digest: result.digest };
       await publish(trainerState);
-      await bus.commit(batch);
-      lastReward = meanReward(batch);
-      metrics.reward.set(lastReward);
+      await bus.commit(batch, excluded);
+      // The reward of what was trained on: a forged group the trainer excluded must not lift the curve.
+      lastReward = meanReward(batch.groups.filter((_, i) => !excluded.some((e) => e.index === i))) ?? lastReward;
+      if (lastReward !== null) metrics.reward.set(lastReward);
       await writeProgress('Running');
       log.info(
         { step, version: result.version, reward: lastReward, collectMs: Math.round(collectedMs), trainMs: Math.round(performance.now() - started - collectedMs), loss: metricOf(result, 'loss'), excluded: result.rejected.length },
@@ -124,17 +130,24 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
   }
 }
 
-function toTrainGroups(batch: Batch) {
+/** The batch for the trainer, with the task's prompt and the scored texts, so it can check the tokens say the same. */
+function toTrainGroups(batch: Batch, environment: Environment): TrainGroup[] {
   return batch.groups.map((g) => ({
     policy_version: g.policyVersion,
+    prompt: environment.item(g.taskSeq).prompt,
     prompt_token_ids: Array.from(g.promptTokenIds),
-    completions: g.completions.map((c) => ({ token_ids: Array.from(c.tokenIds), logprobs: Array.from(c.logprobs), reward: c.reward })),
+    completions: g.completions.map((c) => ({ token_ids: Array.from(c.tokenIds), logprobs: Array.from(c.logprobs), reward: c.reward, text: c.text })),
   }));
 }
 
-const meanReward = (batch: Batch) => {
-  const rewards = batch.groups.flatMap((g) => g.completions.map((c) => c.reward));
-  return rewards.reduce((a, b) => a + b, 0) / Math.max(1, rewards.length);
+const trainerReasons = new Set<string>(['LogprobMismatch', 'InvalidTokens', 'InvalidLogprobs', 'PromptMismatch', 'TextMismatch', 'FutureVersion']);
+/** The trainer's rejection reasons are the bus's words for the same findings (an unknown one is Malformed). */
+const trainerReason = (reason: string): RejectReason => (trainerReasons.has(reason) ? (reason as RejectReason) : 'Malformed');
+
+/** Mean reward of the groups' completions; undefined for none. */
+const meanReward = (groups: TrajectoryGroup[]) => {
+  const rewards = groups.flatMap((g) => g.completions.map((c) => c.reward));
+  return rewards.length > 0 ? rewards.reduce((a, b) => a + b, 0) / rewards.length : undefined;
 };
 const metricOf = (result: TrainResult, name: string) => result.metrics[name];
 

@@ -11,8 +11,11 @@ export interface TrainerState {
 
 export interface TrainGroup {
   policy_version: number;
+  /** The task's prompt: the trainer checks prompt_token_ids are its tokens. */
+  prompt?: string;
   prompt_token_ids: number[];
-  completions: Array<{ token_ids: number[]; logprobs: number[]; reward: number }>;
+  /** `text`: what the learner scored; the trainer checks it is the text of token_ids. */
+  completions: Array<{ token_ids: number[]; logprobs: number[]; reward: number; text?: string }>;
 }
 
 export interface TrainResult extends TrainerState {

@@ -76,7 +76,8 @@ class Group:
     index: int
     policy_version: int
     prompt: List[int]
-    completions: List[dict]  # {token_ids, logprobs, reward}
+    completions: List[dict]  # {token_ids, logprobs, reward, text?}
+    prompt_text: Optional[str] = None  # the task's prompt as the learner issued it
 
 
 def parse_train_step(body: dict) -> tuple:
@@ -99,9 +100,18 @@ def parse_train_step(body: dict) -> tuple:
             if len(lps) != len(ids):
                 raise ApiError("BadRequest", f"{cw}logprobs has {len(lps)} entries for {len(ids)} token_ids")
             lps = [req_number({"v": v}, "v", f"{cw}logprobs[{k}] ") for k, v in enumerate(lps)]
-            comps.append({"token_ids": ids, "logprobs": lps, "reward": req_number(c, "reward", cw)})
-        groups.append(Group(gi, pv, prompt, comps))
+            comp = {"token_ids": ids, "logprobs": lps, "reward": req_number(c, "reward", cw)}
+            if "text" in c:
+                comp["text"] = _str(c, "text", cw)
+            comps.append(comp)
+        groups.append(Group(gi, pv, prompt, comps, _str(g, "prompt", where) if "prompt" in g else None))
     return step, groups
+
+
+def _str(obj: dict, key: str, where: str) -> str:
+    if not isinstance(obj[key], str):
+        raise ApiError("BadRequest", f"{where}{key} must be a string")
+    return obj[key]
 
 
 def _int_list(obj: dict, key: str, where: str, nonempty: bool = False) -> List[int]:
@@ -251,6 +261,20 @@ class Trainer:
                 return "InvalidTokens", f"completions[{ci}] is longer than the model's max length {p.max_len}"
             if any(lp > LOGPROB_SLACK for lp in c["logprobs"]):
                 return "InvalidLogprobs", f"completions[{ci}].logprobs has a positive value"
+        # The learner scored the texts and knows the task's prompt; the trainer trains on token ids. Both
+        # must say the same, or a worker could claim a rewarded text for tokens it did not earn it with,
+        # or a group of another prompt. Texts are compared up to whitespace runs, where an engine's
+        # incremental detokenizer may differ from the tokenizer's decode.
+        if g.prompt_text is not None:
+            try:
+                expected = p.encode_prompt(g.prompt_text)
+            except ValueError:  # a prompt outside the vocabulary cannot have been sampled from
+                expected = None
+            if expected != g.prompt:
+                return "PromptMismatch", "prompt_token_ids are not the tokens of the task's prompt"
+        for ci, c in enumerate(g.completions):
+            if "text" in c and _words(p.decode(c["token_ids"])) != _words(c["text"]):
+                return "TextMismatch", f"completions[{ci}].text is not the text of its token_ids"
         return None
 
     def _train(self, step: int, groups: List[Group]) -> dict:
@@ -365,6 +389,10 @@ class Trainer:
         metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
         return {"step": step, "version": self.version, "weights_path": self.weights_path, "digest": self.digest,
                 "metrics": metrics, "rejected": sorted(rejected, key=lambda x: x["index"])}
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _pad_to(t: torch.Tensor, width: int) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """The trainer: v0 agreement with the engine, a step, idempotent retries, resume, rejections, refusals."""
+import copy
 import hashlib
 import os
 
 import pytest
 
-from helpers import make_batch, tampered, trainer
+from helpers import PROMPTS, make_batch, tampered, trainer
 from rlkube_trainer.httpjson import ApiError
+from rlkube_trainer.model import build_policy
 from rlkube_trainer.policy_server import Engine
 
 
@@ -163,3 +165,48 @@ def test_a_temperature_other_than_the_trainers_shows_as_mismatch(tmp_path):
                               "reward": float(i)} for i, c in enumerate(out["choices"])]}
     res = t.train_step({"step": 0, "groups": [group]})
     assert [r["reason"] for r in res["rejected"]] == ["LogprobMismatch"]
+
+
+def with_texts(batch, prompts=PROMPTS):
+    """The batch as the learner agent posts it: each group's task prompt and each completion's text."""
+    b = copy.deepcopy(batch)
+    policy = build_policy("tiny", seed=1)
+    for g, prompt in zip(b["groups"], prompts):
+        g["prompt"] = prompt
+        for c in g["completions"]:
+            c["text"] = policy.decode(c["token_ids"])
+    return b
+
+
+def test_texts_and_prompts_that_match_the_tokens_are_trained_on(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    res = t.train_step(with_texts(make_batch(e, 0)))
+    assert res["rejected"] == [] and res["metrics"]["groups_accepted"] == 4
+
+
+def test_a_completion_text_that_is_not_its_tokens_is_rejected(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = with_texts(make_batch(e, 0))
+    batch["groups"][1]["completions"][3]["text"] = "dcba"  # the rewarded answer, claimed for other tokens
+    res = t.train_step(batch)
+    assert [(r["index"], r["reason"]) for r in res["rejected"]] == [(1, "TextMismatch")]
+    assert "completions[3]" in res["rejected"][0]["value"]
+    assert res["metrics"]["groups_accepted"] == 3
+
+
+def test_a_group_whose_prompt_tokens_are_not_the_tasks_prompt_is_rejected(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = with_texts(make_batch(e, 0))
+    batch["groups"][0]["prompt"] = "dd="  # a group generated for another task's prompt
+    batch["groups"][2]["prompt"] = "AB="  # not even in the vocabulary
+    res = t.train_step(batch)
+    assert [(r["index"], r["reason"]) for r in res["rejected"]] == [(0, "PromptMismatch"), (2, "PromptMismatch")]
+
+
+def test_a_text_that_is_not_a_string_is_a_bad_request(tmp_path):
+    t, e = trainer(tmp_path), Engine(seed=1)
+    batch = with_texts(make_batch(e, 0))
+    batch["groups"][0]["completions"][0]["text"] = 7
+    with pytest.raises(ApiError) as err:
+        t.train_step(batch)
+    assert err.value.reason == "BadRequest" and "groups[0].completions[0].text" in str(err.value)
