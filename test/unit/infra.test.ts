@@ -1,0 +1,125 @@
+// The Pulumi program under Pulumi's own mocks (the CLI and a cluster are not needed, nor installable here):
+// what it would create, wired how, for the default and the non-default settings; bad settings refused.
+import * as pulumi from '@pulumi/pulumi';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { parsePlatformConfig, type PlatformConfig } from '../../infra/config.js';
+import { RlkubePlatform, splitImage } from '../../infra/platform.js';
+
+interface Created {
+  type: string;
+  name: string;
+  inputs: Record<string, any>;
+}
+
+let created: Created[] = [];
+pulumi.runtime.setMocks(
+  {
+    newResource: (args) => {
+      created.push({ type: args.type, name: args.name, inputs: args.inputs });
+      return { id: `${args.name}-id`, state: args.inputs };
+    },
+    call: (args) => args.inputs,
+  },
+  'rlkube',
+  'test',
+);
+
+/** Builds the platform and waits until every resource has been registered with the (mock) engine. */
+async function plan(settings: Record<string, unknown> = {}) {
+  created = [];
+  const platform = new RlkubePlatform('rlkube', parsePlatformConfig(settings));
+  const outputs = await new Promise<[string, string, string[]]>((resolve) =>
+    pulumi.all([platform.natsUrl, platform.systemNamespace, platform.jobNamespaces]).apply(([url, system, jobs]) => resolve([url, system, list(jobs)])),
+  );
+  // A resource's id resolves once the (mock) engine has created it: then its inputs are recorded.
+  await new Promise((resolve) => pulumi.all(Object.values(platform.releases).map((r) => r.id)).apply(resolve));
+  const one = (type: string, name: string) => {
+    const found = created.filter((c) => c.type === type && c.name === name);
+    expect(found).toHaveLength(1);
+    return found[0]!.inputs;
+  };
+  return { outputs, one, created: () => created };
+}
+
+/**
+ * Pulumi tells arrays by `instanceof Array`, which fails across jest's module realms: an array made on the
+ * test's side comes back as an object with keys 0..n-1 (a single-realm `pulumi up` gets the array).
+ */
+const list = (value: unknown) => Object.values(value as object);
+
+const RELEASE = 'kubernetes:helm.sh/v3:Release';
+const NAMESPACE = 'kubernetes:core/v1:Namespace';
+
+describe('infra (Pulumi program)', () => {
+  it('by default: system and job namespaces, NATS with JetStream on file storage, the device plugin, the operator wired to NATS', async () => {
+    const { outputs, one, created } = await plan();
+    expect(outputs).toEqual(['nats://nats.rlkube-system.svc:4222', 'rlkube-system', ['rlkube-jobs']]);
+    expect(one(NAMESPACE, 'rlkube-system').metadata.labels['app.kubernetes.io/part-of']).toBe('rlkube');
+    expect(one(NAMESPACE, 'rlkube-jobs').metadata.labels['rlkube.dev/jobs']).toBe('true');
+
+    const nats = one(RELEASE, 'nats');
+    expect(nats.namespace).toBe('rlkube-system');
+    expect(nats.values.config.jetstream).toMatchObject({ enabled: true, fileStore: { enabled: true, pvc: { enabled: true, size: '20Gi' } } });
+    expect(nats.values.config.cluster.enabled).toBe(false);
+    // The bus's largest message (an 8 MiB trajectory group, plus headers) must fit.
+    expect(nats.values.config.merge.max_payload).toBeGreaterThan(8 * 1024 * 1024);
+
+    const operator = one(RELEASE, 'rlkube-operator');
+    expect(operator.namespace).toBe('rlkube-system');
+    expect(operator.values.nats.url).toBe(outputs[0]);
+    expect(operator.values.nats.url).toContain(`${nats.values.fullnameOverride}.${nats.namespace}.svc`);
+    expect(list(operator.values.watchNamespaces)).toEqual(['rlkube-jobs']);
+    expect(existsSync(join(operator.chart, 'Chart.yaml'))).toBe(true); // this repository's chart
+    expect(existsSync(join(operator.chart, 'crds'))).toBe(true);
+
+    expect(one(RELEASE, 'nvidia-device-plugin').values.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(created().map((c) => c.type).sort()).toEqual([NAMESPACE, NAMESPACE, RELEASE, RELEASE, RELEASE, 'rlkube:infra:Platform'].sort());
+  });
+
+  it('follows the settings: several job namespaces, a NATS cluster of 3, no device plugin, another image', async () => {
+    const { outputs, one, created } = await plan({
+      systemNamespace: 'rl-platform',
+      jobNamespaces: ['team-a', 'team-b'],
+      nats: { replicas: 3, storageSize: '100Gi', storageClass: 'fast-ssd' },
+      gpu: { devicePlugin: false },
+      operator: { image: 'registry.example.com:5000/rlkube/operator:1.2.3', replicas: 3 },
+    });
+    expect(outputs).toEqual(['nats://nats.rl-platform.svc:4222', 'rl-platform', ['team-a', 'team-b']]);
+    expect(one(RELEASE, 'nats').values.config.cluster).toEqual({ enabled: true, replicas: 3 });
+    expect(one(RELEASE, 'nats').values.config.jetstream.fileStore.pvc).toMatchObject({ size: '100Gi', storageClassName: 'fast-ssd' });
+    const operator = one(RELEASE, 'rlkube-operator');
+    expect(operator.values).toMatchObject({ replicaCount: 3, image: { repository: 'registry.example.com:5000/rlkube/operator', tag: '1.2.3' } });
+    expect(list(operator.values.watchNamespaces)).toEqual(['team-a', 'team-b']);
+    expect(created().filter((c) => c.name === 'nvidia-device-plugin')).toHaveLength(0);
+    expect(created().filter((c) => c.type === NAMESPACE).map((c) => c.name).sort()).toEqual(['rl-platform', 'team-a', 'team-b']);
+  });
+
+  it('refuses bad settings, naming the setting', () => {
+    const refused = (settings: Record<string, unknown>) => {
+      try {
+        parsePlatformConfig(settings);
+        return 'accepted';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(refused({ systemNamespace: 'Bad_NS' })).toMatch(/^rlkube:systemNamespace: .*DNS label/);
+    expect(refused({ jobNamespaces: [] })).toMatch(/^rlkube:jobNamespaces: /);
+    expect(refused({ jobNamespaces: ['a', 'a'] })).toMatch(/^rlkube:jobNamespaces: /);
+    expect(refused({ nats: { replicas: 2 } })).toMatch(/^rlkube:nats\.replicas: /);
+    expect(refused({ nats: { storageSize: 'lots' } })).toMatch(/^rlkube:nats\.storageSize: .*quantity/);
+    expect(refused({ nats: { maxPayloadBytes: 1024 } })).toMatch(/^rlkube:nats\.maxPayloadBytes: /);
+    expect(refused({ gpu: { devicePlugin: 'yes' } })).toMatch(/^rlkube:gpu\.devicePlugin: /);
+    expect(refused({ operator: { replicas: 0 } })).toMatch(/^rlkube:operator\.replicas: /);
+    expect(refused({ natsUrl: 'nats://x' })).toMatch(/^rlkube:/);
+    const defaults: PlatformConfig = parsePlatformConfig({});
+    expect(defaults).toMatchObject({ systemNamespace: 'rlkube-system', nats: { replicas: 1 }, gpu: { devicePlugin: true }, operator: { replicas: 2 } });
+  });
+
+  it('splits image references with registry ports and without tags', () => {
+    expect(splitImage('ghcr.io/rlkube/operator:0.2.0')).toEqual({ repository: 'ghcr.io/rlkube/operator', tag: '0.2.0' });
+    expect(splitImage('localhost:5000/operator')).toEqual({ repository: 'localhost:5000/operator' });
+    expect(splitImage('operator')).toEqual({ repository: 'operator' });
+  });
+});
