@@ -1,12 +1,12 @@
 // `rlkube run FILE.yaml`: the RLJob on one machine, no cluster — an embedded nats-server, the pools' engines
 // and rollout agents, the trainer and the learner agent as local processes, live progress, a summary.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { formatAgentEnv, agentJobSpec, type AgentConfig, type RLJob } from '../api/index.js';
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
-import { startNatsServer } from '../local/nats-server.js';
+import { natsServerProcess, waitForNatsReady } from '../local/nats-server.js';
 import { freePort } from '../local/ports.js';
 import { ProgressLine } from './progress.js';
 import { writeReport, type RunSummary } from './report.js';
@@ -25,20 +25,27 @@ export interface RunOptions {
 
 const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const NAMESPACE = 'local';
+const NATS_PROCESS = 'nats-server';
 
 export async function runJob({ job, outDir, python, initWeights, log, signal }: RunOptions): Promise<RunSummary> {
   const started = performance.now();
   const spec = job.spec;
   const name = job.metadata.name;
   mkdirSync(join(outDir, 'logs'), { recursive: true });
-  const nats = await startNatsServer({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024 });
+  const supervisor = new Supervisor(join(outDir, 'logs'), log, () =>
+    writeFileSync(join(outDir, 'processes.json'), JSON.stringify(supervisor.pids(), null, 2)),
+  );
+  // The embedded bus is supervised like the rest: a nats-server that dies comes back on the same port and
+  // file store, and the clients reconnect, so it costs time, not data.
+  const nats = await natsServerProcess({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024 });
+  const natsLog = join(outDir, 'logs', `${NATS_PROCESS}.log`);
+  const logFrom = existsSync(natsLog) ? statSync(natsLog).size : 0; // (an --out reused: only this run's lines)
+  supervisor.start({ name: NATS_PROCESS, command: nats.command, args: nats.args });
+  await waitForNatsReady(nats.port, 15_000, () => (existsSync(natsLog) ? readFileSync(natsLog).subarray(logFrom).toString() : ''));
   const nc = await connectBus({ servers: nats.url, name: 'rlkube-run' });
   await provisionJob(nc, { namespace: NAMESPACE, name });
   // Where to reach this run's bus (tools and tests join it, e.g. a second pool or a misbehaving worker).
   writeFileSync(join(outDir, 'run.json'), JSON.stringify({ natsUrl: nats.url, namespace: NAMESPACE, job: name }, null, 2));
-  const supervisor = new Supervisor(join(outDir, 'logs'), log, () =>
-    writeFileSync(join(outDir, 'processes.json'), JSON.stringify(supervisor.pids(), null, 2)),
-  );
 
   const pythonEnv = { PYTHONPATH: join(repoRoot, 'images/trainer'), OMP_NUM_THREADS: '1' };
   const agentCommand = { command: process.execPath, args: ['--import', 'tsx', join(repoRoot, 'images/agent/src/main.ts')] };
@@ -92,9 +99,10 @@ export async function runJob({ job, outDir, python, initWeights, log, signal }: 
   });
   await finished;
   progressLine.done();
-  await supervisor.stop();
+  // The workload first, so nothing loses its bus while shutting down; then the bus.
+  await supervisor.stop(supervisor.names().filter((n) => n !== NATS_PROCESS));
   await nc.close();
-  await nats.stop();
+  await supervisor.stop();
 
   const summary: RunSummary = {
     job: name,

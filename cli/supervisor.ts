@@ -33,6 +33,10 @@ export class Supervisor {
     this.launch(entry);
   }
 
+  names(): string[] {
+    return [...this.processes.keys()];
+  }
+
   /** name → pid of every running process (tests kill them by name). */
   pids(): Record<string, number> {
     const out: Record<string, number> = {};

@@ -27,25 +27,44 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
-  const binary = toolBinary('nats-server');
+/** How to run a nats-server (binary, arguments, where it listens), for a launcher or a supervisor. */
+export interface NatsServerProcess {
+  command: string;
+  args: string[];
+  port: number;
+  url: string;
+  storeDir: string;
+}
+
+/** Picks the port and writes the config file; starts nothing. */
+export async function natsServerProcess(options: { storeDir: string; port?: number; maxPayload?: number }): Promise<NatsServerProcess> {
   const port = options.port ?? (await freePort());
+  // max_payload has no command-line flag: a config file carries it.
+  mkdirSync(options.storeDir, { recursive: true });
+  const configFile = join(options.storeDir, 'nats-server.conf');
+  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n`);
+  return {
+    command: toolBinary('nats-server'),
+    args: ['-c', configFile, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', options.storeDir, '--server_name', `rlkube-${port}`],
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    storeDir: options.storeDir,
+  };
+}
+
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const ownsStore = options.storeDir === undefined;
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'rlkube-nats-'));
-  // max_payload has no command-line flag: a config file carries it.
-  mkdirSync(storeDir, { recursive: true });
-  const configFile = join(storeDir, 'nats-server.conf');
-  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n`);
-  const args = ['-c', configFile, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, '--server_name', `rlkube-${port}`];
+  const { command, args, port, url } = await natsServerProcess({ ...options, storeDir });
 
   let child: ChildProcess | undefined;
   let output = '';
   const launch = async (): Promise<void> => {
     output = '';
-    child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
     child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-    await waitForPort(port, 15_000, () => output);
+    await waitForNatsReady(port, 15_000, () => output);
   };
   const halt = async (signal: NodeJS.Signals): Promise<void> => {
     const running = child;
@@ -58,7 +77,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   };
   await launch();
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url,
     port,
     storeDir,
     stop: async () => {
@@ -73,7 +92,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   };
 }
 
-async function waitForPort(port: number, timeoutMs: number, log: () => string): Promise<void> {
+/** Resolves once the server accepts connections and has said it is ready (JetStream included) in its output. */
+export async function waitForNatsReady(port: number, timeoutMs: number, log: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const open = await new Promise<boolean>((resolve) => {

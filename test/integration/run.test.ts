@@ -100,20 +100,19 @@ const countsAddUp = (summary: Record<string, any>) =>
   expect(summary.groups.accepted + summary.groups.stale + summary.groups.rejected).toBe(summary.groups.published);
 
 describe('rlkube run', () => {
-  it('finishes when a rollout agent and, later, the trainer are killed with SIGKILL, and its counts add up', async () => {
-    const run = startRun(['--max-steps', '8']);
+  it('finishes when a rollout agent, the trainer, the nats-server and the learner agent are SIGKILLed in turn, and its counts add up', async () => {
+    const run = startRun(['--max-steps', '10']);
     const progress = await followProgress(run);
-    await waitFor('step 2', () => progress.step() >= 2 || undefined, 180_000);
-    process.kill(run.pids()['agent-cpu-0']!, 'SIGKILL');
-    await waitFor('step 4', () => progress.step() >= 4 || undefined, 180_000);
-    process.kill(run.pids().trainer!, 'SIGKILL');
+    for (const [step, victim] of [[2, 'agent-cpu-0'], [4, 'trainer'], [6, 'nats-server'], [8, 'learner-agent']] as const) {
+      await waitFor(`step ${step}`, () => progress.step() >= step || undefined, 300_000);
+      process.kill(run.pids()[victim]!, 'SIGKILL');
+    }
     expect(await run.exited).toBe(0);
     await progress.close();
     const summary = run.summary();
     expect(summary.state).toBe('Succeeded');
-    expect(summary.steps).toBe(8);
-    expect(summary.restarts.trainer).toBeGreaterThanOrEqual(1);
-    expect(summary.restarts['agent-cpu-0']).toBeGreaterThanOrEqual(1);
+    expect(summary.steps).toBe(10);
+    for (const victim of ['agent-cpu-0', 'trainer', 'nats-server', 'learner-agent']) expect(summary.restarts[victim]).toBeGreaterThanOrEqual(1);
     countsAddUp(summary);
   });
 
