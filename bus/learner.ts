@@ -45,7 +45,8 @@ interface Held {
   group: TrajectoryGroup;
 }
 
-type Judgement = { outcome: 'accepted' | 'stale' | RejectReason; taskConsumed?: boolean };
+/** `redelivered`: a message judged and counted before, delivered again (an ack lost with a restarted server). */
+type Judgement = { outcome: 'accepted' | 'stale' | 'redelivered' | RejectReason; taskConsumed?: boolean };
 const isPromiseLike = <T>(value: T | PromiseLike<T>): value is PromiseLike<T> =>
   typeof (value as { then?: unknown } | null)?.then === 'function';
 
@@ -65,8 +66,10 @@ export class LearnerBus {
     batches: [],
   };
   private readonly used = new Set<string>();
-  /** Groups a previous incarnation trained on but did not get to ack: ack them quietly when they return. */
-  private readonly trainedUnacked = new Set<string>();
+  /** Groups a previous incarnation trained on, whose acks may have died with it: acked quietly if they return. */
+  private readonly trainedBefore = new Set<string>();
+  /** Stream sequence → how this learner settled it (acked: trained on; termed: stale or rejected). */
+  private readonly settled = new Map<number, 'ack' | 'term'>();
   private held: Held[] = [];
   private closed = false;
   private keepAlive: NodeJS.Timeout | undefined;
@@ -116,12 +119,13 @@ export class LearnerBus {
     this.state = saved;
     for (const batch of saved.batches) {
       if (batch.step > trainedStep) continue; // collected, never trained: those groups come back and are used
-      for (const id of batch.taskIds) this.used.add(id);
-      // Trained on, but the learner died before acking them: count them now, ack them when they come back.
-      if (batch.step > saved.committedStep) {
-        this.state.counts.accepted += batch.taskIds.length;
-        for (const id of batch.taskIds) this.trainedUnacked.add(id);
+      // Trained on: acks sent just before the learner died may never have left it, so any of these may come
+      // back; they are acked quietly then. Those of a step not yet committed are counted now.
+      for (const id of batch.taskIds) {
+        this.used.add(id);
+        this.trainedBefore.add(id);
       }
+      if (batch.step > saved.committedStep) this.state.counts.accepted += batch.taskIds.length;
     }
     this.state.batches = saved.batches.filter((b) => b.step <= trainedStep);
     this.state.committedStep = trainedStep;
@@ -172,20 +176,29 @@ export class LearnerBus {
         topUp.catch(() => undefined); // awaited below: this only keeps an early failure from counting as unhandled
       }
       let received = 0;
+      let tasksUsedUp = 0;
       const settle: Array<() => void> = [];
+      const verdicts: Array<Promise<void>> = [];
+      const onJudged = (msg: JsMsg, { outcome, taskConsumed }: Judgement) => {
+        if (outcome === 'accepted' || outcome === 'redelivered') return;
+        settle.push(() => this.settle(msg, 'term', outcome));
+        if (taskConsumed) tasksUsedUp++;
+      };
       try {
         const messages = await this.consumer.fetch({ max_messages: batchSize - this.held.length, expires: 1000 });
         for await (const msg of messages) {
           received++;
-          let judged = this.judge(msg, policyVersion, verify);
-          if (judged instanceof Promise) judged = await judged; // only an asynchronous verifier makes it one
-          const { outcome, taskConsumed } = judged;
-          if (outcome === 'accepted') continue;
-          settle.push(() => msg.term(outcome));
-          // A verifier's rejection used up one of this step's tasks: issue another so the step gets B groups.
-          if (taskConsumed && mode === 'SequentialPull') await this.reserveAndPublish(1, policyVersion);
+          const judged = this.judge(msg, policyVersion, verify);
+          // An asynchronous verdict is awaited after the pull, never inside it: the pull must go on being read
+          // (its heartbeats) however long a verifier takes, and the group's verifiers then run side by side.
+          if (judged instanceof Promise) verdicts.push(judged.then((j) => onJudged(msg, j)));
+          else onJudged(msg, judged);
         }
+        await Promise.all(verdicts);
+        // Rejections used up some of this step's SequentialPull tasks: issue as many more, so the step gets B.
+        if (tasksUsedUp > 0 && mode === 'SequentialPull') await this.reserveAndPublish(tasksUsedUp, policyVersion);
       } catch (err) {
+        await Promise.allSettled(verdicts);
         if (!isTransient(err)) {
           await topUp?.catch(() => undefined); // as before: no top-up still running once the step has failed
           throw err;
@@ -230,7 +243,7 @@ export class LearnerBus {
     // No write needed for the accepted ones: the batch record says these were trained on, and a lost ack only
     // means a redelivery, which the used set turns away. Exclusions are rare and would be lost: write them.
     if (dropped.size > 0) await this.save();
-    for (const h of held) h.msg.ack();
+    for (const h of held) this.settle(h.msg, 'ack');
   }
 
   /** Groups stored on the trajectories stream since the job began (dedup'd retries excluded). */
@@ -255,10 +268,11 @@ export class LearnerBus {
           continue;
         }
         received++;
-        if (this.trainedUnacked.delete(this.peekTaskId(msg) ?? '')) msg.ack();
+        if (this.settleAgain(msg)) continue;
+        if (this.trainedBefore.delete(this.peekTaskId(msg) ?? '')) this.settle(msg, 'ack');
         else {
           this.counts.stale++;
-          msg.term('RunFinished');
+          this.settle(msg, 'term', 'RunFinished');
         }
       }
       if (received === 0) break;
@@ -274,6 +288,7 @@ export class LearnerBus {
 
   /** Synchronous unless the verifier returns a promise (one await per group adds up on the hot path). */
   private judge(msg: JsMsg, version: number, verify: GroupVerifier): Judgement | Promise<Judgement> {
+    if (msg.info.redelivered && this.settleAgain(msg)) return { outcome: 'redelivered' };
     let group: TrajectoryGroup;
     try {
       // The message is only acked, termed or kept alive after this: the group may take its bytes over.
@@ -281,8 +296,8 @@ export class LearnerBus {
     } catch (err) {
       return { outcome: this.reject(err instanceof BusError && isRejectReason(err.reason) ? err.reason : 'Malformed', msg) };
     }
-    if (this.trainedUnacked.delete(group.taskId)) {
-      msg.ack();
+    if (this.trainedBefore.delete(group.taskId)) {
+      this.settle(msg, 'ack');
       return { outcome: 'accepted' };
     }
     if (this.used.has(group.taskId)) return { outcome: this.reject('Duplicate', msg) };
@@ -294,6 +309,7 @@ export class LearnerBus {
     this.used.add(group.taskId);
     if (group.policyVersion < oldest) {
       this.counts.stale++;
+      this.settled.set(msg.seq, 'term'); // termed by the caller, once the counts are saved
       // A stale group for one of this step's SequentialPull tasks used that task up.
       return { outcome: 'stale', taskConsumed: group.taskSeq >= this.state.stepFirstSeq };
     }
@@ -316,7 +332,30 @@ export class LearnerBus {
     return this.control.putLearnerState(this.state);
   }
 
+  /**
+   * A message this learner already judged and counted, delivered again (its ack was lost, e.g. with a
+   * restarted server): settled as before, or, still held for the step, kept under its new delivery. Counted
+   * once either way. False when it was never judged here.
+   */
+  private settleAgain(msg: JsMsg): boolean {
+    const settled = this.settled.get(msg.seq);
+    if (settled) {
+      this.settle(msg, settled, 'Redelivered');
+      return true;
+    }
+    const held = this.held.find((h) => h.msg.seq === msg.seq);
+    if (held) held.msg = msg;
+    return held !== undefined;
+  }
+
+  private settle(msg: JsMsg, how: 'ack' | 'term', reason?: string): void {
+    this.settled.set(msg.seq, how);
+    if (how === 'ack') msg.ack();
+    else msg.term(reason);
+  }
+
   private reject(reason: RejectReason, msg: JsMsg): RejectReason {
+    this.settled.set(msg.seq, 'term'); // termed by the caller, once the counts are saved
     this.countRejected(reason);
     this.options.log?.debug({ reason, seq: msg.seq }, 'group rejected');
     return reason;

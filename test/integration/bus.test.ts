@@ -238,6 +238,30 @@ describe('failures cost time, not data', () => {
     second.close();
   });
 
+  it('a restarted learner counts once the groups whose acks died with the previous one', async () => {
+    const job = await newJob({ groupAckWaitMs: 1500 });
+    const workers = await startWorkers(job, 2);
+    const first = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+    await runSteps(first, 2);
+    // Step 3 is trained on and committed, and that is written down, but its acks never reach the server: the
+    // state the learner leaves when killed between queueing its acks and flushing them.
+    const step3 = await first.nextBatch(3, 2, accept);
+    first.close();
+    const saved = (await first.control.learnerState())!;
+    await first.control.putLearnerState({ ...saved, committedStep: 3, counts: { ...saved.counts, accepted: saved.counts.accepted + step3.groups.length } });
+    const second = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+    await second.resume(3);
+    // Step 3's groups come back (ack wait 1.5 s) during the next steps or at the drain: counted once either way.
+    const later = await runSteps(second, 2, 4);
+    await workers.stop();
+    expectNoGroupUsedTwice([step3, ...later]);
+    await second.drain();
+    expect(second.counts.accepted).toBe(20); // steps 1–5, each counted once
+    expect(second.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
+    expect(second.counts.accepted + second.counts.stale + second.counts.rejected).toBe(await second.published());
+    second.close();
+  });
+
   it('loses nothing when the nats-server restarts mid-run (file storage)', async () => {
     const job = await newJob();
     const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 6, taskWindow: 12 }));
@@ -251,6 +275,54 @@ describe('failures cost time, not data', () => {
     expectNoGroupUsedTwice(batches);
     await learner.drain();
     expect(learner.counts.accepted).toBe(36);
+    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    learner.close();
+  });
+
+  it('counts every group once when a SIGKILLed nats-server delivers groups again', async () => {
+    const job = await newJob();
+    const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 6, taskWindow: 12 }));
+    const workers = await startWorkers(job, 2, { delayMs: 150 });
+    const batches = await runSteps(learner, 3);
+    const collecting = learner.nextBatch(4, 3, accept); // killed while step 4 is being collected
+    await new Promise((r) => setTimeout(r, 400));
+    await server.kill();
+    await server.restart();
+    const step4 = await collecting;
+    await learner.commit(step4);
+    batches.push(step4, ...(await runSteps(learner, 2, 5)));
+    await workers.stop();
+    expect(batches.map((b) => b.groups.length)).toEqual([6, 6, 6, 6, 6, 6]);
+    expectNoGroupUsedTwice(batches);
+    await learner.drain();
+    expect(learner.counts.accepted).toBe(36);
+    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    learner.close();
+  });
+
+  it('counts once, and trains on, a group delivered again while the learner still judges it (past its ack wait)', async () => {
+    const job = await newJob({ groupAckWaitMs: 1000 });
+    const learner = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 2 }));
+    const workers = await startWorkers(job, 1);
+    let slow = true;
+    const slowFirstVerdict = async () => {
+      if (slow) {
+        slow = false;
+        await new Promise((r) => setTimeout(r, 2500)); // e.g. a verifier waiting on a policy digest lookup
+      }
+      return { ok: true as const };
+    };
+    await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
+    const step1 = await learner.nextBatch(1, 0, slowFirstVerdict);
+    await learner.commit(step1);
+    await learner.publishPolicy(1, { bytes: new Uint8Array([1]) });
+    const later = await runSteps(learner, 2, 2);
+    await workers.stop();
+    expect(step1.groups).toHaveLength(2);
+    expectNoGroupUsedTwice([step1, ...later]);
+    await learner.drain();
+    expect(learner.counts.accepted).toBe(6);
+    expect(learner.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
     expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
     learner.close();
   });
