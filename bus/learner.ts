@@ -309,7 +309,7 @@ export class LearnerBus {
     this.used.add(group.taskId);
     if (group.policyVersion < oldest) {
       this.counts.stale++;
-      this.settled.set(msg.seq, 'term'); // termed by the caller, once the counts are saved
+      this.remember(msg.seq, 'term'); // termed by the caller, once the counts are saved
       // A stale group for one of this step's SequentialPull tasks used that task up.
       return { outcome: 'stale', taskConsumed: group.taskSeq >= this.state.stepFirstSeq };
     }
@@ -349,13 +349,19 @@ export class LearnerBus {
   }
 
   private settle(msg: JsMsg, how: 'ack' | 'term', reason?: string): void {
-    this.settled.set(msg.seq, how);
+    this.remember(msg.seq, how);
     if (how === 'ack') msg.ack();
     else msg.term(reason);
   }
 
+  /** Redeliveries follow within an ack wait or a server restart: the newest 64 Ki settlements are plenty. */
+  private remember(seq: number, how: 'ack' | 'term'): void {
+    this.settled.set(seq, how);
+    if (this.settled.size > 65_536) this.settled.delete(this.settled.keys().next().value!);
+  }
+
   private reject(reason: RejectReason, msg: JsMsg): RejectReason {
-    this.settled.set(msg.seq, 'term'); // termed by the caller, once the counts are saved
+    this.remember(msg.seq, 'term'); // termed by the caller, once the counts are saved
     this.countRejected(reason);
     this.options.log?.debug({ reason, seq: msg.seq }, 'group rejected');
     return reason;
