@@ -2,7 +2,7 @@
 // parse into, and the projection of the RLJob spec that an agent receives. Documented in docs/agent-env.md.
 import { Type, type Static } from '@sinclair/typebox';
 import { LearnerTemplate } from './common.js';
-import { RLJobSpec, RolloutSpec } from './rljob.js';
+import { RLJobSpec, RolloutSpec, taskWindowRule } from './rljob.js';
 import { withRules } from './schema-kit.js';
 import { formatErrors, validate, withDefaults } from './validate.js';
 
@@ -33,12 +33,7 @@ export const AgentJobSpec = withRules(Type.Object({
   suspend: Type.Optional(Type.Boolean()),
   rollout: Type.Optional(RolloutSpec),
   learner: Type.Optional(LearnerTemplate),
-}, { additionalProperties: false }), [{
-  rule: '!has(self.sync.taskWindow) || self.sync.taskWindow >= self.algorithm.batchSize',
-  message: 'sync.taskWindow must be >= algorithm.batchSize',
-  fieldPath: '.sync.taskWindow',
-  check: (self) => self.sync.taskWindow === undefined || self.sync.taskWindow >= self.algorithm.batchSize,
-}]);
+}, { additionalProperties: false }), [taskWindowRule]);
 export type AgentJobSpec = Static<typeof AgentJobSpec>;
 
 /** What goes into RLKUBE_JOB_SPEC for an agent of the given role. */

@@ -2,7 +2,7 @@
 // the runtime validation and the CRD.
 import { Type, type Static } from '@sinclair/typebox';
 import { Conditions, LearnerTemplate, MAX_JOB_NAME, Metadata, PoolTemplate } from './common.js';
-import { Enum, defaultsToFilled, withRules } from './schema-kit.js';
+import { Enum, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
 
 export const SyncMode = Enum(['SequentialPull', 'AsyncPushPull'] as const, { default: 'SequentialPull' });
 export type SyncMode = Static<typeof SyncMode>;
@@ -80,6 +80,14 @@ export const NatsSpec = Type.Object({
   credentialsSecret: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 })),
 }, { additionalProperties: false });
 
+/** The task window holds at least one batch (the agents' spec carries the same rule). */
+export const taskWindowRule: Rule = {
+  rule: '!has(self.sync.taskWindow) || self.sync.taskWindow >= self.algorithm.batchSize',
+  message: 'sync.taskWindow must be >= algorithm.batchSize',
+  fieldPath: '.sync.taskWindow',
+  check: (self) => self.sync.taskWindow === undefined || self.sync.taskWindow >= self.algorithm.batchSize,
+};
+
 export const RLJobSpec = withRules(Type.Object({
   managedBy: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9.-]+/[a-zA-Z0-9._-]+$' })),
   suspend: Type.Boolean({ default: false }),
@@ -100,12 +108,7 @@ export const RLJobSpec = withRules(Type.Object({
     message: 'managedBy is immutable',
     fieldPath: '.managedBy',
   },
-  {
-    rule: '!has(self.sync.taskWindow) || self.sync.taskWindow >= self.algorithm.batchSize',
-    message: 'sync.taskWindow must be >= algorithm.batchSize',
-    fieldPath: '.sync.taskWindow',
-    check: (self) => self.sync.taskWindow === undefined || self.sync.taskWindow >= self.algorithm.batchSize,
-  },
+  taskWindowRule,
   {
     rule: "self.model.name == 'tiny' || self.learner.gpusPerNode >= 1",
     message: 'learner.gpusPerNode must be >= 1 to train a Hugging Face model (only model tiny trains on CPU)',
