@@ -16,7 +16,7 @@ export const PlatformConfigSchema = Type.Object(
     nats: Type.Object(
       {
         /** The official NATS chart (https://nats-io.github.io/k8s/helm/charts/), pinned. */
-        chartVersion: Type.String({ default: '1.3.7' }),
+        chartVersion: Type.String({ default: '1.3.13' }),
         /** 1, or a JetStream cluster of 3 or 5 (Raft needs an odd count). */
         replicas: Type.Union([Type.Literal(1), Type.Literal(3), Type.Literal(5)], { default: 1 }),
         /** JetStream file store per server: trajectories, tasks, the control KV and policy weights. */
