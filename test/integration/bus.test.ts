@@ -76,6 +76,35 @@ async function runSteps(learner: LearnerBus, steps: number, firstStep = 1): Prom
   return batches;
 }
 
+/** Two steps with a first learner, then step 3 collected (and trained on) and that learner gone, not committed. */
+async function learnerGoneAfterStep3() {
+  const job = await newJob({ groupAckWaitMs: 1500 });
+  const workers = await startWorkers(job, 2);
+  const first = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+  await runSteps(first, 2);
+  const step3 = await first.nextBatch(3, 2, accept);
+  first.close();
+  return { workers, first, step3, openAgain: () => LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 })) };
+}
+
+/** An AsyncPushPull job (batch 6) with two workers taking `delayMs` per group, three steps done. */
+async function asyncSteps(delayMs: number) {
+  const job = await newJob();
+  const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 6, taskWindow: 12 }));
+  const workers = await startWorkers(job, 2, { delayMs });
+  return { learner, workers, batches: await runSteps(learner, 3) };
+}
+
+/** Six full steps, no group used twice, and every group stored counted exactly once. */
+async function expectSixStepsCountedOnce(learner: LearnerBus, batches: Batch[]) {
+  expect(batches.map((b) => b.groups.length)).toEqual([6, 6, 6, 6, 6, 6]);
+  expectNoGroupUsedTwice(batches);
+  await learner.drain();
+  expect(learner.counts.accepted).toBe(36);
+  expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+  learner.close();
+}
+
 function expectNoGroupUsedTwice(batches: Batch[]) {
   const ids = batches.flatMap((b) => b.groups.map((g) => g.taskId));
   expect(new Set(ids).size).toBe(ids.length);
@@ -216,14 +245,9 @@ describe('failures cost time, not data', () => {
   });
 
   it('a restarted learner resumes without skipping or repeating a step', async () => {
-    const job = await newJob({ groupAckWaitMs: 1500 });
-    const workers = await startWorkers(job, 2);
-    const first = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
-    await runSteps(first, 2);
     // Step 3: the trainer stores the step, then the learner dies before acking (no commit).
-    const lost = await first.nextBatch(3, 2, accept);
-    first.close();
-    const second = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+    const { workers, step3: lost, openAgain } = await learnerGoneAfterStep3();
+    const second = await openAgain();
     await second.resume(3);
     await second.publishPolicy(3, { bytes: new Uint8Array([3]) });
     const step4 = await second.nextBatch(4, 3, accept);
@@ -239,17 +263,12 @@ describe('failures cost time, not data', () => {
   });
 
   it('a restarted learner counts once the groups whose acks died with the previous one', async () => {
-    const job = await newJob({ groupAckWaitMs: 1500 });
-    const workers = await startWorkers(job, 2);
-    const first = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
-    await runSteps(first, 2);
     // Step 3 is trained on and committed, and that is written down, but its acks never reach the server: the
     // state the learner leaves when killed between queueing its acks and flushing them.
-    const step3 = await first.nextBatch(3, 2, accept);
-    first.close();
+    const { workers, first, step3, openAgain } = await learnerGoneAfterStep3();
     const saved = (await first.control.learnerState())!;
     await first.control.putLearnerState({ ...saved, committedStep: 3, counts: { ...saved.counts, accepted: saved.counts.accepted + step3.groups.length } });
-    const second = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+    const second = await openAgain();
     await second.resume(3);
     // Step 3's groups come back (ack wait 1.5 s) during the next steps or at the drain: counted once either way.
     const later = await runSteps(second, 2, 4);
@@ -263,27 +282,15 @@ describe('failures cost time, not data', () => {
   });
 
   it('loses nothing when the nats-server restarts mid-run (file storage)', async () => {
-    const job = await newJob();
-    const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 6, taskWindow: 12 }));
-    const workers = await startWorkers(job, 2, { delayMs: 20 });
-    const before = await runSteps(learner, 3);
+    const { learner, workers, batches } = await asyncSteps(20);
     await server.restart();
-    const after = await runSteps(learner, 3, 4);
+    batches.push(...(await runSteps(learner, 3, 4)));
     await workers.stop();
-    const batches = [...before, ...after];
-    expect(batches.map((b) => b.groups.length)).toEqual([6, 6, 6, 6, 6, 6]);
-    expectNoGroupUsedTwice(batches);
-    await learner.drain();
-    expect(learner.counts.accepted).toBe(36);
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
-    learner.close();
+    await expectSixStepsCountedOnce(learner, batches);
   });
 
   it('counts every group once when a SIGKILLed nats-server delivers groups again', async () => {
-    const job = await newJob();
-    const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 6, taskWindow: 12 }));
-    const workers = await startWorkers(job, 2, { delayMs: 150 });
-    const batches = await runSteps(learner, 3);
+    const { learner, workers, batches } = await asyncSteps(150);
     const collecting = learner.nextBatch(4, 3, accept); // killed while step 4 is being collected
     await new Promise((r) => setTimeout(r, 400));
     await server.kill();
@@ -292,12 +299,7 @@ describe('failures cost time, not data', () => {
     await learner.commit(step4);
     batches.push(step4, ...(await runSteps(learner, 2, 5)));
     await workers.stop();
-    expect(batches.map((b) => b.groups.length)).toEqual([6, 6, 6, 6, 6, 6]);
-    expectNoGroupUsedTwice(batches);
-    await learner.drain();
-    expect(learner.counts.accepted).toBe(36);
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
-    learner.close();
+    await expectSixStepsCountedOnce(learner, batches);
   });
 
   it('counts once, and trains on, a group delivered again while the learner still judges it (past its ack wait)', async () => {
