@@ -37,7 +37,7 @@ export async function runJob({ job, outDir, python, initWeights, log, signal }: 
   );
   // The embedded bus is supervised like the rest: a nats-server that dies comes back on the same port and
   // file store, and the clients reconnect, so it costs time, not data.
-  const nats = await natsServerProcess({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024 });
+  const nats = await natsServerProcess({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024, syncAlways: true });
   const natsLog = join(outDir, 'logs', `${NATS_PROCESS}.log`);
   const logFrom = existsSync(natsLog) ? statSync(natsLog).size : 0; // (an --out reused: only this run's lines)
   supervisor.start({ name: NATS_PROCESS, command: nats.command, args: nats.args });

@@ -37,12 +37,23 @@ export interface NatsServerProcess {
 }
 
 /** Picks the port and writes the config file; starts nothing. */
-export async function natsServerProcess(options: { storeDir: string; port?: number; maxPayload?: number }): Promise<NatsServerProcess> {
+export async function natsServerProcess(options: {
+  storeDir: string;
+  port?: number;
+  maxPayload?: number;
+  /**
+   * Write every stored message to its file before acknowledging it. Otherwise JetStream batches writes for
+   * a few milliseconds, and a single server killed with SIGKILL loses the newest messages it had already
+   * acknowledged and delivered (a replicated cluster covers that; one embedded server cannot).
+   */
+  syncAlways?: boolean;
+}): Promise<NatsServerProcess> {
   const port = options.port ?? (await freePort());
-  // max_payload has no command-line flag: a config file carries it.
+  // max_payload and sync_interval have no command-line flags: a config file carries them.
   mkdirSync(options.storeDir, { recursive: true });
   const configFile = join(options.storeDir, 'nats-server.conf');
-  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n`);
+  const jetstream = options.syncAlways ? 'jetstream {\n  sync_interval: always\n}\n' : '';
+  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n${jetstream}`);
   return {
     command: toolBinary('nats-server'),
     args: ['-c', configFile, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', options.storeDir, '--server_name', `rlkube-${port}`],
