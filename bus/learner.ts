@@ -3,6 +3,7 @@
 import { jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import type { SyncMode } from '../api/rljob.js';
 import { ControlStore } from './control.js';
 import { BusError, type RejectReason } from './errors.js';
 import { isTransient, withRetry } from './retry.js';
@@ -11,7 +12,7 @@ import { jobNames, type JobRef } from './names.js';
 import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajectory.js';
 import { WeightsStore, digestOf } from './weights.js';
 
-export type SyncMode = 'SequentialPull' | 'AsyncPushPull';
+export type { SyncMode };
 
 export type Verdict = { ok: true } | { ok: false; reason: RejectReason; message: string };
 export type GroupVerifier = (group: TrajectoryGroup) => Verdict | Promise<Verdict>;

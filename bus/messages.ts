@@ -1,6 +1,7 @@
 // Schemas of the bus's messages (versioned) and their JSON codecs, validated where they enter a process.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { GroupCounts } from '../api/rljob.js';
 import { BusError } from './errors.js';
 
 /** Wire version of every message; a reader refuses versions it does not know. */
@@ -36,13 +37,9 @@ export const PolicyRecordSchema = Type.Object({
 });
 export type PolicyRecord = Static<typeof PolicyRecordSchema>;
 
-export const GroupCountsSchema = Type.Object({
-  accepted: Int(),
-  stale: Int(),
-  rejected: Int(),
-  published: Int(),
-});
-export type GroupCounts = Static<typeof GroupCountsSchema>;
+// The group counts are the RLJob status's own type (api/rljob.ts), so the record the learner writes and the
+// status the operator mirrors it into cannot drift apart; api sits below the bus and imports nothing of it.
+export type { GroupCounts };
 
 export const LearnerProgressSchema = Type.Object({
   v: Type.Literal(WIRE_VERSION),
@@ -57,7 +54,7 @@ export const LearnerProgressSchema = Type.Object({
   policyVersion: Int(),
   /** Mean reward of the last step's accepted groups (null before the first step). */
   reward: Type.Union([Type.Number(), Type.Null()]),
-  groups: GroupCountsSchema,
+  groups: GroupCounts,
   rejectedByReason: Type.Record(Type.String(), Int()),
   /** The ledger: verdicts per worker identity, the basis of any incentive scheme. */
   workers: Type.Optional(Type.Record(Type.String(), Type.Object({ accepted: Int(), rejected: Int() }))),
