@@ -34,4 +34,15 @@ if ! /usr/bin/python3 -c 'import torch, pytest, numpy' 2>/dev/null; then
   "${apt_prefix[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${apt_prefix[@]}" apt-get install -y -qq python3-torch python3-pytest python3-numpy >/dev/null
 fi
+# The test cluster's real node (test/harness/node.ts) and image builds (npm run images): Debian's runc, CNI
+# plugins, buildah and debootstrap, and the network tools kubelet and kube-proxy call.
+node_pkgs=(runc containernetworking-plugins buildah debootstrap iptables conntrack ethtool socat)
+missing=()
+for p in "${node_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]} > 0)); then
+  echo "toolchain: installing ${missing[*]} (apt)"
+  apt_prefix=(); [[ $(id -u) -ne 0 ]] && apt_prefix=(sudo)
+  "${apt_prefix[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_prefix[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 echo "toolchain: ready in $bin"

@@ -1,0 +1,3 @@
+module rlkube/toolchain/kube/pause
+
+go 1.26.0
