@@ -1,4 +1,4 @@
-// One way to connect to the bus: reconnects forever, so a restarted nats-server costs time, not a process.
+// One way to connect to the bus: connects and reconnects forever, so a restarted nats-server costs time, not a process.
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
 
@@ -14,6 +14,8 @@ export function connectBus(options: ConnectOptions): Promise<NatsConnection> {
     servers: options.servers,
     name: options.name ?? 'rlkube',
     maxReconnectAttempts: -1,
+    // A process started while the server is away (restarting, being rescheduled) waits for it as well.
+    waitOnFirstConnect: true,
     reconnectTimeWait: 250,
     // A stack trace captured per request (every JetStream publish/ack is one) costs more than the publish
     // itself on the hot path; errors still carry their message and subject.

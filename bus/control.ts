@@ -21,7 +21,7 @@ export class ControlStore {
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection, job: JobRef): Promise<ControlStore> {
-    return new ControlStore(await new Kvm(nc).open(jobNames(job).controlBucket, { bindOnly: true }));
+    return new ControlStore(await withRetry('open control bucket', () => new Kvm(nc).open(jobNames(job).controlBucket, { bindOnly: true })));
   }
 
   policy = () => this.read(controlKeys.policy, codecs.policy);
@@ -39,7 +39,8 @@ export class ControlStore {
   learnerState = () => this.read(controlKeys.learnerState, codecs.learnerState);
   putLearnerState = (state: LearnerState) => this.put(controlKeys.learnerState, codecs.learnerState.encode(state));
 
-  putHeartbeat = (beat: Heartbeat) => this.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
+  /** One attempt: the next heartbeat follows in seconds, so a stalled server must not queue them up. */
+  putHeartbeat = (beat: Heartbeat) => this.kv.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
 
   /** Calls onChange with every valid value of `key`, the current one first; invalid values are skipped. */
   async watch<T>(key: string, codec: JsonCodec<T>, onChange: (value: T) => void): Promise<Watch> {

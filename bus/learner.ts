@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { SyncMode } from '../api/rljob.js';
 import { ControlStore } from './control.js';
 import { BusError, type RejectReason } from './errors.js';
-import { isTransient, withRetry } from './retry.js';
+import { backoffMs, isTransient, withRetry, type RetryOptions } from './retry.js';
 import { WIRE_VERSION, codecs, type GroupCounts, type LearnerState, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
 import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajectory.js';
@@ -66,7 +66,8 @@ export class LearnerBus {
     counts: { accepted: 0, stale: 0, rejected: 0, rejectedByReason: {} },
     batches: [],
   };
-  private readonly used = new Set<string>();
+  /** Tasks whose group was used (trained on, counted stale or rejected by the verifier): never used again. */
+  private readonly used: UsedTasks;
   /** Groups a previous incarnation trained on, whose acks may have died with it: acked quietly if they return. */
   private readonly trainedBefore = new Set<string>();
   /** Stream sequence → how this learner settled it (acked: trained on; termed: stale or rejected). */
@@ -89,6 +90,7 @@ export class LearnerBus {
     private readonly options: LearnerBusOptions,
   ) {
     this.names = jobNames(job);
+    this.used = new UsedTasks(Math.max(65_536, 4 * options.taskWindow, 4 * options.batchSize));
     this.decodeLimits = { job: this.names.key, vocabSize: options.vocabSize, maxBytes: options.maxGroupBytes };
   }
 
@@ -99,7 +101,7 @@ export class LearnerBus {
     const names = jobNames(job);
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const info = await jsm.consumers.info(names.trajStream, names.learnerConsumer);
+    const info = await withRetry('learner consumer info', () => jsm.consumers.info(names.trajStream, names.learnerConsumer), options.log ? { log: options.log } : {});
     const consumer = await js.consumers.get(names.trajStream, names.learnerConsumer);
     return new LearnerBus(
       nc, js, jsm, consumer,
@@ -123,7 +125,7 @@ export class LearnerBus {
       // Trained on: acks sent just before the learner died may never have left it, so any of these may come
       // back; they are acked quietly then. Those of a step not yet committed are counted now.
       for (const id of batch.taskIds) {
-        this.used.add(id);
+        this.used.add(seqOf(id));
         this.trainedBefore.add(id);
       }
       if (batch.step > saved.committedStep) this.state.counts.accepted += batch.taskIds.length;
@@ -166,6 +168,7 @@ export class LearnerBus {
     this.startKeepAlive();
     let idleSince = Date.now();
     let toppedUpAt = 0;
+    let stalls = 0;
     while (this.held.length < batchSize) {
       if (this.closed || this.nc.isClosed()) throw new BusError('Closed', `learner bus closed while collecting step ${step}`);
       // Counting what is in flight costs two requests: do it at the start of a step and then a few times a
@@ -204,8 +207,8 @@ export class LearnerBus {
           await topUp?.catch(() => undefined); // as before: no top-up still running once the step has failed
           throw err;
         }
-        this.options.log?.warn({ err: String(err), step }, 'bus unavailable: retrying');
-        await new Promise((r) => setTimeout(r, 250));
+        if (stalls++ % 20 === 0) this.options.log?.warn({ err: String(err), step, stalls }, 'bus unavailable: retrying');
+        await new Promise((r) => setTimeout(r, backoffMs(Math.min(stalls, 3))));
       }
       if (topUp) {
         await topUp;
@@ -249,7 +252,7 @@ export class LearnerBus {
 
   /** Groups stored on the trajectories stream since the job began (dedup'd retries excluded). */
   async published(): Promise<number> {
-    return (await withRetry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.last_seq;
+    return (await this.retry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.last_seq;
   }
 
   /**
@@ -258,23 +261,30 @@ export class LearnerBus {
    * equals it exactly. Groups of tasks still being generated arrive later and are left out of both.
    */
   async drain(): Promise<number> {
-    await withRetry('purge tasks', () => this.jsm.streams.purge(this.names.tasksStream));
+    await this.retry('purge tasks', () => this.jsm.streams.purge(this.names.tasksStream));
     const published = await this.published();
-    while (!this.nc.isClosed()) {
-      const messages = await this.consumer.fetch({ max_messages: 256, expires: 1000 });
+    for (let attempt = 0; !this.nc.isClosed(); ) {
       let received = 0;
-      for await (const msg of messages) {
-        if (msg.seq > published) {
-          msg.nak();
-          continue;
+      try {
+        const messages = await this.consumer.fetch({ max_messages: 256, expires: 1000 });
+        for await (const msg of messages) {
+          if (msg.seq > published) {
+            msg.nak();
+            continue;
+          }
+          received++;
+          if (this.settleAgain(msg)) continue;
+          if (this.trainedBefore.delete(this.peekTaskId(msg) ?? '')) this.settle(msg, 'ack');
+          else {
+            this.counts.stale++;
+            this.settle(msg, 'term', 'RunFinished');
+          }
         }
-        received++;
-        if (this.settleAgain(msg)) continue;
-        if (this.trainedBefore.delete(this.peekTaskId(msg) ?? '')) this.settle(msg, 'ack');
-        else {
-          this.counts.stale++;
-          this.settle(msg, 'term', 'RunFinished');
-        }
+      } catch (err) {
+        // A stall mid-drain: what was settled stays settled (and remembered), the rest comes again.
+        if (!isTransient(err)) throw err;
+        await new Promise((r) => setTimeout(r, backoffMs(attempt++)));
+        continue;
       }
       if (received === 0) break;
     }
@@ -301,13 +311,13 @@ export class LearnerBus {
       this.settle(msg, 'ack');
       return { outcome: 'accepted' };
     }
-    if (this.used.has(group.taskId)) return { outcome: this.reject('Duplicate', msg) };
     if (group.taskId !== taskIdOf(group.taskSeq) || group.taskSeq > this.state.issuedSeq) {
       return { outcome: this.reject('UnknownTask', msg) };
     }
+    if (this.used.has(group.taskSeq)) return { outcome: this.reject('Duplicate', msg) };
     if (group.policyVersion > version) return { outcome: this.reject('FutureVersion', msg) };
     const oldest = this.options.mode === 'SequentialPull' ? version : version - this.options.maxStaleness;
-    this.used.add(group.taskId);
+    this.used.add(group.taskSeq);
     if (group.policyVersion < oldest) {
       this.counts.stale++;
       this.remember(msg.seq, 'term'); // termed by the caller, once the counts are saved
@@ -331,6 +341,12 @@ export class LearnerBus {
 
   private save() {
     return this.control.putLearnerState(this.state);
+  }
+
+  /** An idempotent request, retried while the server recovers (logged through the learner's logger). */
+  private retry<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    const options: RetryOptions = this.options.log ? { log: this.options.log } : {};
+    return withRetry(what, operation, options);
   }
 
   /**
@@ -386,7 +402,7 @@ export class LearnerBus {
       // Leftovers of the previous step would only make stale groups.
       if (version > 0) {
         const filter = this.names.tasksSubject(version - 1);
-        await withRetry('purge old tasks', () => this.jsm.streams.purge(this.names.tasksStream, { filter }));
+        await this.retry('purge old tasks', () => this.jsm.streams.purge(this.names.tasksStream, { filter }));
       }
       const first = this.state.issuedSeq + 1;
       const last = first + this.options.batchSize - 1;
@@ -416,8 +432,8 @@ export class LearnerBus {
   /** Tasks queued or being generated + groups stored (held ones included). Read tasks first: a group
    * moving between the two streams is then counted twice (harmless), never missed. */
   private async inFlight(): Promise<number> {
-    const tasks = (await withRetry('tasks info', () => this.jsm.streams.info(this.names.tasksStream))).state.messages;
-    const groups = (await withRetry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.messages;
+    const tasks = (await this.retry('tasks info', () => this.jsm.streams.info(this.names.tasksStream))).state.messages;
+    const groups = (await this.retry('trajectories info', () => this.jsm.streams.info(this.names.trajStream))).state.messages;
     return tasks + groups;
   }
 
@@ -440,7 +456,7 @@ export class LearnerBus {
       const task: Task = { v: WIRE_VERSION, job: this.names.key, taskId: taskIdOf(seq), seq, policyVersion: version, payload: this.options.taskPayload(seq) };
       const data = codecs.task.encode(task);
       const subject = this.names.tasksSubject(version);
-      publishes.push(withRetry(`issue ${task.taskId}`, () => this.js.publish(subject, data, { msgID: task.taskId })));
+      publishes.push(this.retry(`issue ${task.taskId}`, () => this.js.publish(subject, data, { msgID: task.taskId })));
     }
     await Promise.all(publishes);
   }
@@ -460,6 +476,31 @@ export class LearnerBus {
 }
 
 export const taskIdOf = (seq: number) => `t${seq}`;
+const seqOf = (taskId: string) => Number(taskId.slice(1));
+
+/**
+ * Task sequence numbers already used, in bounded memory: the newest `capacity` of them, and every number up to
+ * the newest one forgotten. A task still unanswered while `capacity` later ones were used (far more than the
+ * task window holds) is thereby closed: a group for it, should one ever come, is a Duplicate.
+ */
+class UsedTasks {
+  private readonly seqs = new Set<number>();
+  private forgottenThrough = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  has(seq: number): boolean {
+    return seq <= this.forgottenThrough || this.seqs.has(seq);
+  }
+
+  add(seq: number): void {
+    this.seqs.add(seq);
+    if (this.seqs.size <= this.capacity) return;
+    const oldest = this.seqs.values().next().value!; // insertion order: the one used longest ago
+    this.seqs.delete(oldest);
+    this.forgottenThrough = Math.max(this.forgottenThrough, oldest);
+  }
+}
 
 const rejectReasons = new Set<string>(['Malformed', 'Oversized', 'UnsupportedVersion', 'WrongJob', 'TokenOutOfRange']);
 const isRejectReason = (reason: string): reason is RejectReason => rejectReasons.has(reason);

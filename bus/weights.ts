@@ -14,7 +14,7 @@ export class WeightsStore {
   private constructor(private readonly store: ObjectStore) {}
 
   static async open(nc: NatsConnection, job: JobRef): Promise<WeightsStore> {
-    return new WeightsStore(await new Objm(nc).open(jobNames(job).weightsStore));
+    return new WeightsStore(await withRetry('open weights store', () => new Objm(nc).open(jobNames(job).weightsStore)));
   }
 
   async put(version: number, bytes: Uint8Array): Promise<PolicyLocation> {

@@ -1,11 +1,13 @@
 // Worker side of the bus: claim a task (kept alive while generating), learn of new policies, fetch their
 // weights, publish a trajectory group idempotently (message id = task id), heartbeat.
-import { jetstream, jetstreamManager, JetStreamApiError, type Consumer, type JetStreamClient, type JsMsg, type PubAck } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JsMsg, type PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
 import { ControlStore, type Watch } from './control.js';
 import { BusError } from './errors.js';
 import { WIRE_VERSION, codecs, type Heartbeat, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
+import { backoffMs, isTransient, withRetry } from './retry.js';
 import { encodeGroup, type TrajectoryGroup } from './trajectory.js';
 import { WeightsStore } from './weights.js';
 
@@ -37,15 +39,16 @@ export class WorkerBus {
     job: JobRef,
     readonly workerId: string,
     readonly pool: string,
+    private readonly log: Logger | undefined,
   ) {
     this.names = jobNames(job);
   }
 
-  static async open(nc: NatsConnection, job: JobRef, identity: { workerId: string; pool: string }): Promise<WorkerBus> {
+  static async open(nc: NatsConnection, job: JobRef, identity: { workerId: string; pool: string; log?: Logger }): Promise<WorkerBus> {
     const names = jobNames(job);
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
-    const info = await jsm.consumers.info(names.tasksStream, names.workersConsumer);
+    const info = await withRetry('workers consumer info', () => jsm.consumers.info(names.tasksStream, names.workersConsumer));
     return new WorkerBus(
       nc,
       js,
@@ -56,17 +59,28 @@ export class WorkerBus {
       job,
       identity.workerId,
       identity.pool,
+      identity.log,
     );
   }
 
   /**
    * The next task, or undefined when none came within `waitMs`. While claimed, the task is kept alive with
    * in-progress acks, so only a dead worker's task goes back to the queue. Malformed tasks are dropped.
+   * Undefined too after an error the server recovers from (after a short back-off); other errors are thrown.
    */
   async claim(waitMs = 2000): Promise<ClaimedTask | undefined> {
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       if (this.nc.isClosed()) throw new BusError('Closed', `worker ${this.workerId}: connection closed`);
-      const msg = await this.consumer.next({ expires: Math.max(1000, waitMs) });
+      let msg: JsMsg | null;
+      try {
+        msg = await this.consumer.next({ expires: Math.max(1000, waitMs) });
+      } catch (err) {
+        // A stalled or restarting server, a leader election: no task this time; anything else is final.
+        if (!isTransient(err)) throw err;
+        if (attempt === 0) this.log?.warn({ err: String(err) }, 'claim: bus unavailable');
+        await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+        return undefined;
+      }
       if (!msg) return undefined;
       let task: Task;
       try {
@@ -98,29 +112,25 @@ export class WorkerBus {
 
   /**
    * Publishes a group under its task id, so a retry (or another worker redoing a lost task) is stored once.
-   * Retries while the stream is full (backpressure) or the server is away, until `signal` aborts.
+   * Retries, with back-off, while the error is one the server recovers from — a full stream pushing back
+   * (503), a stalled or restarting server, a leader election — until `signal` aborts; any other error (a
+   * message the stream refuses, a stream that is gone) is thrown at once.
    */
   async publish(group: TrajectoryGroup, signal?: AbortSignal): Promise<PubAck> {
     const spare = this.spareBuffers.pop();
     if (spare) this.spareBytes -= spare.byteLength;
     const data = encodeGroup(group, spare);
-    let wait = 100;
-    for (;;) {
-      try {
-        const ack = await this.js.publish(this.names.trajSubject(group.policyVersion), data, {
-          msgID: group.taskId,
-          headers: alignedHeaders(group.taskId),
-          timeout: 10_000,
-        });
-        this.recycle(data.buffer);
-        return ack;
-      } catch (err) {
-        if (signal?.aborted) throw err;
-        if (err instanceof JetStreamApiError && err.status === 400) throw err; // a bad message, not a busy server
-        await new Promise((r) => setTimeout(r, wait));
-        wait = Math.min(wait * 2, 2000);
-      }
-    }
+    const ack = await withRetry(
+      `publish ${group.taskId}`,
+      () => this.js.publish(this.names.trajSubject(group.policyVersion), data, {
+        msgID: group.taskId,
+        headers: alignedHeaders(group.taskId),
+        timeout: 10_000,
+      }),
+      { ...(signal ? { signal } : {}), ...(this.log ? { log: this.log } : {}) },
+    );
+    this.recycle(data.buffer);
+    return ack;
   }
 
   /**
