@@ -7,6 +7,11 @@ export interface ConnectOptions {
   /** NATS credentials file (JWT + nkey seed); never logged. */
   credsFile?: string;
   name?: string;
+  /**
+   * Where replies to this connection's requests and pulls arrive (default `_INBOX`). A job's pods use
+   * jobNames(job).inboxPrefix: with per-job credentials it is the only inbox they may subscribe to.
+   */
+  inboxPrefix?: string;
 }
 
 export function connectBus(options: ConnectOptions): Promise<NatsConnection> {
@@ -21,5 +26,6 @@ export function connectBus(options: ConnectOptions): Promise<NatsConnection> {
     // itself on the hot path; errors still carry their message and subject.
     noAsyncTraces: true,
     ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
+    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
   });
 }

@@ -23,6 +23,8 @@ export function jobNames(job: JobRef) {
     learnerConsumer: 'learner',
     controlBucket: `rlkube_${id}`,
     weightsStore: `rlkube_${id}_weights`,
+    /** Replies to this job's requests and pulls come here (its identity may subscribe to nothing else). */
+    inboxPrefix: `_INBOX_${id}`,
   };
 }
 

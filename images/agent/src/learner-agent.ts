@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../../../api/index.js';
-import { LearnerBus, connectBus, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
+import { LearnerBus, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
 import { createEnvironment, type Environment } from './environments/index.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
@@ -17,7 +17,7 @@ const vocabSizeOf = (model: string) => (model === 'tiny' ? 48 : 1 << 18);
 export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal) {
   const spec = config.jobSpec;
   const job = { namespace: config.namespace, name: config.job };
-  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), name: config.workerId });
+  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
   const environment = createEnvironment(spec.environment, spec.algorithm.seed);
   const trainer = new TrainerClient(config.trainerUrl);
   const { batchSize, maxSteps } = spec.algorithm;

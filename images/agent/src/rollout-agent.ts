@@ -14,7 +14,7 @@ import type { AgentMetrics } from './metrics.js';
 export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal) {
   const spec = config.jobSpec;
   const job = { namespace: config.namespace, name: config.job };
-  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), name: config.workerId });
+  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
   const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool });
   const environment = createEnvironment(spec.environment, spec.algorithm.seed);
   const engine = new EngineClient(config.engineUrl, spec.model.name === 'tiny' ? 'tiny' : 'vllm', spec.model.name);
