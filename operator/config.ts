@@ -11,6 +11,12 @@ export interface OperatorConfig {
   namespaces: string[];
   natsUrl: string;
   natsCreds?: string;
+  /**
+   * Per-job NATS identities (decentralized JWT auth), when the server runs in operator mode: a system-account
+   * user's credentials (account JWT updates) and the NATS operator's signing key (signs the account JWT).
+   * The jobs' account is the one natsCreds belongs to. Absent: jobs get no credentials of their own.
+   */
+  jobCredentials?: { systemCreds: string; operatorSigningKey: string };
   metricsPort: number;
   leaderElection: { enabled: boolean; leaseName: string; leaseNamespace: string; identity: string; leaseDurationMs: number };
   images: { agent: string; trainer: string; vllm: string };
@@ -47,6 +53,8 @@ const SETTINGS = {
   namespaces: { flag: '--namespaces <list>', env: 'RLKUBE_WATCH_NAMESPACES', help: 'comma-separated namespaces to watch (default: all)', default: '' },
   natsUrl: { flag: '--nats-url <url>', env: 'RLKUBE_NATS_URL', help: 'NATS server URL(s), comma-separated' },
   natsCreds: { flag: '--nats-creds <path>', env: 'RLKUBE_NATS_CREDS', help: 'NATS credentials file' },
+  natsSystemCreds: { flag: '--nats-system-creds <path>', env: 'RLKUBE_NATS_SYSTEM_CREDS', help: 'credentials of a NATS system-account user: turns on per-job credentials' },
+  natsOperatorSigningKey: { flag: '--nats-operator-signing-key <path>', env: 'RLKUBE_NATS_OPERATOR_SIGNING_KEY', help: 'file with the seed of a NATS operator signing key (signs the jobs account JWT)' },
   metricsPort: { flag: '--metrics-port <port>', env: 'RLKUBE_METRICS_PORT', help: 'port of /metrics, /healthz, /readyz', default: '8080' },
   leaderElect: { flag: '--leader-elect <bool>', env: 'RLKUBE_LEADER_ELECT', help: 'elect one active replica through a Lease', default: 'true' },
   leaseName: { flag: '--lease-name <name>', env: 'RLKUBE_LEASE_NAME', help: 'name of the leader-election Lease', default: 'rlkube-operator' },
@@ -87,6 +95,13 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
   for (const s of natsUrl.split(',')) {
     if (!/^(nats|tls|ws|wss):\/\/\S+$/.test(s.trim())) throw new ConfigError(settingName('natsUrl'), `not a NATS URL: ${s.trim()}`);
   }
+  if ((o.natsSystemCreds === undefined) !== (o.natsOperatorSigningKey === undefined)) {
+    const [given, missing] = o.natsSystemCreds === undefined ? ['natsOperatorSigningKey', 'natsSystemCreds'] as const : ['natsSystemCreds', 'natsOperatorSigningKey'] as const;
+    throw new ConfigError(settingName(missing), `is required with ${settingName(given)} (per-job credentials need both)`);
+  }
+  if (o.natsSystemCreds !== undefined && o.natsCreds === undefined) {
+    throw new ConfigError(settingName('natsCreds'), `is required with ${settingName('natsSystemCreds')}: the jobs' account is the one the operator's own user belongs to`);
+  }
   const namespaces = (o.namespaces ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   for (const ns of namespaces) if (!DNS_LABEL.test(ns)) throw new ConfigError(settingName('namespaces'), `not a namespace name: ${ns}`);
   const leaderElect = (o.leaderElect ?? 'true').toLowerCase();
@@ -104,6 +119,7 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
     namespaces,
     natsUrl,
     ...(o.natsCreds ? { natsCreds: o.natsCreds } : {}),
+    ...(o.natsSystemCreds && o.natsOperatorSigningKey ? { jobCredentials: { systemCreds: o.natsSystemCreds, operatorSigningKey: o.natsOperatorSigningKey } } : {}),
     metricsPort: int(settingName('metricsPort'), o.metricsPort!, 0, 65535),
     leaderElection: {
       enabled: leaderElect === 'true',

@@ -8,6 +8,7 @@ import { EventRecorder } from './kube/events.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector } from './kube/leader.js';
 import { OperatorMetrics, serveHttp } from './kube/metrics.js';
 import { Manager } from './manager.js';
+import { JobIdentities } from './nats-auth.js';
 import { NatsJobBus } from './nats.js';
 
 function loadKubeConfig(config: OperatorConfig): KubeConfig {
@@ -35,11 +36,15 @@ async function main(): Promise<void> {
   const metrics = new OperatorMetrics();
   metrics.trackRequests(client.calls);
   const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log);
+  const identities = config.jobCredentials
+    ? new JobIdentities(config.natsUrl.split(',').map((s) => s.trim()), { creds: config.natsCreds!, ...config.jobCredentials }, log)
+    : undefined;
   const manager = new Manager({
     kc, client, namespaces: config.namespaces, bus, events: new EventRecorder(client, log), log, metrics,
     build: { images: config.images, natsUrl: config.natsUrl },
     queue: { workers: config.workers, baseDelayMs: 250, maxDelayMs: 60_000 },
     statusPeriodMs: config.statusPeriodMs,
+    ...(identities ? { identities } : {}),
   });
   const le = config.leaderElection;
   const elector = le.enabled
@@ -65,6 +70,7 @@ async function main(): Promise<void> {
       await manager.stop();
       await elector?.release();
       await bus.close();
+      await identities?.close();
       client.close();
       server.close();
     } finally {

@@ -9,6 +9,7 @@ import type { OperatorMetrics } from './kube/metrics.js';
 import { WorkQueue, keyOf, type QueueOptions } from './kube/queue.js';
 import type { BuildConfig } from './controllers/builders.js';
 import { StatusPacer, WriteMemo, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
+import { JobCredentials, SECRET_SELECTOR, slimSecret, type IdentityIssuer } from './controllers/credentials.js';
 import { LearnerController } from './controllers/learner.js';
 import { LABELS, MANAGED_SELECTOR, controllerOf } from './controllers/meta.js';
 import { RLJobController } from './controllers/rljob.js';
@@ -27,6 +28,8 @@ export interface ManagerOptions {
   queue: QueueOptions;
   /** At most one status write per object per period (see StatusPacer). */
   statusPeriodMs: number;
+  /** Issues the jobs' NATS identities (operator/nats-auth.ts); absent: an open server. */
+  identities?: IdentityIssuer;
 }
 
 const key = (obj: KubeObject) => keyOf(obj.metadata!.namespace!, obj.metadata!.name!);
@@ -42,6 +45,7 @@ export class Manager {
   readonly caches: Caches;
   readonly queues: { jobs: WorkQueue; pools: WorkQueue; learners: WorkQueue };
   private readonly jobController: RLJobController;
+  private readonly credentials?: JobCredentials;
   private synced = false;
 
   constructor(private readonly opts: ManagerOptions) {
@@ -56,13 +60,16 @@ export class Manager {
       statefulsets: informer(RESOURCES.statefulsets, MANAGED_SELECTOR),
       services: informer(RESOURCES.services, MANAGED_SELECTOR),
       pods: informer(RESOURCES.pods, MANAGED_SELECTOR, slimPod),
+      ...(opts.identities ? { secrets: informer(RESOURCES.secrets, SECRET_SELECTOR, slimSecret) } : {}),
     } as Caches;
+    this.credentials = opts.identities && this.caches.secrets ? new JobCredentials(opts.identities, this.caches.secrets, client, log) : undefined;
 
     const memo = new WriteMemo();
     for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) informer.onChange((obj) => memo.observed(obj, informer.type));
     const pacer = new StatusPacer(opts.statusPeriodMs);
     const ctx: ControllerContext = {
-      client, memo, pacer, caches: this.caches, bus: opts.bus, events: opts.events, config: opts.build, log,
+      client, memo, pacer, caches: this.caches, bus: opts.bus, events: opts.events, config: { ...opts.build, jobCredentials: this.credentials !== undefined }, log,
+      ...(this.credentials ? { credentials: this.credentials } : {}),
       enqueueJob: (k) => this.queues.jobs.add(k),
       // A Learner or RolloutPool the job controller just made: its StatefulSet or Deployment next, at once.
       created: (type, obj) => {
@@ -133,6 +140,11 @@ export class Manager {
     caches.deployments.onChange(toOwner('RolloutPool', queues.pools));
     caches.statefulsets.onChange(toOwner('Learner', queues.learners));
     caches.services.onChange(toOwner('Learner', queues.learners));
+    // A credentials Secret changed or went: its job checks it at once (pods cannot start without it).
+    caches.secrets?.onChange((secret) => {
+      const owner = controllerOf(secret);
+      if (owner?.kind === 'RLJob') queues.jobs.add(keyOf(secret.metadata!.namespace!, owner.name));
+    });
     caches.pods.onChange((pod) => {
       const labels = pod.metadata?.labels ?? {};
       const ns = pod.metadata!.namespace!;
@@ -151,6 +163,10 @@ export class Manager {
     await Promise.all(all.map((i) => i.start()));
     await Promise.all(all.map((i) => i.synced));
     this.synced = true;
+    // The account lists exactly the live jobs' keys: a crash may have left others (or missed a revocation).
+    await this.credentials?.start(this.caches.jobs.list().filter((j) => !j.metadata.deletionTimestamp)).catch((err: unknown) => {
+      this.opts.log.warn({ err: String((err as Error).message ?? err) }, 'could not push the jobs account JWT; the next job change retries');
+    });
     for (const q of Object.values(this.queues)) q.start();
     this.opts.log.info({ jobs: this.caches.jobs.list().length }, 'caches synced; reconciling');
   }

@@ -44,6 +44,8 @@ export class JobIdentities {
   /** The signing keys the account JWT lists (or is about to): one per live job that has credentials. */
   private readonly keys = new Map<string, string>();
   private lastIssuedAt = 0;
+  /** The last push failed: the servers may hold an older key list than `keys`. */
+  private stale = false;
   private pushing: Promise<void> = Promise.resolve();
   private queued?: Promise<void>;
 
@@ -70,14 +72,14 @@ export class JobIdentities {
 
   /** Lists (or replaces) the job's key in the account and pushes the account JWT. */
   async grant(jobKey: string, signingKey: string): Promise<void> {
-    if (this.keys.get(jobKey) === signingKey) return;
+    if (this.keys.get(jobKey) === signingKey && !this.stale) return;
     this.keys.set(jobKey, signingKey);
     await this.publish();
   }
 
   /** Drops the job's key from the account and pushes: the server disconnects the job's users. */
   async revoke(jobKey: string): Promise<void> {
-    if (!this.keys.delete(jobKey)) return;
+    if (!this.keys.delete(jobKey) && !this.stale) return;
     await this.publish();
   }
 
@@ -95,7 +97,7 @@ export class JobIdentities {
   private publish(): Promise<void> {
     this.queued ??= this.pushing.catch(() => undefined).then(() => {
       this.queued = undefined;
-      return this.push();
+      return this.push().then(() => { this.stale = false; }, (err: unknown) => { this.stale = true; throw err; });
     });
     this.pushing = this.queued;
     return this.queued;

@@ -4,12 +4,24 @@ import {
   AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, TINY_MODEL, agentJobSpec,
   type AgentRole, type EngineSpec, type LearnerTemplate, type RLJob, type Resources, type Toleration,
 } from '../../api/index.js';
+import { natsCredentialsName } from './meta.js';
 
 /** What the operator decides that the spec does not: images, and where the bus is. */
 export interface BuildConfig {
   images: { agent: string; trainer: string; vllm: string };
   /** NATS URL(s) for agents when the job sets none. */
   natsUrl: string;
+  /** The operator issues each job on natsUrl its own NATS credentials (see operator/nats-auth.ts). */
+  jobCredentials?: boolean;
+}
+
+/**
+ * The Secret with the job's NATS credentials: the job's own (spec.nats.credentialsSecret), else the one the
+ * operator issues for jobs on its server, else none (an open server).
+ */
+export function natsCredentialsSecret(job: RLJob, config: BuildConfig): string | undefined {
+  if (job.spec.nats?.credentialsSecret) return job.spec.nats.credentialsSecret;
+  return config.jobCredentials && !job.spec.nats?.url ? natsCredentialsName(job.metadata.name) : undefined;
 }
 
 export const ENGINE_PORT = 8000;
@@ -64,7 +76,7 @@ export interface AgentEnvInput {
 export function agentEnv({ job, role, pool, config }: AgentEnvInput): V1EnvVar[] {
   const env: V1EnvVar[] = [
     { name: AGENT_ENV.natsUrl, value: job.spec.nats?.url ?? config.natsUrl },
-    ...(job.spec.nats?.credentialsSecret ? [{ name: AGENT_ENV.natsCreds, value: `${NATS_CREDS_DIR}/${NATS_CREDS_KEY}` }] : []),
+    ...(natsCredentialsSecret(job, config) ? [{ name: AGENT_ENV.natsCreds, value: `${NATS_CREDS_DIR}/${NATS_CREDS_KEY}` }] : []),
     { name: AGENT_ENV.namespace, value: job.metadata.namespace! },
     { name: AGENT_ENV.job, value: job.metadata.name },
     { name: AGENT_ENV.role, value: role },
@@ -166,9 +178,9 @@ export function trainerContainer(learner: LearnerTemplate, job: RLJob, learnerNa
   };
 }
 
-/** Volumes every agent pod has; the NATS credentials Secret when the job names one. */
-export function podVolumes(job: RLJob, extra: V1Volume[]): V1Volume[] {
-  const secret = job.spec.nats?.credentialsSecret;
+/** Volumes every agent pod has; the job's NATS credentials Secret when it has one. */
+export function podVolumes(job: RLJob, config: BuildConfig, extra: V1Volume[]): V1Volume[] {
+  const secret = natsCredentialsSecret(job, config);
   return [
     { name: 'tmp', emptyDir: {} },
     ...extra,
@@ -176,11 +188,11 @@ export function podVolumes(job: RLJob, extra: V1Volume[]): V1Volume[] {
   ];
 }
 
-export function agentMounts(job: RLJob, shared: { name: string; mountPath: string }): NonNullable<V1Container['volumeMounts']> {
+export function agentMounts(job: RLJob, config: BuildConfig, shared: { name: string; mountPath: string }): NonNullable<V1Container['volumeMounts']> {
   return [
     { name: 'tmp', mountPath: '/tmp' },
     shared,
-    ...(job.spec.nats?.credentialsSecret ? [{ name: 'nats-creds', mountPath: NATS_CREDS_DIR, readOnly: true }] : []),
+    ...(natsCredentialsSecret(job, config) ? [{ name: 'nats-creds', mountPath: NATS_CREDS_DIR, readOnly: true }] : []),
   ];
 }
 

@@ -1,6 +1,6 @@
 // What every controller is given: the API client, the informer caches, the bus, events, config, a logger.
 import { createHash } from 'node:crypto';
-import type { V1Deployment, V1Pod, V1Service, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1Deployment, V1Pod, V1Secret, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Learner, RLJob, RolloutPool } from '../../api/index.js';
 import type { LearnerProgress } from '../../bus/index.js';
@@ -8,6 +8,7 @@ import { KubeApiError, type KubeClient, type KubeObject, type ResourceType } fro
 import type { EventSink } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
 import type { BuildConfig } from './builders.js';
+import type { JobCredentials } from './credentials.js';
 
 export interface JobRef { namespace: string; name: string }
 
@@ -27,6 +28,8 @@ export interface Caches {
   statefulsets: Informer<K<V1StatefulSet>>;
   services: Informer<K<V1Service>>;
   pods: Informer<K<V1Pod>>;
+  /** The jobs' NATS credentials Secrets (only when the operator issues them). */
+  secrets?: Informer<K<V1Secret>>;
 }
 
 export interface ControllerContext {
@@ -38,6 +41,8 @@ export interface ControllerContext {
   events: EventSink;
   config: BuildConfig;
   log: Logger;
+  /** Issues and revokes the jobs' NATS credentials (absent: an open server, jobs get none). */
+  credentials?: JobCredentials;
   /** Asks the job controller to reconcile a job (KV progress changed). */
   enqueueJob(key: string): void;
   /**

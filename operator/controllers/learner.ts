@@ -52,9 +52,9 @@ export function buildStatefulSet(learner: Learner, job: RLJob, config: BuildConf
         containers: [
           trainerContainer(spec, job, name, config),
           agentContainer(spec.agent.image ?? config.images.agent, agentEnv({ job, role: 'learner', config }), spec.agent.resources,
-            agentMounts(job, { name: 'checkpoints', mountPath: CHECKPOINT_DIR })),
+            agentMounts(job, config, { name: 'checkpoints', mountPath: CHECKPOINT_DIR })),
         ],
-        volumes: podVolumes(job, []),
+        volumes: podVolumes(job, config, []),
         nodeSelector: spec.nodeSelector,
         tolerations: podTolerations(spec.tolerations, spec.gpusPerNode),
         subdomain: name,

@@ -21,6 +21,10 @@ export const MANAGED_SELECTOR = `${LABELS.managedBy}=${OPERATOR_NAME}`;
 
 export const poolResourceName = (job: string, pool: string) => `${job}-${pool}`;
 export const learnerResourceName = (job: string) => `${job}-learner`;
+/** The Secret holding a job's NATS credentials, when the operator issues them. */
+export const natsCredentialsName = (job: string) => `${job}-nats-creds`;
+/** On that Secret: the public key of the account signing key that issued the job's user (revoked with the job). */
+export const SIGNING_KEY_ANNOTATION = 'rlkube.dev/nats-signing-key';
 
 export function commonLabels(job: string, component: 'rollout' | 'learner'): Record<string, string> {
   return { [LABELS.name]: 'rlkube', [LABELS.managedBy]: OPERATOR_NAME, [LABELS.component]: component, [LABELS.job]: job };

@@ -7,7 +7,8 @@ import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { findCondition, isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
 import { Derived, applyChild, earliest, idOf, writeStatus, type ControllerContext } from './context.js';
 import { JobBusLink, type BusState } from './bus-link.js';
-import { FINALIZER, LABELS, MANAGED_BY, commonLabels, controllerOf, controllerRef, learnerResourceName, poolResourceName } from './meta.js';
+import { natsCredentialsSecret } from './builders.js';
+import { FINALIZER, LABELS, MANAGED_BY, commonLabels, controllerOf, controllerRef, learnerResourceName, natsCredentialsName, poolResourceName } from './meta.js';
 
 export function buildLearner(job: RLJob): Learner & KubeObject {
   return {
@@ -165,7 +166,12 @@ export class RLJobController {
     const { namespace, name } = splitKey(key);
     const { caches, client, events } = this.ctx;
     const job = caches.jobs.get(namespace, name);
-    if (!job) { this.firstSeen.delete(key); await this.busLink.forget(key); return; } // children go with the garbage collector
+    if (!job) { // children (the credentials Secret too) go with the garbage collector
+      this.firstSeen.delete(key);
+      await this.busLink.forget(key);
+      await this.ctx.credentials?.forget(key);
+      return;
+    }
     if (!managedHere(job)) return;
     const log = this.ctx.log.child({ job: name, namespace });
     const uid = job.metadata.uid!;
@@ -173,6 +179,7 @@ export class RLJobController {
     if (job.metadata.deletionTimestamp) {
       if (!job.metadata.finalizers?.includes(FINALIZER)) return;
       await this.busLink.teardown(key, job);
+      if (this.issuesCredentials(job)) await this.ctx.credentials!.revoke(job);
       await this.setFinalizer(job, false);
       log.info('NATS resources removed; finalizer dropped');
       return;
@@ -205,6 +212,8 @@ export class RLJobController {
     if (deferred === undefined) {
       this.firstSeen.delete(key);
       if (!hasFinalizer) await this.setFinalizer(job, true);
+      // Behind the finalizer too: only its removal revokes them.
+      if (this.issuesCredentials(job)) await this.ctx.credentials!.ensure(job);
       bus = this.busLink.ensure(key, job); // only once the finalizer is on: it is what removes them
     }
 
@@ -231,6 +240,11 @@ export class RLJobController {
     const requeueAfterMs = [timers.requeueAfterMs, write.retryAfterMs, deferred, bus.phase === 'Failed' ? bus.retryInMs : undefined].reduce(earliest, undefined);
     const requeueOnLull = deferred !== undefined || write.retryOnLull === true;
     return requeueAfterMs !== undefined ? { requeueAfterMs, ...(requeueOnLull ? { requeueOnLull } : {}) } : undefined;
+  }
+
+  /** The job's pods get NATS credentials that we issue (natsCredentialsSecret names our Secret). */
+  private issuesCredentials(job: RLJob): boolean {
+    return this.ctx.credentials !== undefined && natsCredentialsSecret(job, this.ctx.config) === natsCredentialsName(job.metadata.name) && !job.spec.nats?.credentialsSecret;
   }
 
   /** Our finalizer, applied under our field manager (finalizers are a set: other owners' entries stay). */

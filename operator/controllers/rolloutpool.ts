@@ -36,9 +36,9 @@ export function buildDeployment(pool: RolloutPool, job: RLJob, config: BuildConf
         labels,
         containers: [
           engineContainer(engine, job, config),
-          agentContainer(agent.image ?? config.images.agent, agentEnv({ job, role: 'rollout', pool: name, config }), agent.resources, agentMounts(job, shared)),
+          agentContainer(agent.image ?? config.images.agent, agentEnv({ job, role: 'rollout', pool: name, config }), agent.resources, agentMounts(job, config, shared)),
         ],
-        volumes: podVolumes(job, [
+        volumes: podVolumes(job, config, [
           { name: 'policies', emptyDir: {} },
           ...(engine.kind === 'vllm' ? [{ name: 'dshm', emptyDir: { medium: 'Memory' } }] : []),
         ]),

@@ -43,6 +43,7 @@ export const RESOURCES = {
   services: { group: '', version: 'v1', plural: 'services', kind: 'Service' },
   pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod' },
   events: { group: '', version: 'v1', plural: 'events', kind: 'Event' },
+  secrets: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret' },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease' },
 } satisfies Record<string, ResourceType>;
 

@@ -54,6 +54,23 @@ describe('agentEnv', () => {
     expect(env).toMatchObject({ RLKUBE_NATS_URL: 'nats://other:4222', RLKUBE_NATS_CREDS: '/etc/rlkube/nats/creds' });
   });
 
+  test.each([
+    ['an open server: no credentials', {}, false, undefined],
+    ['issued by the operator: the job\'s own Secret', {}, true, 'reverse-cpu-nats-creds'],
+    ['the job brings its own Secret: that one', { credentialsSecret: 'mine' }, true, 'mine'],
+    ['the job uses another server: none issued there', { url: 'nats://other:4222' }, true, undefined],
+  ])('NATS credentials: %s', (_name, nats, jobCredentials, secret) => {
+    const job = { ...cpuJob, spec: { ...cpuJob.spec, nats } };
+    const cfg = { ...config, jobCredentials };
+    const pod = buildDeployment(asServed(buildPools(job)[0]!), job, cfg).spec!.template.spec!;
+    const agent = pod.containers.find((c) => c.name === 'agent')!;
+    expect(resolve(agentEnv({ job, role: 'rollout', pool: 'p', config: cfg })).RLKUBE_NATS_CREDS).toBe(secret ? '/etc/rlkube/nats/creds' : undefined);
+    expect(pod.volumes?.find((v) => v.name === 'nats-creds')?.secret?.secretName).toBe(secret);
+    expect(agent.volumeMounts?.find((m) => m.name === 'nats-creds')?.mountPath).toBe(secret ? '/etc/rlkube/nats' : undefined);
+    // Only the agent holds the credentials: the engine never sees them.
+    expect(pod.containers.find((c) => c.name === 'engine')!.volumeMounts?.some((m) => m.name === 'nats-creds')).toBe(false);
+  });
+
   test('suspending or resizing does not change the agents environment (no restart of every agent)', () => {
     const before = agentEnv({ job: cpuJob, role: 'rollout', pool: 'p', config });
     const changed = { ...cpuJob, spec: { ...cpuJob.spec, suspend: true, rollout: { pools: [{ ...cpuJob.spec.rollout.pools[0]!, replicas: 9 }] } } };

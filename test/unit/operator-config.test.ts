@@ -19,6 +19,12 @@ describe('parseOperatorConfig', () => {
     expect(c.leaderElection.enabled).toBe(false);
   });
 
+  test('per-job credentials: on with the system creds and the operator signing key, off without', () => {
+    expect(parseOperatorConfig([], env).jobCredentials).toBeUndefined();
+    const c = parseOperatorConfig([], { ...env, RLKUBE_NATS_CREDS: '/c', RLKUBE_NATS_SYSTEM_CREDS: '/s', RLKUBE_NATS_OPERATOR_SIGNING_KEY: '/k' });
+    expect(c).toMatchObject({ natsCreds: '/c', jobCredentials: { systemCreds: '/s', operatorSigningKey: '/k' } });
+  });
+
   test.each<[string, string[], Record<string, string | undefined>, string]>([
     ['missing NATS URL', [], { ...env, RLKUBE_NATS_URL: undefined }, '--nats-url (RLKUBE_NATS_URL)'],
     ['NATS URL of another scheme', ['--nats-url', 'http://x'], env, '--nats-url'],
@@ -29,6 +35,9 @@ describe('parseOperatorConfig', () => {
     ['zero workers', ['--workers', '0'], env, '--workers'],
     ['unknown log level', ['--log-level', 'loud'], env, '--log-level'],
     ['unknown flag', ['--nats', 'x'], env, 'flags'],
+    ['system creds without the operator signing key', ['--nats-creds', '/c', '--nats-system-creds', '/s'], env, '--nats-operator-signing-key (RLKUBE_NATS_OPERATOR_SIGNING_KEY)'],
+    ['operator signing key without system creds', ['--nats-creds', '/c', '--nats-operator-signing-key', '/k'], env, '--nats-system-creds'],
+    ['per-job credentials without the operator\'s own', ['--nats-system-creds', '/s', '--nats-operator-signing-key', '/k'], env, '--nats-creds (RLKUBE_NATS_CREDS)'],
   ])('refuses %s, naming the setting', (_name, argv, e, setting) => {
     let error: unknown;
     try { parseOperatorConfig(argv, e); } catch (err) { error = err; }

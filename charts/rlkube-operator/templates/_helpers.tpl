@@ -47,4 +47,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.nats.jobCredentials.secret }}
+# each job's NATS credentials, issued by the operator
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
 {{- end -}}
