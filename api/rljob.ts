@@ -50,6 +50,12 @@ export const SyncSpec = defaultsToFilled(withRules(Type.Object({
   mode: SyncMode,
   maxStaleness: Type.Integer({ minimum: 0, maximum: 1024, default: 1 }),
   taskWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  /**
+   * A task handed out this many times without a group coming back (its worker died, hung past the ack wait,
+   * or released it on an engine error) is a poison task: it goes to the job's dead letters, is counted
+   * (status.groups.deadLetteredTasks), and the job goes on without it.
+   */
+  maxTaskDeliveries: Type.Integer({ minimum: 1, maximum: 1000, default: 5 }),
 }, { additionalProperties: false }), [{
   // Decided: the mode is fixed for a run. The learner's consumers and the tasks already issued are
   // tagged for one mode; switching mid-run would mix their semantics. Start a new job instead.
@@ -130,6 +136,8 @@ export const GroupCounts = Type.Object({
   stale: Type.Integer({ minimum: 0 }),
   rejected: Type.Integer({ minimum: 0 }),
   published: Type.Integer({ minimum: 0 }),
+  /** Tasks given up after spec.sync.maxTaskDeliveries deliveries: no group came of them (not in published). */
+  deadLetteredTasks: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type GroupCounts = Static<typeof GroupCounts>;
 

@@ -1,6 +1,6 @@
 // Learner side of the bus: issues tasks under the job's sync mode, collects exactly one batch per step,
 // judges every group (decode, duplicates, staleness, caller's verifier), publishes policies, and resumes.
-import { jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { JetStreamApiError, jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { SyncMode } from '../api/rljob.js';
@@ -248,6 +248,16 @@ export class LearnerBus {
     // means a redelivery, which the used set turns away. Exclusions are rare and would be lost: write them.
     if (dropped.size > 0) await this.save();
     for (const h of held) this.settle(h.msg, 'ack');
+  }
+
+  /** Poison tasks dead-lettered by the workers since the job began (0 for a job provisioned without dead letters). */
+  async deadLettered(): Promise<number> {
+    try {
+      return (await this.retry('dead letters info', () => this.jsm.streams.info(this.names.deadStream))).state.last_seq;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) return 0;
+      throw err;
+    }
   }
 
   /** Groups stored on the trajectories stream since the job began (dedup'd retries excluded). */

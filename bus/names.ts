@@ -17,6 +17,9 @@ export function jobNames(job: JobRef) {
     tasksWildcard: `${subject}.tasks.>`,
     trajSubject: (version: number) => `${subject}.traj.${version}`,
     trajWildcard: `${subject}.traj.>`,
+    /** Dead letters: tasks given up after too many failed deliveries (poison tasks), kept for a person to read. */
+    deadStream: `rlkube_${id}_dead`,
+    deadSubject: `${subject}.dead`,
     /** The one durable pull consumer the rollout agents share. */
     workersConsumer: 'workers',
     /** The learner's durable pull consumer on the trajectories. */

@@ -1,5 +1,6 @@
 // Provisions and removes a job's NATS resources: tasks + trajectories streams and their durable consumers,
-// the control KV bucket and the weights object store. Idempotent; a changed limit is applied.
+// the control KV bucket, the weights object store and the dead letters. Idempotent; a changed limit is applied.
+// Everything is replicated as the NATS it runs on allows: R3 on a cluster of three or more, R1 on one server.
 import {
   AckPolicy,
   DiscardPolicy,
@@ -30,6 +31,10 @@ export interface BusLimits {
   /** A group the learner holds unacked (during its training step) longer than this is redelivered. */
   groupAckWaitMs: number;
   storage: 'file' | 'memory';
+  /** Replicas of every stream, bucket and store; by default what the server says its cluster allows (see replicasFor). */
+  replicas?: number;
+  /** Dead letters kept (the oldest go first); the count of all ever dead-lettered is kept regardless. */
+  maxDeadLetters: number;
 }
 
 export const defaultBusLimits: BusLimits = {
@@ -40,10 +45,23 @@ export const defaultBusLimits: BusLimits = {
   taskAckWaitMs: 30_000,
   groupAckWaitMs: 60_000,
   storage: 'file',
+  maxDeadLetters: 10_000,
 };
+
+/**
+ * The replica count for the server `nc` is connected to: 1 on a lone server; on a cluster, 3 (what survives one
+ * lost node), or fewer while fewer nodes are known (a 2-node cluster, or one node down when the job starts).
+ * connect_urls lists the client URLs of every node the server sees, its own included.
+ */
+export function replicasFor(nc: NatsConnection): number {
+  const info = nc.info;
+  if (!info?.cluster) return 1;
+  return Math.max(1, Math.min(3, info.connect_urls?.length ?? 3));
+}
 
 export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: Partial<BusLimits> = {}): Promise<void> {
   const limits = { ...defaultBusLimits, ...overrides };
+  const replicas = limits.replicas ?? replicasFor(nc);
   const names = jobNames(job);
   const jsm = await jetstreamManager(nc);
   const storage = limits.storage === 'file' ? StorageType.File : StorageType.Memory;
@@ -52,7 +70,7 @@ export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: P
     storage,
     discard: DiscardPolicy.New,
     duplicate_window: nanos(limits.duplicateWindowMs),
-    num_replicas: 1,
+    num_replicas: replicas,
   } satisfies Partial<StreamConfig>;
 
   await ensureStream(jsm, {
@@ -83,15 +101,26 @@ export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: P
     max_deliver: -1,
     max_ack_pending: limits.maxPendingGroups,
   });
-  await new Kvm(nc).create(names.controlBucket, { history: 1, storage });
-  await new Objm(nc).create(names.weightsStore, { storage });
+  await ensureStream(jsm, {
+    name: names.deadStream,
+    subjects: [names.deadSubject],
+    retention: RetentionPolicy.Limits,
+    storage,
+    discard: DiscardPolicy.Old,
+    max_msgs: limits.maxDeadLetters,
+    max_msg_size: 64 * 1024,
+    duplicate_window: nanos(limits.duplicateWindowMs),
+    num_replicas: replicas,
+  });
+  await new Kvm(nc).create(names.controlBucket, { history: 1, storage, replicas });
+  await new Objm(nc).create(names.weightsStore, { storage, replicas });
 }
 
 /** Removes everything provisionJob made; absent resources are fine. */
 export async function teardownJob(nc: NatsConnection, job: JobRef): Promise<void> {
   const names = jobNames(job);
   const jsm = await jetstreamManager(nc);
-  for (const stream of [names.tasksStream, names.trajStream, `KV_${names.controlBucket}`, `OBJ_${names.weightsStore}`]) {
+  for (const stream of [names.tasksStream, names.trajStream, names.deadStream, `KV_${names.controlBucket}`, `OBJ_${names.weightsStore}`]) {
     await ignoreNotFound(jsm.streams.delete(stream));
   }
 }

@@ -40,11 +40,17 @@ export class WorkerBus {
     readonly workerId: string,
     readonly pool: string,
     private readonly log: Logger | undefined,
+    /** A task delivered more often than this is dead-lettered on its next claim; undefined: never. */
+    private readonly maxDeliveries: number | undefined,
   ) {
     this.names = jobNames(job);
   }
 
-  static async open(nc: NatsConnection, job: JobRef, identity: { workerId: string; pool: string; log?: Logger }): Promise<WorkerBus> {
+  static async open(
+    nc: NatsConnection,
+    job: JobRef,
+    identity: { workerId: string; pool: string; log?: Logger; maxDeliveries?: number },
+  ): Promise<WorkerBus> {
     const names = jobNames(job);
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
@@ -60,6 +66,7 @@ export class WorkerBus {
       identity.workerId,
       identity.pool,
       identity.log,
+      identity.maxDeliveries,
     );
   }
 
@@ -90,8 +97,27 @@ export class WorkerBus {
         msg.term(err instanceof BusError ? err.reason : 'Malformed');
         continue;
       }
+      if (this.maxDeliveries !== undefined && msg.info.deliveryCount > this.maxDeliveries) {
+        await this.deadLetter(msg, task);
+        continue;
+      }
       return this.claimed(msg, task);
     }
+  }
+
+  /**
+   * A poison task (its deliveries all failed) leaves the queue for the dead letters, stored once under its task
+   * id however many workers get here (a stall may hand it to two), then is terminated; the job goes on.
+   */
+  private async deadLetter(msg: JsMsg, task: Task): Promise<void> {
+    const failed = msg.info.deliveryCount - 1;
+    const h = natsHeaders();
+    h.set(MSG_ID_HEADER, task.taskId);
+    h.set(DELIVERIES_HEADER, String(failed));
+    h.set(WORKER_HEADER, this.workerId);
+    await withRetry(`dead-letter ${task.taskId}`, () => this.js.publish(this.names.deadSubject, msg.data, { headers: h }), this.log ? { log: this.log } : {});
+    msg.term('MaxDeliveries');
+    this.log?.warn({ task: task.taskId, deliveries: failed, reason: 'MaxDeliveries' }, 'poison task dead-lettered');
   }
 
   private claimed(msg: JsMsg, task: Task): ClaimedTask {
@@ -166,6 +192,8 @@ export class WorkerBus {
 
 const MSG_ID_HEADER = 'Nats-Msg-Id';
 const PAD_HEADER = 'Rlkube-Pad';
+const DELIVERIES_HEADER = 'Rlkube-Deliveries';
+const WORKER_HEADER = 'Rlkube-Worker';
 
 /**
  * The message-id header, padded to a whole number of 4-byte words. A consumer receives a large message into

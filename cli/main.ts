@@ -23,8 +23,13 @@ program
   })
   .option('--out <dir>', 'where summary.json, reward.svg, logs and checkpoints go (default runs/<job>-<time>)')
   .option('--init-weights <file>', 'start from this policy file (e.g. from images/trainer/scripts/warm_start.py) instead of a random init')
+  .option('--ack-wait <ms>', "the bus's ack wait for tasks and groups: how soon a stalled or dead worker's task goes to another", (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1000) throw new InvalidArgumentError('must be an integer number of milliseconds >= 1000');
+    return n;
+  })
   .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
-  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string; initWeights?: string }) => {
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
     const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
     let job;
     try {
@@ -43,10 +48,15 @@ program
     process.once('SIGINT', () => controller.abort());
     process.once('SIGTERM', () => controller.abort());
     console.error(`rlkube run: ${job.metadata.name} (${job.spec.sync.mode}, ${job.spec.algorithm.maxSteps} steps) → ${outDir}`);
-    const summary = await runJob({ job, outDir, python: options.python, ...(options.initWeights ? { initWeights: options.initWeights } : {}), log, signal: controller.signal });
+    const summary = await runJob({
+      job, outDir, python: options.python, log, signal: controller.signal,
+      ...(options.initWeights ? { initWeights: options.initWeights } : {}),
+      ...(options.ackWait ? { ackWaitMs: options.ackWait } : {}),
+    });
     console.error(
       `rlkube run: ${summary.state} after ${summary.steps} steps in ${summary.wall_s} s; reward ${summary.reward.initial?.toFixed(3) ?? '—'} → ${summary.reward.final?.toFixed(3) ?? '—'}; ` +
-        `groups accepted ${summary.groups.accepted}, stale ${summary.groups.stale}, rejected ${summary.groups.rejected}, published ${summary.groups.published}`,
+        `groups accepted ${summary.groups.accepted}, stale ${summary.groups.stale}, rejected ${summary.groups.rejected}, published ${summary.groups.published}; ` +
+        `tasks dead-lettered ${summary.groups.deadLetteredTasks ?? 0}`,
     );
     console.error(`rlkube run: wrote ${join(outDir, 'summary.json')} and ${join(outDir, 'reward.svg')}`);
     process.exit(summary.state === 'Succeeded' ? 0 : 1);

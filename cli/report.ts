@@ -1,6 +1,7 @@
 // What a run leaves behind: summary.json and the reward curve as a picture (SVG).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { GroupCounts } from '../api/index.js';
 
 export interface RunSummary {
   job: string;
@@ -9,7 +10,8 @@ export interface RunSummary {
   maxSteps: number;
   /** curve: mean reward of each step and the seconds since the run started when it was reported. */
   reward: { initial: number | null; final: number | null; curve: Array<{ step: number; reward: number; t: number }> };
-  groups: { accepted: number; stale: number; rejected: number; published: number };
+  /** accepted + stale + rejected = published; deadLetteredTasks: poison tasks given up (no group). */
+  groups: GroupCounts;
   rejectedByReason: Record<string, number>;
   workers: Record<string, { accepted: number; rejected: number }>;
   restarts: Record<string, number>;

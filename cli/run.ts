@@ -19,6 +19,11 @@ export interface RunOptions {
   /** A warm-start policy file for the trainer and engines (version 0) instead of the seeded init. */
   initWeights?: string;
   log: Logger;
+  /**
+   * The bus's ack wait for tasks and groups (default: the bus's, 30 s and 60 s): how long a stalled or dead
+   * worker's task, or the learner's held groups, wait before going to another. Short values suit chaos tests.
+   */
+  ackWaitMs?: number;
   /** Stops the run (Ctrl-C); the summary is still written. */
   signal: AbortSignal;
 }
@@ -27,7 +32,7 @@ const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const NAMESPACE = 'local';
 const NATS_PROCESS = 'nats-server';
 
-export async function runJob({ job, outDir, python, initWeights, log, signal }: RunOptions): Promise<RunSummary> {
+export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log, signal }: RunOptions): Promise<RunSummary> {
   const started = performance.now();
   const spec = job.spec;
   const name = job.metadata.name;
@@ -43,7 +48,7 @@ export async function runJob({ job, outDir, python, initWeights, log, signal }: 
   supervisor.start({ name: NATS_PROCESS, command: nats.command, args: nats.args });
   await waitForNatsReady(nats.port, 15_000, () => (existsSync(natsLog) ? readFileSync(natsLog).subarray(logFrom).toString() : ''));
   const nc = await connectBus({ servers: nats.url, name: 'rlkube-run' });
-  await provisionJob(nc, { namespace: NAMESPACE, name });
+  await provisionJob(nc, { namespace: NAMESPACE, name }, ackWaitMs ? { taskAckWaitMs: ackWaitMs, groupAckWaitMs: ackWaitMs } : {});
   // Where to reach this run's bus (tools and tests join it, e.g. a second pool or a misbehaving worker).
   writeFileSync(join(outDir, 'run.json'), JSON.stringify({ natsUrl: nats.url, namespace: NAMESPACE, job: name }, null, 2));
 
@@ -110,7 +115,7 @@ export async function runJob({ job, outDir, python, initWeights, log, signal }: 
     steps: last?.step ?? 0,
     maxSteps: algorithm.maxSteps,
     reward: { initial: curve[0]?.reward ?? null, final: finalReward(curve), curve },
-    groups: last?.groups ?? { accepted: 0, stale: 0, rejected: 0, published: 0 },
+    groups: last?.groups ?? { accepted: 0, stale: 0, rejected: 0, published: 0, deadLetteredTasks: 0 },
     rejectedByReason: last?.rejectedByReason ?? {},
     workers: last?.workers ?? {},
     restarts: supervisor.restarts(),

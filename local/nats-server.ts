@@ -13,6 +13,15 @@ export interface NatsServerOptions {
   port?: number;
   /** Max payload in bytes (nats-server default is 1 MiB). */
   maxPayload?: number;
+  /** A member of a JetStream cluster (see NatsClusterMember). */
+  cluster?: NatsClusterMember;
+}
+
+/** Where a cluster member listens for its peers' routes, and the peers' route ports (its own may be listed). */
+export interface NatsClusterMember {
+  name: string;
+  port: number;
+  routes: number[];
 }
 
 export interface NatsServer {
@@ -25,6 +34,9 @@ export interface NatsServer {
   kill(): Promise<void>;
   /** Starts again on the same port and store directory (after stop or kill). */
   restart(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a stalled server keeps its connections open but answers nothing (a GC pause, a frozen VM). */
+  pause(): void;
+  resume(): void;
 }
 
 /** How to run a nats-server (binary, arguments, where it listens), for a launcher or a supervisor. */
@@ -47,13 +59,18 @@ export async function natsServerProcess(options: {
    * acknowledged and delivered (a replicated cluster covers that; one embedded server cannot).
    */
   syncAlways?: boolean;
+  cluster?: NatsClusterMember;
 }): Promise<NatsServerProcess> {
   const port = options.port ?? (await freePort());
   // max_payload and sync_interval have no command-line flags: a config file carries them.
   mkdirSync(options.storeDir, { recursive: true });
   const configFile = join(options.storeDir, 'nats-server.conf');
   const jetstream = options.syncAlways ? 'jetstream {\n  sync_interval: always\n}\n' : '';
-  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n${jetstream}`);
+  const cluster = options.cluster
+    ? `cluster {\n  name: ${options.cluster.name}\n  listen: 127.0.0.1:${options.cluster.port}\n` +
+      `  routes: [${options.cluster.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(', ')}]\n}\n`
+    : '';
+  writeFileSync(configFile, `max_payload: ${options.maxPayload ?? 1024 * 1024}\n${jetstream}${cluster}`);
   return {
     command: toolBinary('nats-server'),
     args: ['-c', configFile, '-js', '-a', '127.0.0.1', '-p', String(port), '-sd', options.storeDir, '--server_name', `rlkube-${port}`],
@@ -100,6 +117,8 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
       await halt('SIGTERM');
       await launch();
     },
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
   };
 }
 

@@ -47,6 +47,7 @@ export const INVALID_CASES: InvalidCase[] = [
   { name: 'negative replicas', field: 'spec.rollout.pools[0].replicas', mutate: (m) => { m.spec.rollout.pools[0].replicas = -1; return m; } },
   { name: 'unknown sync mode', field: 'spec.sync.mode', mutate: (m) => { m.spec.sync.mode = 'Eventually'; return m; } },
   { name: 'negative staleness', field: 'spec.sync.maxStaleness', mutate: (m) => { m.spec.sync.maxStaleness = -1; return m; } },
+  { name: 'no task deliveries', field: 'spec.sync.maxTaskDeliveries', mutate: (m) => { m.spec.sync.maxTaskDeliveries = 0; return m; } },
   { name: 'unknown engine kind', field: 'spec.rollout.pools[0].engine.kind', mutate: (m) => { m.spec.rollout.pools[0].engine.kind = 'tgi'; return m; } },
   { name: 'unknown environment', field: 'spec.environment.name', mutate: (m) => { m.spec.environment.name = 'chess'; return m; } },
   { name: 'pool name not a DNS label', field: 'spec.rollout.pools[0].name', mutate: (m) => { m.spec.rollout.pools[0].name = 'CPU_pool'; return m; } },

@@ -44,7 +44,14 @@ export async function runSyntheticWorker(
   bus: import('../../bus/index.js').WorkerBus,
   job: string,
   signal: AbortSignal,
-  options: { versionOf?: (task: Task) => number; groupSize?: number; tokens?: number; delayMs?: number } = {},
+  options: {
+    versionOf?: (task: Task) => number;
+    groupSize?: number;
+    tokens?: number;
+    delayMs?: number;
+    /** Tasks this worker fails every time (gives back, as on an engine error): poison. */
+    fails?: (task: Task) => boolean;
+  } = {},
 ): Promise<number> {
   let published = 0;
   while (!signal.aborted) {
@@ -53,6 +60,10 @@ export async function runSyntheticWorker(
       return undefined;
     });
     if (!claimed) continue;
+    if (options.fails?.(claimed.task)) {
+      claimed.release();
+      continue;
+    }
     if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     const group = syntheticGroup({
       job,

@@ -1,5 +1,5 @@
 // The trajectory bus against a real nats-server: each test names the DESIGN.md §2 invariant it protects.
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { spawn } from 'node:child_process';
 import {
@@ -53,10 +53,10 @@ function learnerOptions(overrides: Partial<LearnerBusOptions>): LearnerBusOption
   };
 }
 
-async function startWorkers(job: JobRef, count: number, options: Parameters<typeof runSyntheticWorker>[3] = {}) {
+async function startWorkers(job: JobRef, count: number, options: Parameters<typeof runSyntheticWorker>[3] & { maxDeliveries?: number } = {}) {
   const controller = new AbortController();
   const buses = await Promise.all(
-    Array.from({ length: count }, (_, i) => WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'test' })),
+    Array.from({ length: count }, (_, i) => WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'test', ...(options.maxDeliveries ? { maxDeliveries: options.maxDeliveries } : {}) })),
   );
   const runs = buses.map((bus) => runSyntheticWorker(bus, jobNames(job).key, controller.signal, options));
   return { stop: async () => { controller.abort(); return (await Promise.all(runs)).reduce((a, b) => a + b, 0); } };
@@ -92,7 +92,7 @@ async function asyncSteps(delayMs: number) {
   const job = await newJob();
   const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 6, taskWindow: 12 }));
   const workers = await startWorkers(job, 2, { delayMs });
-  return { learner, workers, batches: await runSteps(learner, 3) };
+  return { job, learner, workers, batches: await runSteps(learner, 3) };
 }
 
 /** Six full steps, no group used twice, and every group stored counted exactly once. */
@@ -103,6 +103,14 @@ async function expectSixStepsCountedOnce(learner: LearnerBus, batches: Batch[]) 
   expect(learner.counts.accepted).toBe(36);
   expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
   learner.close();
+}
+
+/** Messages stored in a stream of the job, and the learner consumer's groups delivered but not yet acked. */
+async function streamMessages(stream: string): Promise<number> {
+  return (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;
+}
+async function groupsHeldByLearner(job: JobRef): Promise<number> {
+  return (await (await jetstreamManager(nc)).consumers.info(jobNames(job).trajStream, jobNames(job).learnerConsumer)).num_ack_pending;
 }
 
 function expectNoGroupUsedTwice(batches: Batch[]) {
@@ -141,9 +149,10 @@ describe('AsyncPushPull', () => {
   it('uses only groups within maxStaleness and counts the older ones as stale', async () => {
     const job = await newJob();
     const learner = await LearnerBus.open(nc, job, learnerOptions({ mode: 'AsyncPushPull', batchSize: 8, maxStaleness: 1, taskWindow: 24 }));
-    // Workers whose loaded policy trails the learner by 0..3 versions.
+    // Workers whose loaded policy trails the learner by 0..3 versions, by task (so lags of 2 and 3, stale at
+    // maxStaleness 1, come up at every step from the third on).
     let latest = 0;
-    const workers = await startWorkers(job, 3, { versionOf: () => Math.max(0, latest - Math.floor(Math.random() * 4)) });
+    const workers = await startWorkers(job, 3, { versionOf: (task) => Math.max(0, latest - (task.seq % 4)) });
     const batches: Batch[] = [];
     await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
     for (let step = 1; step <= 8; step++) {
@@ -175,12 +184,11 @@ describe('AsyncPushPull', () => {
     const workers = await startWorkers(job, 4);
     await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
     const batch = await learner.nextBatch(1, 0, accept);
-    // The learner now "trains" slowly; the workers have nothing more to do than the window allows.
-    await new Promise((r) => setTimeout(r, 1500));
-    const info = await (await import('@nats-io/jetstream')).jetstreamManager(nc);
-    const tasks = (await info.streams.info(jobNames(job).tasksStream)).state.messages;
-    const groups = (await info.streams.info(jobNames(job).trajStream)).state.messages;
-    expect(tasks + groups).toBeLessThanOrEqual(12);
+    // The learner now "trains"; the workers run until no task is left: then all they could make is stored.
+    await waitFor('the workers to finish every issued task', async () => (await streamMessages(jobNames(job).tasksStream)) === 0);
+    const groups = await streamMessages(jobNames(job).trajStream);
+    expect(groups).toBeGreaterThan(batch.groups.length); // they ran ahead of the learner …
+    expect(groups).toBeLessThanOrEqual(12); // … by no more than the window
     await learner.commit(batch);
     await workers.stop();
     learner.close();
@@ -199,11 +207,16 @@ describe('failures cost time, not data', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const claimedTask = await waitFor('the doomed worker to claim a task', () => /claimed (\S+)/.exec(out)?.[1], 30_000);
-    // Hold it past several ack waits: the keep-alive must stop the task from moving while the worker lives.
-    await new Promise((r) => setTimeout(r, 3500));
+    let collected = false;
+    void collecting.then(() => (collected = true));
     const workers = await startWorkers(job, 1);
-    const batchBeforeKill = await Promise.race([collecting.then(() => 'done'), new Promise((r) => setTimeout(() => r('waiting'), 2000))]);
-    expect(batchBeforeKill).toBe('waiting'); // 3 of 4 tasks done; the 4th is still the doomed worker's
+    await waitFor('the other worker to answer the 3 other tasks', async () => (await streamMessages(jobNames(job).trajStream)) === 3);
+    // Two ack waits pass (the time is what is under test, not a synchronisation): the keep-alive must stop the
+    // task from moving while its worker lives.
+    await new Promise((r) => setTimeout(r, 3000));
+    const consumer = await (await jetstreamManager(nc)).consumers.info(jobNames(job).tasksStream, jobNames(job).workersConsumer);
+    expect(consumer.num_redelivered).toBe(0);
+    expect(collected).toBe(false); // 3 of 4 tasks done; the 4th is still the doomed worker's
     child.kill('SIGKILL');
     const batch = await collecting;
     await workers.stop();
@@ -290,9 +303,9 @@ describe('failures cost time, not data', () => {
   });
 
   it('counts every group once when a SIGKILLed nats-server delivers groups again', async () => {
-    const { learner, workers, batches } = await asyncSteps(150);
+    const { job, learner, workers, batches } = await asyncSteps(150);
     const collecting = learner.nextBatch(4, 3, accept); // killed while step 4 is being collected
-    await new Promise((r) => setTimeout(r, 400));
+    await waitFor('the learner to hold a group of step 4', async () => (await groupsHeldByLearner(job)) > 0);
     await server.kill();
     await server.restart();
     const step4 = await collecting;
@@ -325,6 +338,71 @@ describe('failures cost time, not data', () => {
     await learner.drain();
     expect(learner.counts.accepted).toBe(6);
     expect(learner.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
+    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    learner.close();
+  });
+
+  it('a stalled nats-server (SIGSTOP past the pull heartbeats and both ack waits) costs time, not the run', async () => {
+    const { job, learner, workers, batches } = await asyncSteps(150);
+    const collecting = learner.nextBatch(4, 3, accept);
+    await waitFor('the learner to hold a group of step 4', async () => (await groupsHeldByLearner(job)) > 0);
+    server.pause();
+    // The stall's length is what is under test: longer than two missed pull heartbeats, the task ack wait (2 s)
+    // and the group ack wait (3 s), so every client sees time-outs and the server redelivers on waking.
+    await new Promise((r) => setTimeout(r, 4500));
+    server.resume();
+    const step4 = await collecting;
+    await learner.commit(step4);
+    batches.push(step4, ...(await runSteps(learner, 2, 5)));
+    await workers.stop();
+    await expectSixStepsCountedOnce(learner, batches);
+  });
+});
+
+describe('SequentialPull after rejections', () => {
+  it('issues one more task per rejected group, so the step still gets B groups of version v', async () => {
+    const job = await newJob();
+    const learner = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+    const workers = await startWorkers(job, 2);
+    let rejections = 3;
+    const rejectFirstThree = () =>
+      rejections-- > 0 ? { ok: false as const, reason: 'RewardMismatch' as const, message: 'forged reward' } : { ok: true as const };
+    await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
+    const step1 = await learner.nextBatch(1, 0, rejectFirstThree);
+    await learner.commit(step1);
+    await learner.publishPolicy(1, { bytes: new Uint8Array([1]) });
+    const step2 = await learner.nextBatch(2, 1, accept);
+    await learner.commit(step2);
+    await workers.stop();
+    expect(step1.groups).toHaveLength(4);
+    expect(step1.groups.every((g) => g.policyVersion === 0)).toBe(true);
+    expect(step2.groups).toHaveLength(4);
+    expect(step2.groups.every((g) => g.policyVersion === 1)).toBe(true);
+    expectNoGroupUsedTwice([step1, step2]);
+    expect(learner.counts.rejectedByReason.RewardMismatch).toBe(3);
+    await learner.drain();
+    expect(learner.counts.accepted).toBe(8);
+    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    learner.close();
+  });
+});
+
+describe('poison tasks', () => {
+  it('a task that fails maxDeliveries deliveries goes to the dead letters, is counted, and the job goes on', async () => {
+    const job = await newJob();
+    const names = jobNames(job);
+    const learner = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4, stallMs: 1000 }));
+    // Every worker gives task 2 back (an engine that fails on it), three deliveries at most.
+    const workers = await startWorkers(job, 2, { fails: (task) => task.seq === 2, maxDeliveries: 3 });
+    const batches = await runSteps(learner, 3);
+    await workers.stop();
+    expect(batches.map((b) => b.groups.length)).toEqual([4, 4, 4]);
+    expect(batches.flatMap((b) => b.groups.map((g) => g.taskSeq))).not.toContain(2);
+    expect(await learner.deadLettered()).toBe(1);
+    const dead = await (await jetstreamManager(nc)).streams.getMessage(names.deadStream, { last_by_subj: names.deadSubject });
+    expect(dead?.json<{ taskId: string }>().taskId).toBe('t2');
+    expect(dead?.header.get('Rlkube-Deliveries')).toBe('3');
+    await learner.drain();
     expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
     learner.close();
   });

@@ -69,7 +69,7 @@ describe('parseRLJobManifest', () => {
       spec: { model: { name: 'tiny' }, environment: { name: 'reverse' }, rollout: { pools: [{ name: 'cpu' }] } },
     }));
     expect(job.spec.suspend).toBe(false);
-    expect(job.spec.sync).toEqual({ mode: 'SequentialPull', maxStaleness: 1 });
+    expect(job.spec.sync).toEqual({ mode: 'SequentialPull', maxStaleness: 1, maxTaskDeliveries: 5 });
     expect(job.spec.algorithm).toMatchObject({ groupSize: 8, batchSize: 32, isCap: 2 });
     expect(job.spec.rollout.pools[0]).toEqual({ name: 'cpu', replicas: 1, engine: { kind: 'tiny', gpus: 0 }, agent: {} });
     expect(job.spec.learner).toMatchObject({ nodes: 1, gpusPerNode: 0, checkpoint: { size: '1Gi', everySteps: 10 } });

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../../../api/index.js';
-import { LearnerBus, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
+import { BusError, LearnerBus, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
 import { createEnvironment, type Environment } from './environments/index.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
@@ -32,7 +32,9 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     log,
   });
 
+  // Digests of the versions a group may still claim (the staleness bound and a margin): bounded by the bound.
   const digests = new Map<number, string>();
+  const keepDigests = spec.sync.maxStaleness + 2;
   const digestOf = async (version: number) => {
     if (!digests.has(version)) {
       const record = await bus.control.policyAt(version);
@@ -66,7 +68,13 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       state,
       policyVersion: trainerState.version,
       reward: lastReward,
-      groups: { accepted: counts.accepted, stale: counts.stale, rejected: counts.rejected, published: published ?? (await bus.published()) },
+      groups: {
+        accepted: counts.accepted,
+        stale: counts.stale,
+        rejected: counts.rejected,
+        published: published ?? (await bus.published()),
+        deadLetteredTasks: await bus.deadLettered(),
+      },
       rejectedByReason: { ...counts.rejectedByReason },
       workers: ledger,
       updatedAt: new Date().toISOString(),
@@ -81,8 +89,9 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
 
   async function publish(state: TrainerState): Promise<void> {
     const record = await bus.publishPolicy(state.version, { bytes: readFileSync(state.weights_path) });
-    if (record.digest !== state.digest) throw new Error(`weights file of v${state.version} does not match the trainer's digest`);
+    if (record.digest !== state.digest) throw new BusError('DigestMismatch', `weights file of v${state.version} does not match the trainer's digest`);
     digests.set(state.version, record.digest);
+    digests.delete(state.version - keepDigests);
   }
 
   try {
@@ -120,14 +129,22 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       log.info({ counts: bus.counts, published }, 'run finished');
     }
   } catch (err) {
+    // Only what no wait can cure gets here (the bus and the trainer client retry the rest): the job fails, saying why.
     if (!signal.aborted) {
-      await writeProgress('Failed', String(err)).catch(() => undefined);
+      await writeProgress('Failed', failureOf(err)).catch(() => undefined);
       throw err;
     }
   } finally {
     bus.close();
     await nc.drain().catch(() => undefined);
   }
+}
+
+/** "<Reason>: <message>" for the Failed record: the machine reason first, as a condition would carry it. */
+function failureOf(err: unknown): string {
+  const reason = (err as { reason?: unknown }).reason;
+  const message = err instanceof Error ? err.message : String(err);
+  return `${typeof reason === 'string' ? reason : err instanceof Error ? err.name : 'Error'}: ${message}`;
 }
 
 /** The batch for the trainer, with the task's prompt and the scored texts, so it can check the tokens say the same. */

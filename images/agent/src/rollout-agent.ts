@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { RolloutAgentConfig } from '../../../api/index.js';
 import { BusError, WorkerBus, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../../../bus/index.js';
 import { EngineClient } from './engine-client.js';
+import { EngineError } from './http.js';
 import { createEnvironment } from './environments/index.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -15,7 +16,7 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
   const spec = config.jobSpec;
   const job = { namespace: config.namespace, name: config.job };
   const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
-  const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool });
+  const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool, log, maxDeliveries: spec.sync.maxTaskDeliveries });
   const environment = createEnvironment(spec.environment, spec.algorithm.seed);
   const engine = new EngineClient(config.engineUrl, spec.model.name === 'tiny' ? 'tiny' : 'vllm', spec.model.name);
   const weightsDir = join(tmpdir(), `rlkube-${config.workerId}`);
@@ -95,6 +96,9 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
       metrics.engineErrors.inc({ reason: (err as { reason?: string }).reason ?? 'Error' });
       log.warn({ task: task.taskId, err: String(err) }, 'task released');
       await beat('Idle');
+      // An engine that went away (restarting, stalled) is waited for before the next claim, so its outage does
+      // not burn the deliveries of task after task until they look like poison.
+      if (err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout')) await waitForEngine(engine, log, signal);
     }
   }
 
@@ -102,10 +106,9 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
   log.info({ pool: config.pool, mode: spec.sync.mode }, 'rollout agent ready');
   try {
     while (!signal.aborted) {
-      const claimed = await bus.claim(2000).catch((err: unknown) => {
-        if (!signal.aborted) log.warn({ err: String(err) }, 'claim failed; retrying');
-        return new Promise<undefined>((r) => setTimeout(() => r(undefined), 500));
-      });
+      // claim() rides out a stalled or restarting server itself; what it throws (the job's queue is gone, the
+      // connection closed) no retry cures: the agent stops with that reason.
+      const claimed = await bus.claim(2000);
       if (claimed) await handle(claimed);
     }
   } finally {
