@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { NODE_NET, primaryHostIp, startRealNode, type RealNode } from './node.js';
 
 export interface Taint {
   key: string;
@@ -30,8 +31,15 @@ export interface ControlPlaneOptions {
   /** Cluster name (a DNS label is derived from it); also names the temp dir. */
   name: string;
   gpuNodes?: GpuNodeSpec[];
-  /** Plain nodes (no GPUs) named cpu-0, cpu-1, ...; default 1. */
+  /** Plain nodes (no GPUs) named cpu-0, cpu-1, ...; default 1, or 0 with a real node. */
   cpuNodes?: number;
+  /**
+   * One real node `real-0` (test/harness/node.ts: containerd, kubelet, kube-proxy, CoreDNS) beside the simulated
+   * ones, with these OCI archives imported into its containerd (the pause image among them). The simulated GPU
+   * nodes are then tainted nvidia.com/gpu:NoSchedule, so that CPU pods land on the real node and GPU pods
+   * (which tolerate the taint) on the simulated ones. Needs root; one real node per machine.
+   */
+  realNode?: { imageArchives: string[]; labels?: Record<string, string> };
 }
 
 export interface KubectlResult {
@@ -47,6 +55,8 @@ export interface ControlPlane {
   server: string;
   /** Runs the pinned kubectl against this cluster; `input` goes to stdin (e.g. `apply -f -`). */
   kubectl(args: string[], input?: string): Promise<KubectlResult>;
+  /** The real node, when asked for. */
+  realNode?: RealNode;
   /** Deletes the cluster (stops every process) and removes its temp dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -315,12 +325,39 @@ export interface StartTimeouts {
   readyMs?: number;
 }
 
+/**
+ * kwokctl settings for a cluster with a real node: the API server listens on every address and advertises this
+ * machine's (pods reach it through the `kubernetes` Service, whose ClusterIP its certificate names), a Service
+ * range the node's kube-proxy routes, and kwok-controller leaves alone the nodes it did not create.
+ */
+function realNodeConfig(hostIp: string): string[] {
+  // override: replace an argument kwokctl passes (it appends nothing when the argument is absent)
+  const arg = (key: string, value: string, override = false) =>
+    [`  - key: ${key}`, `    value: ${JSON.stringify(value)}`, ...(override ? ['    override: true'] : [])];
+  return [
+    `  kubeApiserverCertSANs: [${JSON.stringify(NODE_NET.apiServiceIp)}, ${JSON.stringify(hostIp)}]`,
+    'componentsPatches:',
+    '- name: kube-apiserver',
+    '  extraArgs:',
+    ...arg('bind-address', '0.0.0.0', true),
+    ...arg('advertise-address', hostIp),
+    ...arg('service-cluster-ip-range', NODE_NET.serviceCidr),
+    '- name: kube-controller-manager',
+    '  extraArgs:',
+    ...arg('service-cluster-ip-range', NODE_NET.serviceCidr),
+    '- name: kwok-controller',
+    '  extraArgs:',
+    ...arg('manage-all-nodes', 'false', true),
+    ...arg('manage-nodes-with-annotation-selector', 'kwok.x-k8s.io/node=fake'),
+  ];
+}
+
 /** Starts an isolated control plane with simulated nodes; see ControlPlaneOptions. */
 export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?: StartTimeouts }): Promise<ControlPlane> {
   const bins = await findKubeBinaries();
   const name = dnsLabel(opts.name);
   const gpuNodes = opts.gpuNodes ?? [];
-  const cpuNodes = opts.cpuNodes ?? 1;
+  const cpuNodes = opts.cpuNodes ?? (opts.realNode ? 0 : 1);
   const names = new Set<string>(Array.from({ length: cpuNodes }, (_, i) => `cpu-${i}`));
   for (const n of gpuNodes) {
     if (names.has(n.name)) throw new Error(`startControlPlane: duplicate node name ${n.name}`);
@@ -345,9 +382,13 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
   const kwokctl = (args: string[], timeoutMs: number): Promise<RunResult> =>
     run(bins.kwokctl, ['--config', configPath, ...args], { env, timeoutMs, cwd: tmp });
 
+  let realNode: RealNode | undefined;
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
+      // The node first, while the API server still answers (it deletes its pods through it).
+      const nodeStopped = realNode?.stop().then(() => undefined, (e: unknown) => e);
+      const nodeErr = await nodeStopped;
       const pids = readClusterPids(clusterDir);
       try {
         if (existsSync(clusterDir)) {
@@ -364,6 +405,7 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
         live.delete(clusterDir);
         await rm(tmp, { recursive: true, force: true, maxRetries: 3 });
       }
+      if (nodeErr) throw nodeErr;
     })();
     return stopped;
   };
@@ -378,6 +420,7 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
 
   try {
     const [apiserver, etcd, etcdPeer, kcm, scheduler, kwokController] = await freePorts(6);
+    const hostIp = opts.realNode ? primaryHostIp() : undefined;
     const config = [
       'kind: KwokctlConfiguration',
       'apiVersion: config.kwok.x-k8s.io/v1alpha1',
@@ -397,6 +440,7 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
       `  kubeSchedulerBinary: ${JSON.stringify(bins['kube-scheduler'])}`,
       `  kwokControllerBinary: ${JSON.stringify(bins.kwok)}`,
       `  kubectlBinary: ${JSON.stringify(bins.kubectl)}`,
+      ...(hostIp ? realNodeConfig(hostIp) : []),
       '',
     ].join('\n');
     await writeFile(configPath, config);
@@ -431,8 +475,13 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
       { timeoutMs: left(), what: `kube-apiserver of ${name} at ${server} to be ready` },
     );
 
+    // With a real node, CPU pods must not land on simulated GPU nodes: those carry the GPU taint.
+    const gpuTaints = (n: GpuNodeSpec): Taint[] => [
+      ...(n.taints ?? []),
+      ...(opts.realNode && !(n.taints ?? []).some((t) => t.key === 'nvidia.com/gpu') ? [{ key: 'nvidia.com/gpu', effect: 'NoSchedule' }] : []),
+    ];
     const nodes = [
-      ...gpuNodes.map((n) => nodeManifest(n.name, n.labels ?? {}, n.taints ?? [], n.gpus)),
+      ...gpuNodes.map((n) => nodeManifest(n.name, n.labels ?? {}, gpuTaints(n), n.gpus)),
       ...Array.from({ length: cpuNodes }, (_, i) => nodeManifest(`cpu-${i}`, {}, [], 0)),
     ];
     if (nodes.length > 0) {
@@ -469,7 +518,13 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
       { timeoutMs: left(), what: `serviceaccount default/default in ${name} (kube-controller-manager running)` },
     );
 
-    return { kubeconfig, server, kubectl, stop };
+    if (opts.realNode && hostIp) {
+      realNode = await startRealNode({
+        name: 'real-0', kubeconfig, hostIp, labels: opts.realNode.labels, imageArchives: opts.realNode.imageArchives,
+        workdir: tmp, kubectl, readyMs: left(),
+      });
+    }
+    return { kubeconfig, server, kubectl, realNode, stop };
   } catch (err) {
     const logs = await componentLogsTail(clusterDir).catch(() => '');
     await stop().catch(() => undefined);
