@@ -32,6 +32,11 @@ export const NATS_CREDS_KEY = 'creds';
 export const POLICIES_DIR = '/var/lib/rlkube/policies';
 export const CHECKPOINT_DIR = '/checkpoints';
 const NON_ROOT_UID = 1000;
+/**
+ * Engine and trainer servers listen on every pod address: kubelet's HTTP probes come to the pod IP, not to
+ * loopback (the agent beside them still talks to 127.0.0.1).
+ */
+export const POD_BIND_HOST = '0.0.0.0';
 
 const quantity = (q: string | number) => String(q);
 
@@ -118,7 +123,7 @@ export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildCon
       name: 'engine',
       image: engine.image ?? config.images.vllm,
       args: [
-        '--model', job.spec.model.name, '--host', '127.0.0.1', '--port', String(ENGINE_PORT),
+        '--model', job.spec.model.name, '--host', POD_BIND_HOST, '--port', String(ENGINE_PORT),
         '--tensor-parallel-size', String(engine.gpus),
         ...(lora ? ['--enable-lora', '--max-lora-rank', String(lora.rank)] : []),
         ...extra,
@@ -137,7 +142,7 @@ export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildCon
     image: engine.image ?? config.images.trainer,
     command: ['python3', '-m', 'rlkube_trainer.policy_server'],
     args: [
-      '--host', '127.0.0.1', '--port', String(ENGINE_PORT), '--model', modelArg(job.spec.model.name),
+      '--host', POD_BIND_HOST, '--port', String(ENGINE_PORT), '--model', modelArg(job.spec.model.name),
       '--seed', String(job.spec.algorithm.seed), ...extra,
     ],
     ports: [{ name: 'engine', containerPort: ENGINE_PORT }],
@@ -156,7 +161,7 @@ export function trainerContainer(learner: LearnerTemplate, job: RLJob, learnerNa
     image: learner.image ?? config.images.trainer,
     command: ['python3', '-m', 'rlkube_trainer.trainer_server'],
     args: [
-      '--host', '127.0.0.1', '--port', String(TRAINER_PORT), '--model', modelArg(model.name),
+      '--host', POD_BIND_HOST, '--port', String(TRAINER_PORT), '--model', modelArg(model.name),
       '--checkpoint-dir', CHECKPOINT_DIR, '--lr', String(algorithm.learningRate), '--temperature', String(algorithm.temperature),
       '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
       '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),

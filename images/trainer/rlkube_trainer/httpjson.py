@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import traceback
@@ -71,7 +72,15 @@ def make_server(host: str, port: int, routes: Dict[Tuple[str, str], Route], verb
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
+    # As a container's PID 1 the process gets no default SIGTERM action: without a handler, a pod's stop waits
+    # out its whole grace period. SIGTERM ends serve_forever() the way Ctrl-C does (KeyboardInterrupt).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     return server
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
