@@ -184,7 +184,7 @@ export async function run(): Promise<Record<string, number>> {
   ownMarks.push(path.dirname(cp.kubeconfig), nats.storeDir);
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
-  const client = new KubeClient(kc, 'rlkube-bench');
+  const client = new KubeClient(kc, { fieldManager: 'rlkube-bench' });
   let operator: OperatorProcess | undefined;
   const round = (r: number) => ({ direct: `direct-${r}`, operated: `operated-${r}` });
   const runs: Round[] = [];

@@ -32,12 +32,21 @@ async function main(): Promise<void> {
   }
   const log = pino({ name: 'rlkube-operator', level: config.logLevel });
   const kc = loadKubeConfig(config);
-  const client = new KubeClient(kc);
+  const le = config.leaderElection;
+  const userAgent = `rlkube-operator/${le.identity}`;
+  const timing = { ...DEFAULT_LEASE_TIMING, leaseDurationMs: le.leaseDurationMs, renewDeadlineMs: Math.round(le.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(le.leaseDurationMs / 7)) };
+  // The Lease has its own client: unfenced (it is how leadership is confirmed), each call bounded well below the
+  // renew deadline.
+  const elector = le.enabled
+    ? new LeaderElector(new KubeClient(kc, { timeoutMs: Math.round(timing.renewDeadlineMs / 2), userAgent }), { namespace: le.leaseNamespace, name: le.leaseName, identity: le.identity, ...timing }, log)
+    : undefined;
+  // Everything else writes behind the elector's fence, and no call outlasts the renew deadline.
+  const client = new KubeClient(kc, { userAgent, timeoutMs: elector ? timing.renewDeadlineMs : 30_000, ...(elector ? { fence: elector } : {}) });
   const metrics = new OperatorMetrics();
   metrics.trackRequests(client.calls);
-  const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log);
+  const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log, elector);
   const identities = config.jobCredentials
-    ? new JobIdentities(config.natsUrl.split(',').map((s) => s.trim()), { creds: config.natsCreds!, ...config.jobCredentials }, log)
+    ? new JobIdentities(config.natsUrl.split(',').map((s) => s.trim()), { creds: config.natsCreds!, ...config.jobCredentials }, log, elector)
     : undefined;
   const manager = new Manager({
     kc, client, namespaces: config.namespaces, bus, events: new EventRecorder(client, log), log, metrics,
@@ -46,11 +55,6 @@ async function main(): Promise<void> {
     statusPeriodMs: config.statusPeriodMs,
     ...(identities ? { identities } : {}),
   });
-  const le = config.leaderElection;
-  const elector = le.enabled
-    ? new LeaderElector(client, { namespace: le.leaseNamespace, name: le.leaseName, identity: le.identity, ...DEFAULT_LEASE_TIMING,
-      leaseDurationMs: le.leaseDurationMs, renewDeadlineMs: Math.round(le.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(le.leaseDurationMs / 7)) }, log)
-    : undefined;
 
   const server = await serveHttp(config.metricsPort, metrics, {
     healthy: () => true,

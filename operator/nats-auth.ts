@@ -10,6 +10,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { accountJwt, accountOfUser, credsFile, jobPermissions, jwtOfCreds, userJwt } from '../bus/auth.js';
 import { connectBus, type JobRef } from '../bus/index.js';
+import { NotLeaderError, type WriteFence } from './kube/client.js';
 
 /** What the operator is given to issue job identities (operator/config.ts: --nats-system-creds, ...). */
 export interface NatsAuthFiles {
@@ -49,7 +50,8 @@ export class JobIdentities {
   private pushing: Promise<void> = Promise.resolve();
   private queued?: Promise<void>;
 
-  constructor(private readonly servers: string[], private readonly files: NatsAuthFiles, private readonly log: Logger) {
+  /** fence: a deposed leader's account JWT would drop the keys of jobs created since: it pushes nothing. */
+  constructor(private readonly servers: string[], private readonly files: NatsAuthFiles, private readonly log: Logger, private readonly fence?: WriteFence) {
     this.account = accountOfUser(jwtOfCreds(readFileSync(files.creds, 'utf8')));
     this.signer = fromSeed(new TextEncoder().encode(readFileSync(files.operatorSigningKey, 'utf8').trim()));
   }
@@ -108,6 +110,7 @@ export class JobIdentities {
     const nc = await this.system.catch((err) => { this.system = undefined; throw err; });
     // The full resolver keeps the newest JWT by issue time (seconds): never go back, even within a second.
     this.lastIssuedAt = Math.max(this.lastIssuedAt, Math.floor(Date.now() / 1000));
+    if (this.fence && this.fence.writableForMs() <= 0) throw new NotLeaderError('account JWT update: not sent, leadership not confirmed');
     const keys = [...new Set(this.keys.values())].sort();
     const jwt = accountJwt(this.signer, this.account, { name: 'rlkube', jetstream: true, signingKeys: keys, issuedAt: this.lastIssuedAt });
     const reply = await nc.request('$SYS.REQ.CLAIMS.UPDATE', jwt, { timeout: 5_000 }).catch((err: Error) => {

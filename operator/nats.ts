@@ -4,11 +4,17 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { connectBus, provisionJob, teardownJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
 import type { JobBus, JobRef } from './controllers/context.js';
+import { NotLeaderError, type WriteFence } from './kube/client.js';
 
 export class NatsJobBus implements JobBus {
   private readonly connections = new Map<string, Promise<NatsConnection>>();
 
-  constructor(private readonly defaultUrl: string, private readonly credsFile: string | undefined, private readonly log: Logger) {}
+  /** fence: a deposed leader must not create or remove a job's streams either. */
+  constructor(private readonly defaultUrl: string, private readonly credsFile: string | undefined, private readonly log: Logger, private readonly fence?: WriteFence) {}
+
+  private fenced(what: string): void {
+    if (this.fence && this.fence.writableForMs() <= 0) throw new NotLeaderError(`${what}: not done, leadership not confirmed`);
+  }
 
   private connection(url = this.defaultUrl): Promise<NatsConnection> {
     let nc = this.connections.get(url);
@@ -23,11 +29,15 @@ export class NatsJobBus implements JobBus {
   }
 
   async provision(job: JobRef, natsUrl?: string): Promise<void> {
-    await provisionJob(await this.connection(natsUrl), job);
+    const nc = await this.connection(natsUrl);
+    this.fenced('provision');
+    await provisionJob(nc, job);
   }
 
   async teardown(job: JobRef, natsUrl?: string): Promise<void> {
-    await teardownJob(await this.connection(natsUrl), job);
+    const nc = await this.connection(natsUrl);
+    this.fenced('teardown');
+    await teardownJob(nc, job);
   }
 
   async watchProgress(job: JobRef, onChange: (progress: LearnerProgress) => void, natsUrl?: string) {

@@ -1,5 +1,7 @@
 // A small typed Kubernetes REST client: JSON over one keep-alive HTTPS agent, server-side apply under one
-// field manager, status subresource writes. client-node's generated APIs hide SSA and cost allocations per call.
+// field manager, status subresource writes, every call bounded in time and every write behind the leader's
+// fence. (client-node 1.x has server-side apply through KubernetesObjectApi.patch, but neither a total
+// deadline per call nor a check at the moment a write leaves, which fencing needs; see WriteFence.)
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
@@ -30,6 +32,34 @@ export class KubeApiError extends Error {
 }
 export const isNotFound = (err: unknown) => err instanceof KubeApiError && err.statusCode === 404;
 export const isConflict = (err: unknown) => err instanceof KubeApiError && err.statusCode === 409;
+
+/**
+ * Leadership as writes need it: how much longer (ms) this process may still write, as the leader elector
+ * sees it (≤ 0: it may not). A write is checked when it is about to leave and cut off when the window ends,
+ * so a leader that was frozen, or whose lease could not be renewed, writes nothing once another may lead.
+ */
+export interface WriteFence {
+  writableForMs(): number;
+}
+
+/** A write refused because this process cannot confirm it leads (fenced): nothing was sent, or it was cut off. */
+export class NotLeaderError extends Error {
+  readonly reason = 'NotLeader' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotLeaderError';
+  }
+}
+
+export interface KubeClientOptions {
+  /** Whose apply this is; everything the operator writes uses FIELD_MANAGER. */
+  fieldManager?: string;
+  /** Whole-call limit (connect, send, response) for every request; writes also end with the fence's window. */
+  timeoutMs?: number;
+  fence?: WriteFence;
+  /** Sent as User-Agent, so that the API server's audit log tells replicas apart. */
+  userAgent?: string;
+}
 
 /** Where a kind lives in the REST API. */
 export interface ResourceType { group: string; version: string; plural: string; kind: string }
@@ -65,11 +95,22 @@ export class KubeClient {
   /** Requests made, by verb and resource (exported as a metric; the benchmark reads it). */
   readonly calls = new Map<string, number>();
 
-  /** fieldManager: whose apply this is; everything the operator writes uses FIELD_MANAGER. */
-  constructor(private readonly kc: KubeConfig, private readonly fieldManager = FIELD_MANAGER) {
+  private readonly fieldManager: string;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly kc: KubeConfig, private readonly options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.server = new URL(cluster.server);
+    this.fieldManager = options.fieldManager ?? FIELD_MANAGER;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** Ms this write may still take: the call's limit, cut to the fence's window; throws when fenced. */
+  private writeWindow(method: string, path: string): number {
+    const left = this.options.fence?.writableForMs() ?? Number.POSITIVE_INFINITY;
+    if (left <= 0) throw new NotLeaderError(`${method} ${path}: not sent, leadership not confirmed`);
+    return Math.min(this.timeoutMs, left);
   }
 
   /** TLS material and auth headers from the kubeconfig, re-read every minute (rotated tokens). */
@@ -95,6 +136,8 @@ export class KubeClient {
   }
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const write = method !== 'GET';
+    if (write) this.writeWindow(method, path); // before waiting for anything
     const auth = await this.authOptions();
     const url = new URL(path, this.server);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
@@ -104,6 +147,8 @@ export class KubeClient {
     this.calls.set(callKey, (this.calls.get(callKey) ?? 0) + 1);
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise<T>((resolve, reject) => {
+      let limitMs: number;
+      try { limitMs = write ? this.writeWindow(method, url.pathname) : this.timeoutMs; } catch (err) { reject(err); return; }
       const req = transport.request(url, {
         method,
         agent: this.agent,
@@ -111,9 +156,9 @@ export class KubeClient {
         headers: {
           ...(auth.headers as Record<string, string> | undefined),
           accept: 'application/json',
+          ...(this.options.userAgent ? { 'user-agent': this.options.userAgent } : {}),
           ...(body === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json', 'content-length': Buffer.byteLength(body) }),
         },
-        timeout: 30_000,
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -127,9 +172,19 @@ export class KubeClient {
         });
         res.on('error', reject);
       });
-      req.on('timeout', () => req.destroy(new Error(`${method} ${url.pathname}: timed out`)));
+      // The whole call, not just socket idleness: a hung API server must not outlast the leader's window.
+      const deadline = setTimeout(() => req.destroy(write && this.options.fence && this.options.fence.writableForMs() <= 0
+        ? new NotLeaderError(`${method} ${url.pathname}: cut off, leadership not confirmed`)
+        : new KubeApiError(0, 'Timeout', `${method} ${url.pathname}: no answer within ${limitMs} ms`)), limitMs);
+      req.once('close', () => clearTimeout(deadline));
       req.on('error', reject);
-      req.end(body);
+      if (!write) { req.end(body); return; }
+      // Nothing is sent before a socket is assigned: check the fence again at that moment (the process may
+      // have been frozen in between).
+      req.once('socket', () => {
+        try { this.writeWindow(method, url.pathname); } catch (err) { req.destroy(err as Error); return; }
+        req.end(body);
+      });
     });
   }
 

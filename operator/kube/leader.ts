@@ -1,8 +1,11 @@
 // Leader election on a coordination.k8s.io/v1 Lease (client-node has none): one replica reconciles, the
 // others wait. Expiry is judged by when this process last saw the record change, not by the holder's
-// clock (client-go's rule), so clock skew between replicas does not matter.
+// clock (client-go's rule), so clock skew between replicas does not matter. The elector is also the write
+// fence: a leader may write only until renewDeadline after its last successful renewal *began* — shorter
+// than the lease, which a standby counts from when it saw that renewal — and a timer, not the renewal
+// loop, ends leadership at that moment, so a hung call or a frozen process cannot stretch it.
 import type { Logger } from 'pino';
-import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
+import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeClient, type KubeObject, type WriteFence } from './client.js';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -24,23 +27,47 @@ interface Lease extends KubeObject {
 /** RFC 3339 with microseconds, as the API's MicroTime expects. */
 export const microTime = (d = new Date()) => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 
-export class LeaderElector {
+export class LeaderElector implements WriteFence {
   private leading = false;
   private stopped = false;
   private observed?: { holder: string; renewTime: string; at: number };
   private wake?: () => void;
+  /** When the last successful acquire or renewal began (monotonic ms). */
+  private renewedAt = 0;
+  private deadlineTimer?: NodeJS.Timeout;
+  private stepDown?: () => void;
 
+  /**
+   * client: for the Lease only, unfenced, with a per-call limit below renewDeadlineMs (a renewal that hangs
+   * past the deadline is worthless anyway).
+   */
   constructor(private readonly client: KubeClient, private readonly opts: LeaderElectionOptions, private readonly log: Logger) {}
 
   get isLeader(): boolean { return this.leading; }
 
+  writableForMs(): number {
+    return this.leading ? this.renewedAt + this.opts.renewDeadlineMs - performance.now() : 0;
+  }
+
   /**
-   * Campaigns until stopped. Calls onStartedLeading once on winning; calls onStoppedLeading if the lease is
-   * lost (the caller should exit: its caches and in-flight work assume leadership).
+   * Campaigns until stopped. Calls onStartedLeading once on winning; calls onStoppedLeading when leadership
+   * cannot be confirmed before the renew deadline (the caller should exit: its caches and in-flight work
+   * assume leadership; the fence already refuses its writes).
    */
   async run(onStartedLeading: () => void, onStoppedLeading: () => void): Promise<void> {
-    let lastRenew = 0;
+    let lost = false;
+    this.stepDown = () => {
+      if (!this.leading || lost) return;
+      lost = true;
+      this.leading = false;
+      clearTimeout(this.deadlineTimer);
+      this.stopped = true;
+      this.wake?.();
+      this.log.error({ lease: this.opts.name, renewDeadlineMs: this.opts.renewDeadlineMs }, 'lost leadership');
+      onStoppedLeading();
+    };
     while (!this.stopped) {
+      const started = performance.now();
       let ok = false;
       try {
         ok = await this.tryAcquireOrRenew();
@@ -48,24 +75,32 @@ export class LeaderElector {
         this.log.warn({ err: String(err), lease: this.opts.name }, 'lease update failed');
       }
       if (this.stopped) break;
-      if (ok) {
-        lastRenew = Date.now();
+      // A round that outlived the deadline confirms nothing: the timer below has fired, or is about to.
+      if (ok && started + this.opts.renewDeadlineMs > performance.now()) {
+        this.renewedAt = started;
+        this.armDeadline();
         if (!this.leading) {
           this.leading = true;
           this.log.info({ lease: this.opts.name, identity: this.opts.identity }, 'became leader');
           onStartedLeading();
         }
-      } else if (this.leading && Date.now() - lastRenew > this.opts.renewDeadlineMs) {
-        this.leading = false;
-        this.log.error({ lease: this.opts.name }, 'lost leadership');
-        onStoppedLeading();
-        return;
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.opts.retryPeriodMs);
         this.wake = () => { clearTimeout(timer); resolve(); };
       });
     }
+  }
+
+  /** Leadership ends at renewedAt + renewDeadline unless a renewal moves it on: a timer, whatever the loop waits for. */
+  private armDeadline(): void {
+    clearTimeout(this.deadlineTimer);
+    const check = () => {
+      const left = this.writableForMs();
+      if (left > 0) this.deadlineTimer = setTimeout(check, left);
+      else this.stepDown?.();
+    };
+    this.deadlineTimer = setTimeout(check, Math.max(0, this.writableForMs()));
   }
 
   private leaseBody(existing: Lease | undefined, now: Date): Lease {
@@ -127,7 +162,9 @@ export class LeaderElector {
   async release(): Promise<void> {
     this.stopped = true;
     this.wake?.();
-    if (!this.leading) return;
+    clearTimeout(this.deadlineTimer);
+    // Only a leader still within its window hands over: after it, another may lead already.
+    if (this.writableForMs() <= 0) { this.leading = false; return; }
     this.leading = false;
     try {
       const lease = await this.client.get<Lease>(RESOURCES.leases, this.opts.namespace, this.opts.name);

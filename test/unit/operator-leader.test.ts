@@ -1,6 +1,9 @@
 // Leader election on a Lease: acquire when free or expired, never while another holder renews, hand over on release.
 import pino from 'pino';
-import { KubeApiError, type KubeClient, type KubeObject } from '../../operator/kube/client.js';
+import { KubeConfig } from '@kubernetes/client-node';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeApiError, KubeClient, NotLeaderError, RESOURCES, type KubeObject, type WriteFence } from '../../operator/kube/client.js';
 import { LeaderElector, microTime } from '../../operator/kube/leader.js';
 
 /** An in-memory Lease store with the API server's optimistic concurrency (resourceVersion). */
@@ -45,9 +48,14 @@ describe('LeaderElector', () => {
     const store = new FakeLeases();
     expect(await elector(store, 'pod-a').tryAcquireOrRenew()).toBe(true); // leaseDurationSeconds: 1
     const b = elector(store, 'pod-b', 60);
+    const firstSeen = performance.now();
     expect(await b.tryAcquireOrRenew()).toBe(false);
-    await new Promise((r) => setTimeout(r, 1050));
-    expect(await b.tryAcquireOrRenew()).toBe(true);
+    // Poll as the elector does: it takes over once, and only once, the record went unchanged for a second.
+    while (!(await b.tryAcquireOrRenew())) {
+      if (performance.now() - firstSeen > 10_000) throw new Error('pod-b never took the expired lease over');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(performance.now() - firstSeen).toBeGreaterThanOrEqual(1000);
     expect(store.lease?.spec).toMatchObject({ holderIdentity: 'pod-b', leaseTransitions: 1 });
   });
 
@@ -91,7 +99,71 @@ describe('LeaderElector', () => {
     expect(a.isLeader).toBe(false);
   });
 
+  test('leadership ends at the renew deadline while a renewal hangs: the fence closes and onStoppedLeading fires', async () => {
+    const store = new FakeLeases();
+    const a = elector(store, 'pod-a');
+    let hanging = false;
+    let stopped: (() => void) | undefined;
+    const stoppedLeading = new Promise<void>((resolve) => { stopped = resolve; });
+    void a.run(() => {
+      // From now on every renewal hangs, as a frozen API connection would.
+      (store.client as any).get = () => { hanging = true; return new Promise(() => undefined); };
+    }, () => stopped!());
+    while (!a.isLeader) await new Promise((r) => setTimeout(r, 2));
+    expect(a.writableForMs()).toBeGreaterThan(0);
+    await stoppedLeading;
+    expect(hanging).toBe(true); // the renewal call is still pending: the timer, not the loop, ended leadership
+    expect(a.isLeader).toBe(false);
+    expect(a.writableForMs()).toBeLessThanOrEqual(0);
+  });
+
   test('MicroTime has six fractional digits', () => {
     expect(microTime(new Date('2025-01-02T03:04:05.678Z'))).toBe('2025-01-02T03:04:05.678000Z');
+  });
+});
+
+describe('KubeClient behind a WriteFence', () => {
+  /** A stand-in API server that records what reaches it and answers writes only when told to. */
+  async function apiServer(answerWrites: boolean) {
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (req.method === 'GET' || answerWrites) { res.setHeader('content-type', 'application/json'); res.end('{}'); }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
+    });
+    return { seen, kc, close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }) };
+  }
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'ns' } };
+
+  test('a fenced write is not sent; reads still are', async () => {
+    const api = await apiServer(true);
+    const client = new KubeClient(api.kc, { fence: { writableForMs: () => 0 } });
+    try {
+      await expect(client.apply(RESOURCES.pods, pod)).rejects.toBeInstanceOf(NotLeaderError);
+      await expect(client.delete(RESOURCES.pods, 'ns', 'p')).rejects.toMatchObject({ reason: 'NotLeader' });
+      await client.get(RESOURCES.pods, 'ns', 'p');
+      expect(api.seen).toEqual(['GET /api/v1/namespaces/ns/pods/p']);
+    } finally { client.close(); await api.close(); }
+  });
+
+  test('a write that hangs is cut off when the fence closes, with NotLeader', async () => {
+    const api = await apiServer(false);
+    const closesAt = performance.now() + 300;
+    const fence: WriteFence = { writableForMs: () => closesAt - performance.now() };
+    const client = new KubeClient(api.kc, { fence, timeoutMs: 60_000 });
+    try {
+      const write = client.apply(RESOURCES.pods, pod);
+      await expect(write).rejects.toBeInstanceOf(NotLeaderError);
+      expect(api.seen).toEqual(['PATCH /api/v1/namespaces/ns/pods/p?fieldManager=rlkube-operator&force=true']);
+      // Still leading: the same hang ends as a plain timeout.
+      const leading = new KubeClient(api.kc, { fence: { writableForMs: () => 60_000 }, timeoutMs: 300 });
+      await expect(leading.apply(RESOURCES.pods, pod)).rejects.toMatchObject({ reason: 'Timeout' });
+      leading.close();
+    } finally { client.close(); await api.close(); }
   });
 });
