@@ -11,7 +11,7 @@ export interface Permissions {
 }
 
 /**
- * Everything a job's agents do on the bus, and nothing more: publish tasks and groups, pull from the job's
+ * Everything a job's agents do on the bus, and nothing more: publish tasks, groups and dead letters, pull from the job's
  * durable consumers, read and write its KV bucket and object store, purge its own streams (the learner
  * drops stale tasks; the object store drops old weights), receive replies on the job's own inbox prefix.
  * Streams are made, changed and removed by the operator only. The list is compact (per-stream wildcards,
@@ -25,9 +25,10 @@ export function jobPermissions(job: JobRef): Permissions {
   return {
     pub: {
       allow: [
-        n.tasksWildcard, n.trajWildcard, `$KV.${n.controlBucket}.>`, `$O.${n.weightsStore}.>`, '$JS.API.INFO',
+        n.tasksWildcard, n.trajWildcard, n.deadSubject, `$KV.${n.controlBucket}.>`, `$O.${n.weightsStore}.>`, '$JS.API.INFO',
         // INFO and PURGE (the rest of STREAM.* is denied below); consumer INFO, CREATE (ordered readers), DELETE.
         ...[...work, ...stores].flatMap((s) => [`$JS.API.STREAM.*.${s}`, `$JS.API.CONSUMER.*.${s}.>`]),
+        `$JS.API.STREAM.*.${n.deadStream}`, // the learner counts the dead letters
         ...work.flatMap((s) => [`$JS.API.CONSUMER.MSG.NEXT.${s}.*`, `$JS.ACK.${s}.>`]),
         ...stores.flatMap((s) => [`$JS.API.STREAM.MSG.GET.${s}`, `$JS.API.DIRECT.GET.${s}.>`, `$JS.FC.${s}.>`]),
       ],

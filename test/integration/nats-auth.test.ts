@@ -86,6 +86,7 @@ test('a job identity runs its own bus: a learner and a worker over two Sequentia
   await watch.stop();
   expect(Array.from((await worker.weightsOf((await worker.policy())!)) ?? [])).toEqual([2]);
   expect(await worker.heartbeat('Idle', 2, 8)).toBeGreaterThan(0);
+  expect(await learner.deadLettered()).toBe(0);
   expect(await learner.drain()).toBeGreaterThanOrEqual(0); // purges the queued tasks: the job's own streams it may purge
 }, 60_000);
 
@@ -105,6 +106,7 @@ test("job A's identity can read, publish, purge or delete nothing of job B's: th
   await refused('pull B\'s tasks', async () => (await js.consumers.get(b.tasksStream, b.workersConsumer)).next({ expires: 1000 }), `$JS.API.CONSUMER.INFO.${b.tasksStream}.${b.workersConsumer}`);
   await refused('read B\'s weights', async () => (await new Objm(nc).open(b.weightsStore)).get('policy-v0'), `$JS.API.STREAM.INFO.OBJ_${b.weightsStore}`);
   await refused('read B\'s stream info', () => jsm.streams.info(b.trajStream), `$JS.API.STREAM.INFO.${b.trajStream}`);
+  await refused('read B\'s dead letters', () => jsm.streams.info(b.deadStream), `$JS.API.STREAM.INFO.${b.deadStream}`);
   for (const subject of [`${b.trajWildcard}`, '_INBOX.>', `${b.inboxPrefix}.>`, '>']) {
     const sub = nc.subscribe(subject);
     const closedWith = await sub.closed;
@@ -113,6 +115,7 @@ test("job A's identity can read, publish, purge or delete nothing of job B's: th
   // publish
   await refused('publish a task to B', () => js.publish(b.tasksSubject(0), 'forged', { timeout: 2000 }), b.tasksSubject(0));
   await refused('publish a group to B', () => js.publish(b.trajSubject(0), 'forged', { timeout: 2000 }), b.trajSubject(0));
+  await refused('publish a dead letter to B', () => js.publish(b.deadSubject, 'forged', { timeout: 2000 }), b.deadSubject);
   await refused('put B\'s KV key', () => js.publish(`$KV.${b.controlBucket}.policy`, 'forged', { timeout: 2000 }), `$KV.${b.controlBucket}.policy`);
   // purge and delete
   await refused('purge B\'s tasks', () => jsm.streams.purge(b.tasksStream), `$JS.API.STREAM.PURGE.${b.tasksStream}`);
