@@ -1,7 +1,7 @@
 // The environment contract of the agent containers, in one place: variable names, the typed config they
 // parse into, and the projection of the RLJob spec that an agent receives. Documented in docs/agent-env.md.
 import { Type, type Static } from '@sinclair/typebox';
-import { LearnerTemplate } from './common.js';
+import { LearnerTemplate, type EngineKind } from './common.js';
 import { RLJobSpec, RolloutSpec, taskWindowRule } from './rljob.js';
 import { withRules } from './schema-kit.js';
 import { formatErrors, validate, withDefaults } from './validate.js';
@@ -15,6 +15,8 @@ export const AGENT_ENV = {
   pool: 'RLKUBE_POOL',
   workerId: 'RLKUBE_WORKER_ID',
   engineUrl: 'RLKUBE_ENGINE_URL',
+  /** tiny | hf | vllm: how the rollout agent hands a policy version to its engine (docs/contracts.md). */
+  engineKind: 'RLKUBE_ENGINE_KIND',
   trainerUrl: 'RLKUBE_TRAINER_URL',
   jobSpec: 'RLKUBE_JOB_SPEC',
   metricsPort: 'RLKUBE_METRICS_PORT',
@@ -54,7 +56,14 @@ interface CommonAgentConfig {
   jobSpec: AgentJobSpec;
   metricsPort: number;
 }
-export interface RolloutAgentConfig extends CommonAgentConfig { role: 'rollout'; pool: string; engineUrl: string }
+export interface RolloutAgentConfig extends CommonAgentConfig {
+  role: 'rollout';
+  pool: string;
+  engineUrl: string;
+  /** Absent: tiny for the tiny model, hf for any other (what `rlkube run` starts); the operator always sets it. */
+  engineKind?: EngineKind;
+}
+const engineKinds: readonly string[] = ['tiny', 'hf', 'vllm'] satisfies EngineKind[];
 export interface LearnerAgentConfig extends CommonAgentConfig { role: 'learner'; trainerUrl: string }
 export type AgentConfig = RolloutAgentConfig | LearnerAgentConfig;
 
@@ -121,7 +130,12 @@ export function parseAgentEnv(env: Env): AgentConfig {
   };
   const role = required(env, AGENT_ENV.role);
   if (role === 'rollout') {
-    return { ...common, role, pool: dnsName(env, AGENT_ENV.pool), engineUrl: httpUrl(env, AGENT_ENV.engineUrl) };
+    const engineKind = env[AGENT_ENV.engineKind]?.trim();
+    if (engineKind && !engineKinds.includes(engineKind)) throw new AgentEnvError(AGENT_ENV.engineKind, `must be tiny, hf or vllm, got ${engineKind}`);
+    return {
+      ...common, role, pool: dnsName(env, AGENT_ENV.pool), engineUrl: httpUrl(env, AGENT_ENV.engineUrl),
+      ...(engineKind ? { engineKind: engineKind as EngineKind } : {}),
+    };
   }
   if (role === 'learner') return { ...common, role, trainerUrl: httpUrl(env, AGENT_ENV.trainerUrl) };
   throw new AgentEnvError(AGENT_ENV.role, `must be rollout or learner, got ${role}`);
@@ -142,6 +156,7 @@ export function formatAgentEnv(config: AgentConfig): Record<string, string> {
   if (config.role === 'rollout') {
     env[AGENT_ENV.pool] = config.pool;
     env[AGENT_ENV.engineUrl] = config.engineUrl;
+    if (config.engineKind) env[AGENT_ENV.engineKind] = config.engineKind;
   } else {
     env[AGENT_ENV.trainerUrl] = config.trainerUrl;
   }

@@ -106,7 +106,7 @@ export class LearnerBus {
     return new LearnerBus(
       nc, js, jsm, consumer,
       await ControlStore.open(nc, job),
-      await WeightsStore.open(nc, job),
+      await WeightsStore.open(nc, job, options.log ? { log: options.log } : {}),
       (info.config.ack_wait ?? 30e9) / 1e6,
       job, options,
     );
@@ -139,13 +139,22 @@ export class LearnerBus {
     return this.state.counts;
   }
 
-  /** Stores the weights of `version` and announces it; workers watching `policy` pick it up. */
-  async publishPolicy(version: number, weights: { bytes: Uint8Array } | { uri: string; digest: string }): Promise<PolicyRecord> {
+  /**
+   * Stores the weights of `version` and announces it; workers watching `policy` pick it up. A trainer's file
+   * (`path`) is streamed into the store and announced only if it hashes to the trainer's `digest`
+   * (DigestMismatch otherwise); `bytes` are for small weights; `uri` names shared storage.
+   */
+  async publishPolicy(
+    version: number,
+    weights: { bytes: Uint8Array } | { path: string; digest: string } | { uri: string; digest: string },
+  ): Promise<PolicyRecord> {
     const record: PolicyRecord = {
       v: WIRE_VERSION,
       version,
       digest: 'bytes' in weights ? digestOf(weights.bytes) : weights.digest,
-      location: 'bytes' in weights ? await this.weights.put(version, weights.bytes) : { kind: 'uri', uri: weights.uri },
+      location: 'bytes' in weights ? await this.weights.put(version, weights.bytes)
+        : 'path' in weights ? await this.weights.putFile(version, weights.path, weights.digest)
+        : { kind: 'uri', uri: weights.uri },
       createdAt: new Date().toISOString(),
     };
     await this.control.putPolicy(record);

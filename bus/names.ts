@@ -26,6 +26,9 @@ export function jobNames(job: JobRef) {
     learnerConsumer: 'learner',
     controlBucket: `rlkube_${id}`,
     weightsStore: `rlkube_${id}_weights`,
+    /** The object store's stream and the subject of one object's chunks (the store client's own layout). */
+    weightsStream: `OBJ_rlkube_${id}_weights`,
+    weightsChunks: (nuid: string) => `$O.rlkube_${id}_weights.C.${nuid}`,
     /** Replies to this job's requests and pulls come here (its identity may subscribe to nothing else). */
     inboxPrefix: `_INBOX_${id}`,
   };

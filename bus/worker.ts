@@ -61,7 +61,7 @@ export class WorkerBus {
       await js.consumers.get(names.tasksStream, names.workersConsumer),
       (info.config.ack_wait ?? 30e9) / 1e6,
       await ControlStore.open(nc, job),
-      await WeightsStore.open(nc, job),
+      await WeightsStore.open(nc, job, identity.log ? { log: identity.log } : {}),
       job,
       identity.workerId,
       identity.pool,
@@ -176,6 +176,8 @@ export class WorkerBus {
   watchPolicy = (onChange: (record: PolicyRecord) => void): Promise<Watch> => this.control.watchPolicy(onChange);
   /** The policy's weights, digest-checked; undefined when the record points to shared storage (a URI). */
   weightsOf = (record: PolicyRecord) => this.weights.get(record);
+  /** Streams the policy's weights into the file `path`, digest-checked (DigestMismatch and no file otherwise). */
+  weightsToFile = (record: PolicyRecord, path: string) => this.weights.toFile(record, path);
 
   heartbeat(state: Heartbeat['state'], policyVersion: number | null, groupsPublished: number): Promise<number> {
     return this.control.putHeartbeat({

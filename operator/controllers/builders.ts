@@ -2,7 +2,7 @@
 import type { V1Container, V1EnvVar, V1PodSpec, V1PodTemplateSpec, V1ResourceRequirements, V1SecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import {
   AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, TINY_MODEL, agentJobSpec,
-  type AgentRole, type EngineSpec, type LearnerTemplate, type RLJob, type Resources, type Toleration,
+  type AgentRole, type EngineKind, type EngineSpec, type LearnerTemplate, type RLJob, type Resources, type Toleration,
 } from '../../api/index.js';
 import { natsCredentialsName } from './meta.js';
 
@@ -74,11 +74,13 @@ export interface AgentEnvInput {
   role: AgentRole;
   /** RolloutPool name (rollout agents). */
   pool?: string;
+  /** The pool's engine kind (rollout agents): how the agent hands it a policy version. */
+  engineKind?: EngineKind;
   config: BuildConfig;
 }
 
 /** The agent container's environment (the contract of api/agent-env.ts, docs/agent-env.md). */
-export function agentEnv({ job, role, pool, config }: AgentEnvInput): V1EnvVar[] {
+export function agentEnv({ job, role, pool, engineKind, config }: AgentEnvInput): V1EnvVar[] {
   const env: V1EnvVar[] = [
     { name: AGENT_ENV.natsUrl, value: job.spec.nats?.url ?? config.natsUrl },
     ...(natsCredentialsSecret(job, config) ? [{ name: AGENT_ENV.natsCreds, value: `${NATS_CREDS_DIR}/${NATS_CREDS_KEY}` }] : []),
@@ -88,6 +90,7 @@ export function agentEnv({ job, role, pool, config }: AgentEnvInput): V1EnvVar[]
     ...(role === 'rollout' ? [
       { name: AGENT_ENV.pool, value: pool! },
       { name: AGENT_ENV.engineUrl, value: `http://127.0.0.1:${ENGINE_PORT}` },
+      ...(engineKind ? [{ name: AGENT_ENV.engineKind, value: engineKind }] : []),
     ] : [
       { name: AGENT_ENV.trainerUrl, value: `http://127.0.0.1:${TRAINER_PORT}` },
     ]),

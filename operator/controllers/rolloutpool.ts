@@ -36,7 +36,7 @@ export function buildDeployment(pool: RolloutPool, job: RLJob, config: BuildConf
         labels,
         containers: [
           engineContainer(engine, job, config),
-          agentContainer(agent.image ?? config.images.agent, agentEnv({ job, role: 'rollout', pool: name, config }), agent.resources, agentMounts(job, config, shared)),
+          agentContainer(agent.image ?? config.images.agent, agentEnv({ job, role: 'rollout', pool: name, engineKind: engine.kind, config }), agent.resources, agentMounts(job, config, shared)),
         ],
         volumes: podVolumes(job, config, [
           { name: 'policies', emptyDir: {} },

@@ -1,10 +1,9 @@
 // The learner agent: assembles each step's batch under the job's sync mode, verifies every group, hands the
 // batch to the trainer, publishes the new policy, writes progress to the job's KV, and resumes after a
 // restart from the trainer's checkpoint and the bus's durable state.
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../../../api/index.js';
-import { BusError, LearnerBus, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
+import { LearnerBus, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
 import { createEnvironment, type Environment } from './environments/index.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
@@ -88,8 +87,8 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
   log.info({ step: trainerState.step, version: trainerState.version, mode: spec.sync.mode }, 'learner agent ready');
 
   async function publish(state: TrainerState): Promise<void> {
-    const record = await bus.publishPolicy(state.version, { bytes: readFileSync(state.weights_path) });
-    if (record.digest !== state.digest) throw new BusError('DigestMismatch', `weights file of v${state.version} does not match the trainer's digest`);
+    // Streamed from the trainer's file, and announced only if its bytes hash to the trainer's digest.
+    const record = await bus.publishPolicy(state.version, { path: state.weights_path, digest: state.digest });
     digests.set(state.version, record.digest);
     digests.delete(state.version - keepDigests);
   }

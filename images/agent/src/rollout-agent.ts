@@ -1,11 +1,11 @@
 // The rollout agent: claims tasks, keeps its engine on the right policy (SequentialPull: the task's
 // version; AsyncPushPull: the newest, swapped between groups), samples G completions, scores them with
 // the environment's verifier and publishes the group. An engine error or hang costs a retry, not the agent.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { RolloutAgentConfig } from '../../../api/index.js';
+import { TINY_MODEL, type RolloutAgentConfig } from '../../../api/index.js';
 import { BusError, WorkerBus, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../../../bus/index.js';
 import { EngineClient } from './engine-client.js';
 import { EngineError } from './http.js';
@@ -18,15 +18,17 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
   const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
   const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool, log, maxDeliveries: spec.sync.maxTaskDeliveries });
   const environment = createEnvironment(spec.environment, spec.algorithm.seed);
-  const engine = new EngineClient(config.engineUrl, spec.model.name === 'tiny' ? 'tiny' : 'vllm', spec.model.name);
+  const engine = new EngineClient(config.engineUrl, config.engineKind ?? (spec.model.name === TINY_MODEL ? 'tiny' : 'hf'), spec.model.name);
+  // The engine reads the policy files from here: /tmp is a volume the pod's two containers share.
   const weightsDir = join(tmpdir(), `rlkube-${config.workerId}`);
+  rmSync(weightsDir, { recursive: true, force: true }); // a restarted agent's leftovers are of no use
   mkdirSync(weightsDir, { recursive: true });
 
   let newest: PolicyRecord | undefined;
   const policyWatch = await bus.watchPolicy((record) => {
     if (!newest || record.version > newest.version) newest = record;
   });
-  let loaded: { version: number; digest: string } | undefined;
+  let loaded: { version: number; digest: string; file?: string } | undefined;
   let published = 0;
   let state: Heartbeat['state'] = 'Idle';
   const beat = (next: Heartbeat['state']) => {
@@ -40,13 +42,17 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
     const record = newest?.version === version ? newest : await bus.policyAt(version);
     if (!record) throw new BusError('NotFound', `policy v${version} is not (or no longer) published`);
     await beat('Loading');
-    const bytes = await bus.weightsOf(record);
-    const path = record.location.kind === 'uri' ? record.location.uri : join(weightsDir, `policy-v${version}.pt`);
-    if (bytes) writeFileSync(path, bytes);
-    await engine.load(version, path, record.digest);
-    if (bytes && loaded) rmSync(join(weightsDir, `policy-v${loaded.version}.pt`), { force: true });
-    loaded = { version, digest: record.digest };
-    log.info({ version }, 'policy loaded');
+    const started = performance.now();
+    // Streamed to disk and digest-checked on the way (nothing is written under the name unless it matches).
+    const location = record.location;
+    const inStore = location.kind === 'object';
+    const path = inStore ? join(weightsDir, `policy-v${version}.safetensors`) : location.uri;
+    if (inStore) await bus.weightsToFile(record, path);
+    await engine.load({ version, path, digest: record.digest });
+    // Only the loaded version stays on the engine's disk.
+    if (loaded?.file && loaded.file !== path) rmSync(loaded.file, { force: true });
+    loaded = { version, digest: record.digest, ...(inStore ? { file: path } : {}) };
+    log.info({ version, loadMs: Math.round(performance.now() - started) }, 'policy loaded');
   }
 
   async function handle(claimed: ClaimedTask): Promise<void> {
