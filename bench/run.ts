@@ -2,7 +2,7 @@
 // figures; the figures are printed last, as one JSON object on one line.
 const name = process.argv[2];
 if (!name || !/^[a-z0-9-]+$/.test(name)) {
-  console.error('usage: npm run bench -- <name>   (bus | cluster | learn | operator | weights)');
+  console.error('usage: npm run bench -- <name>   (bus | cluster | learn | operator | soak | weights)');
   process.exit(2);
 }
 const module = (await import(`./${name}.ts`).catch((err: unknown) => {

@@ -1,65 +1,14 @@
 // `rlkube run` end to end on this machine (real nats-server, real trainer and engines): the run survives
 // killed processes and untrusted workers, and its counts add up.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import {
-  WorkerBus, connectBus, jobNames, watchLearnerProgress,
-  type LearnerProgress, type PolicyRecord, type Task, type TrajectoryGroup,
-} from '../../bus/index.js';
+import { execFileSync } from 'node:child_process';
+import { WorkerBus, jobNames, type PolicyRecord, type Task, type TrajectoryGroup } from '../../bus/index.js';
 import { syntheticGroup, waitFor } from '../harness/groups.js';
-
-interface Run {
-  outDir: string;
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  summary(): Record<string, any>;
-  pids(): Record<string, number>;
-}
-
-function startRun(args: string[]): Run {
-  const outDir = mkdtempSync(join(tmpdir(), 'rlkube-run-'));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', 'examples/reverse-cpu.yaml', '--out', outDir, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    outDir,
-    child,
-    exited: exited.then((code) => {
-      if (code !== 0) console.error(`rlkube run exited ${code}:\n${stderr}`);
-      return code;
-    }),
-    summary: () => JSON.parse(readFileSync(join(outDir, 'summary.json'), 'utf8')),
-    pids: () => JSON.parse(readFileSync(join(outDir, 'processes.json'), 'utf8')),
-  };
-}
-
-async function followProgress(run: Run) {
-  const where = await waitFor('run.json', () => existsSync(join(run.outDir, 'run.json')) || undefined, 60_000);
-  void where;
-  const { natsUrl, namespace, job } = JSON.parse(readFileSync(join(run.outDir, 'run.json'), 'utf8'));
-  const nc = await connectBus({ servers: natsUrl });
-  let latest: LearnerProgress | undefined;
-  const watch = await watchLearnerProgress(nc, { namespace, name: job }, (p) => (latest = p));
-  return {
-    nc,
-    job: { namespace, name: job },
-    step: () => latest?.step ?? 0,
-    close: async () => {
-      await watch.stop().catch(() => undefined);
-      await nc.close().catch(() => undefined);
-    },
-  };
-}
+import { countsAddUp, followProgress, startRun, type Progress, type Run } from '../harness/run.js';
 
 /** A worker that publishes forged groups for up to 60 tasks it claims (honest workers do the rest); returns how many. */
 async function lie(
   run: Run,
-  progress: Awaited<ReturnType<typeof followProgress>>,
+  progress: Progress,
   workerId: string,
   forge: (task: Task, policy: PolicyRecord) => TrajectoryGroup,
 ): Promise<number> {
@@ -95,9 +44,6 @@ const tiny = (() => {
   const encode = (text: string) => [...text].map((c) => 3 + chars.indexOf(c));
   return { encode, encodePrompt: (text: string) => [1, ...encode(text)] };
 })();
-
-const countsAddUp = (summary: Record<string, any>) =>
-  expect(summary.groups.accepted + summary.groups.stale + summary.groups.rejected).toBe(summary.groups.published);
 
 describe('rlkube run', () => {
   it('finishes when a rollout agent, the trainer, the nats-server and the learner agent are SIGKILLed in turn, and its counts add up', async () => {
