@@ -63,7 +63,7 @@ const SETTINGS = {
   identity: { flag: '--identity <id>', env: 'POD_NAME', help: 'identity in the Lease (default: pod name, then host name)' },
   agentImage: { flag: '--agent-image <image>', env: 'RLKUBE_AGENT_IMAGE', help: 'agent image', default: 'ghcr.io/rlkube/agent:0.1.0' },
   trainerImage: { flag: '--trainer-image <image>', env: 'RLKUBE_TRAINER_IMAGE', help: 'trainer and tiny-policy image', default: 'ghcr.io/rlkube/trainer:0.1.0' },
-  vllmImage: { flag: '--vllm-image <image>', env: 'RLKUBE_VLLM_IMAGE', help: 'vLLM engine image', default: 'vllm/vllm-openai:v0.8.5' },
+  vllmImage: { flag: '--vllm-image <image>', env: 'RLKUBE_VLLM_IMAGE', help: 'vLLM engine image (images/vllm)', default: 'ghcr.io/rlkube/vllm:0.1.0' },
   workers: { flag: '--workers <n>', env: 'RLKUBE_WORKERS', help: 'concurrent reconciles per kind', default: '64' },
   statusPeriod: { flag: '--status-period-ms <ms>', env: 'RLKUBE_STATUS_PERIOD_MS', help: 'at most one status write per object per period', default: '1000' },
   logLevel: { flag: '--log-level <level>', env: 'RLKUBE_LOG_LEVEL', help: 'trace|debug|info|warn|error', default: 'info' },

@@ -30,6 +30,9 @@ export const RENDEZVOUS_PORT = 29500;
 export const NATS_CREDS_DIR = '/etc/rlkube/nats';
 export const NATS_CREDS_KEY = 'creds';
 export const POLICIES_DIR = '/var/lib/rlkube/policies';
+/** What images/vllm adds to vLLM: the worker extension and the route that reloads full weights. */
+export const VLLM_WORKER_EXTENSION = 'rlkube_vllm.worker.RlkubeWorkerExtension';
+export const VLLM_ROUTES = 'rlkube_vllm.routes.rlkube_routes';
 export const CHECKPOINT_DIR = '/checkpoints';
 const NON_ROOT_UID = 1000;
 /**
@@ -128,6 +131,8 @@ export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildCon
       args: [
         '--model', job.spec.model.name, '--host', POD_BIND_HOST, '--port', String(ENGINE_PORT),
         '--tensor-parallel-size', String(engine.gpus),
+        // rlkube's vLLM image (images/vllm): full policy weights reloaded in place through one route of ours.
+        '--worker-extension-cls', VLLM_WORKER_EXTENSION, '--middleware', VLLM_ROUTES,
         ...(lora ? ['--enable-lora', '--max-lora-rank', String(lora.rank)] : []),
         ...extra,
       ],

@@ -93,6 +93,16 @@ describe('engine and trainer containers', () => {
     expect(c.readinessProbe?.httpGet?.path).toBe('/health');
   });
 
+  test('vLLM gets the worker extension and the route of images/vllm; its agent knows the engine is vllm', () => {
+    const pool = buildPools(gpuJob)[0]!;
+    const c = engineContainer(pool.spec.engine, gpuJob, config);
+    const flag = (name: string) => c.args?.[c.args.indexOf(name) + 1];
+    expect(flag('--worker-extension-cls')).toBe('rlkube_vllm.worker.RlkubeWorkerExtension');
+    expect(flag('--middleware')).toBe('rlkube_vllm.routes.rlkube_routes');
+    const agent = buildDeployment(asServed(pool), gpuJob, config).spec!.template.spec!.containers.find((k) => k.name === 'agent')!;
+    expect(agent.env?.find((e) => e.name === 'RLKUBE_ENGINE_KIND')?.value).toBe('vllm');
+  });
+
   test('the trainer gets the algorithm, its GPUs and the checkpoint volume', () => {
     const c = trainerContainer(gpuJob.spec.learner, gpuJob, 'gsm8k-gpu-learner', config);
     expect(c.args).toEqual(expect.arrayContaining(['--model', 'hf:Qwen/Qwen2.5-0.5B-Instruct', '--lr', '0.000005', '--lora-rank', '16']));
