@@ -8,7 +8,7 @@ import { Informer } from './kube/informer.js';
 import type { OperatorMetrics } from './kube/metrics.js';
 import { WorkQueue, keyOf, type QueueOptions } from './kube/queue.js';
 import type { BuildConfig } from './controllers/builders.js';
-import { StatusPacer, WriteMemo, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
+import { StatusPacer, WriteMemo, idOf, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
 import { JobCredentials, SECRET_SELECTOR, slimSecret, type IdentityIssuer } from './controllers/credentials.js';
 import { LearnerController } from './controllers/learner.js';
 import { LABELS, MANAGED_SELECTOR, controllerOf } from './controllers/meta.js';
@@ -46,6 +46,9 @@ export class Manager {
   readonly queues: { jobs: WorkQueue; pools: WorkQueue; learners: WorkQueue };
   private readonly jobController: RLJobController;
   private readonly credentials?: JobCredentials;
+  /** Per-object memory (for the soak benchmark and tests: it must shrink as objects go). */
+  readonly memo: WriteMemo;
+  readonly pacer: StatusPacer;
   private synced = false;
 
   constructor(private readonly opts: ManagerOptions) {
@@ -65,8 +68,14 @@ export class Manager {
     this.credentials = opts.identities && this.caches.secrets ? new JobCredentials(opts.identities, this.caches.secrets, client, log) : undefined;
 
     const memo = new WriteMemo();
-    for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) informer.onChange((obj) => memo.observed(obj, informer.type));
     const pacer = new StatusPacer(opts.statusPeriodMs);
+    // What the operator remembers of an object (its writes, its status slot) goes with the object.
+    for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) {
+      informer.onChange((obj) => memo.observed(obj, informer.type));
+      informer.onDelete((obj) => { memo.forget(obj, informer.type); pacer.forget(idOf(informer.type, obj, 'status:')); });
+    }
+    this.memo = memo;
+    this.pacer = pacer;
     const ctx: ControllerContext = {
       client, memo, pacer, caches: this.caches, bus: opts.bus, events: opts.events, config: { ...opts.build, jobCredentials: this.credentials !== undefined }, log,
       ...(this.credentials ? { credentials: this.credentials } : {}),
@@ -76,9 +85,6 @@ export class Manager {
         if (type === RESOURCES.learners) this.queues.learners.add(key(obj));
         else if (type === RESOURCES.rolloutpools) this.queues.pools.add(key(obj));
       },
-      // More than the caller's own reconcile waiting or running, or children we made not in the cache yet:
-      // a burst is on.
-      busy: () => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0,
     };
     this.jobController = new RLJobController(ctx);
     const pools = new RolloutPoolController(ctx);
@@ -99,14 +105,6 @@ export class Manager {
       pools: new WorkQueue(opts.queue, logged('rolloutpool', (k) => pools.reconcile(k)), opts.metrics?.observer('rolloutpool')),
       learners: new WorkQueue(opts.queue, logged('learner', (k) => learners.reconcile(k)), opts.metrics?.observer('learner')),
     };
-    // Every queue drained and every child we made seen (each sighting reconciles its owner, so the last
-    // one ends here too): a burst is over; what yielded to it (status, finalizers) runs now.
-    const lull = () => {
-      if (!Object.values(this.queues).every((q) => q.idle) || memo.createdUnseen > 0) return;
-      pacer.lull();
-      for (const q of Object.values(this.queues)) q.wakeParked();
-    };
-    for (const q of Object.values(this.queues)) q.onIdle(lull);
     this.route();
   }
 

@@ -12,7 +12,10 @@ type ListWatch<T extends KubernetesObject> = ReturnType<typeof makeInformer<T>>;
 export class Informer<T extends KubeObject> {
   private readonly watches: Array<{ namespace: string | undefined; lw: ListWatch<T & KubernetesObject> }> = [];
   private readonly handlers: Handler<T>[] = [];
+  private readonly deleteHandlers: Handler<T>[] = [];
   private stopped = false;
+  /** Consecutive failed starts of each ListWatch (one per watched namespace). */
+  private readonly failures = new Map<ListWatch<T & KubernetesObject>, number>();
   private syncedCount = 0;
   private resolveSynced!: () => void;
   /** Resolves once every namespace has been listed. */
@@ -42,27 +45,35 @@ export class Informer<T extends KubeObject> {
         return result as never;
       };
       const lw = makeInformer<T & KubernetesObject>(kc, resourcePath(type, namespace), list, labelSelector);
-      for (const verb of ['add', 'update', 'delete'] as const) lw.on(verb, (obj) => this.emit(obj as T));
+      for (const verb of ['add', 'update', 'delete'] as const) lw.on(verb, (obj) => this.emit(obj as T, verb === 'delete'));
       lw.on('error', (err) => this.restart(lw, err));
+      lw.on('connect', () => this.failures.delete(lw)); // a watch that connects resets its back-off
       this.watches.push({ namespace, lw });
     }
   }
 
-  private emit(obj: T): void {
+  private emit(obj: T, deleted: boolean): void {
     // The ListWatch has stored this very object: trimming it here trims the cache.
     if (obj.metadata && 'managedFields' in obj.metadata) (obj.metadata as { managedFields?: unknown }).managedFields = undefined;
     this.slim?.(obj);
     for (const h of this.handlers) h(obj);
+    if (deleted) for (const h of this.deleteHandlers) h(obj);
   }
 
   private restart(lw: ListWatch<T & KubernetesObject>, err: unknown): void {
     if (this.stopped) return;
-    this.log.warn({ kind: this.type.kind, err: String(err) }, 'watch failed; restarting');
-    setTimeout(() => { if (!this.stopped) lw.start().catch((e) => this.restart(lw, e)); }, 1000).unref();
+    // Back-off doubling from 1 s to 30 s: an API server that keeps refusing is not hammered.
+    const failures = (this.failures.get(lw) ?? 0) + 1;
+    this.failures.set(lw, failures);
+    const delayMs = Math.min(1000 * 2 ** (failures - 1), 30_000);
+    this.log.warn({ kind: this.type.kind, err: String(err), retryInMs: delayMs }, 'watch failed; restarting');
+    setTimeout(() => { if (!this.stopped) lw.start().catch((e) => this.restart(lw, e)); }, delayMs).unref();
   }
 
   /** Called for every add, update and delete (a reconcile reads the cache, never the event). */
   onChange(handler: Handler<T>): void { this.handlers.push(handler); }
+  /** Called when an object leaves the cache (after the onChange handlers): per-object state goes with it. */
+  onDelete(handler: Handler<T>): void { this.deleteHandlers.push(handler); }
 
   async start(): Promise<void> {
     this.stopped = false;

@@ -1,4 +1,5 @@
 // The work queue: dedup of queued keys, one reconcile per key at a time, back-off on error, requeueAfter.
+import { jest } from '@jest/globals';
 import { WorkQueue, type ReconcileResult } from '../../operator/kube/queue.js';
 
 const waitFor = async (what: string, ok: () => boolean, timeoutMs = 2000) => {
@@ -87,7 +88,7 @@ describe('WorkQueue', () => {
     expect(new WorkQueue({ workers: 1, baseDelayMs: 10, maxDelayMs: 80 }, async () => undefined).backoffMs(failures)).toBe(ms);
   });
 
-  test('requeueAfter brings a key back after the delay; an earlier delay wins', async () => {
+  test('requeueAfter brings a key back after the delay', async () => {
     const at: number[] = [];
     const t0 = Date.now();
     const { q } = harness(async () => { at.push(Date.now() - t0); return at.length === 1 ? { requeueAfterMs: 40 } : undefined; });
@@ -95,27 +96,26 @@ describe('WorkQueue', () => {
     q.add('ns/deadline');
     await waitFor('the requeue', () => at.length === 2);
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(35);
-    q.addAfter('x', 500);
-    q.addAfter('x', 10);
-    await new Promise((r) => setTimeout(r, 40));
     await q.shutdown();
   });
 
-  test('requeueOnLull parks a key until wakeParked; onIdle says when the queue has drained', async () => {
-    const { q, runs } = harness(async (key) => (key === 'ns/status' && runs.length === 1 ? { requeueAfterMs: 5_000, requeueOnLull: true } : undefined));
-    let idle = 0;
-    q.onIdle(() => { idle++; });
-    q.start();
-    q.add('ns/status');
-    await waitFor('the first run and the drain', () => idle === 1);
-    expect(q.idle).toBe(true);
-    expect(runs).toEqual(['ns/status']);
-    q.wakeParked();
-    await waitFor('the parked key to run again', () => runs.length === 2);
-    q.wakeParked(); // parked once, woken once
-    await new Promise((r) => setTimeout(r, 20));
-    expect(runs).toEqual(['ns/status', 'ns/status']);
-    await q.shutdown();
+  test('of two delays for one key the earlier wins: a later one neither postpones nor adds a run', () => {
+    jest.useFakeTimers();
+    try {
+      const q = new WorkQueue({ workers: 1, baseDelayMs: 10, maxDelayMs: 80 }, async () => undefined);
+      q.addAfter('x', 500);
+      q.addAfter('x', 10); // earlier: replaces the 500 ms one
+      q.addAfter('y', 10);
+      q.addAfter('y', 500); // later: ignored
+      expect(q.delayedCount).toBe(2);
+      jest.advanceTimersByTime(10);
+      expect(q.depth).toBe(2); // both due at 10 ms
+      expect(q.delayedCount).toBe(0); // and nothing left to fire again at 500 ms
+      jest.advanceTimersByTime(1000);
+      expect(q.depth).toBe(2);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   test('shutdown waits for the reconcile in flight and takes nothing new', async () => {
