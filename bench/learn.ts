@@ -24,7 +24,7 @@ function firstReach(curve: RunSummary['reward']['curve']): { step: number; t: nu
  * reward ≈ 0.2), so that the rise is the RL run's; from a random init the one-version-stale async mode
  * collapses the stop token in 2 seeds of 3 (see images/trainer/README.md). */
 function warmStart(): string {
-  const out = join(mkdtempSync(join(tmpdir(), 'rlkube-warm-')), 'warm.pt');
+  const out = join(mkdtempSync(join(tmpdir(), 'rlkube-warm-')), 'warm.safetensors');
   execFileSync(defaultPython(), ['images/trainer/scripts/warm_start.py', '--out', out], {
     env: { ...process.env, PYTHONPATH: 'images/trainer' },
     stdio: 'inherit',

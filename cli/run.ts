@@ -8,6 +8,7 @@ import { formatAgentEnv, agentJobSpec, type AgentConfig, type RLJob } from '../a
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
 import { natsServerProcess, waitForNatsReady } from '../local/nats-server.js';
 import { freePort } from '../local/ports.js';
+import { toolchainHome } from '../local/toolchain.js';
 import { ProgressLine } from './progress.js';
 import { writeReport, type RunSummary } from './report.js';
 import { Supervisor } from './supervisor.js';
@@ -132,7 +133,8 @@ function finalReward(curve: Array<{ reward: number }>): number | null {
   return tail.length ? tail.reduce((a, p) => a + p.reward, 0) / tail.length : null;
 }
 
+/** The venv `npm run setup` makes with the trainer's pinned stack (images/trainer/requirements.txt). */
 export function defaultPython(): string {
-  // Debian's python3 carries the torch that `npm run setup` installs; the pyenv python3 on PATH does not.
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const venv = join(toolchainHome(), 'venv', 'bin', 'python');
+  return existsSync(venv) ? venv : 'python3';
 }

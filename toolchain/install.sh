@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs rlkube's pinned toolchain binaries (Go programs, built once per machine through the Go module
-# proxy) and the Python deps of the trainer. Idempotent: a binary already built at its pinned version is
+# proxy) and the Python venv of the trainer and engines. Idempotent: a binary already built at its pinned version is
 # kept. Binaries land in $RLKUBE_HOME/bin (default ~/.cache/rlkube/bin), outside the repository.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,12 +27,21 @@ for t in "${tools[@]}"; do install_go_tool $t; done
 # Kubernetes binaries come from the wrapper module in toolchain/kube (replace lines for the staging modules).
 if [[ -f "$here/kube/install.sh" ]]; then bash "$here/kube/install.sh"; fi
 
-# Python deps of the trainer and tiny policy server, for Debian's /usr/bin/python3.
-if ! /usr/bin/python3 -c 'import torch, pytest, numpy' 2>/dev/null; then
-  echo "toolchain: installing python3-torch, python3-pytest, python3-numpy (apt)"
-  apt_prefix=(); [[ $(id -u) -ne 0 ]] && apt_prefix=(sudo)
-  "${apt_prefix[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_prefix[@]}" apt-get install -y -qq python3-torch python3-pytest python3-numpy >/dev/null
+# Python: the trainer's and the Python engines' stack (images/trainer/requirements.txt, every version fixed by
+# requirements.lock) in a venv outside the repository. The wheels stay in $RLKUBE_HOME/wheels: the image
+# builds install the same files offline. Rebuilt only when the pins change.
+venv="$RLKUBE_HOME/venv" wheels="$RLKUBE_HOME/wheels"
+req="$here/../images/trainer/requirements.txt" lock="$here/../images/trainer/requirements.lock"
+pins=$(cat "$req" "$lock" | sha256sum | cut -c1-16)
+if [[ ! -x "$venv/bin/python" || "$(cat "$RLKUBE_HOME/stamps/venv" 2>/dev/null)" != "$pins" ]]; then
+  echo "toolchain: python venv ($venv) from $req"
+  start=$SECONDS
+  python3 -m pip download -q -d "$wheels" -r "$req" -c "$lock"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --no-index --find-links "$wheels" -r "$req" -c "$lock"
+  echo "$pins" >"$RLKUBE_HOME/stamps/venv"
+  echo "toolchain: python venv ready in $((SECONDS - start))s"
 fi
 # The test cluster's real node (test/harness/node.ts) and image builds (npm run images): Debian's runc, CNI
 # plugins, buildah and debootstrap, and the network tools kubelet and kube-proxy call.

@@ -2,6 +2,7 @@
 // killed processes and untrusted workers, and its counts add up.
 import { execFileSync } from 'node:child_process';
 import { WorkerBus, jobNames, type PolicyRecord, type Task, type TrajectoryGroup } from '../../bus/index.js';
+import { defaultPython } from '../../cli/run.js';
 import { syntheticGroup, waitFor } from '../harness/groups.js';
 import { countsAddUp, followProgress, startRun, type Progress, type Run } from '../harness/run.js';
 
@@ -37,7 +38,7 @@ async function lie(
 
 /** The tiny model's tokenizer, from the trainer package (the one definition of its vocabulary). */
 const tiny = (() => {
-  const chars = execFileSync('/usr/bin/python3', ['-c', 'import sys; from rlkube_trainer.model import CHARS; sys.stdout.write(CHARS)'], {
+  const chars = execFileSync(defaultPython(), ['-c', 'import sys; from rlkube_trainer.model import CHARS; sys.stdout.write(CHARS)'], {
     env: { ...process.env, PYTHONPATH: 'images/trainer' },
     encoding: 'utf8',
   });

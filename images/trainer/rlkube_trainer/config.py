@@ -21,6 +21,7 @@ IS_CAP = 2.0
 MAX_GRAD_NORM = 1.0
 SKIP_UNIFORM_GROUPS = False  # True: steadier late (5/5 seeds end >= 0.83) but slower early (steps 43-112)
 MINIBATCHES = 8  # optimizer steps per train_step (PPO-style minibatches of whole groups)
+MICRO_BATCH = 16  # completions per forward/backward (gradient accumulation): bounds the trainer's peak memory
 ADAM_BETA2 = 0.999
 LOGPROB_TOLERANCE = 0.10
 SAMPLED_POSITIONS = 32

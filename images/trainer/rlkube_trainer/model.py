@@ -12,6 +12,7 @@ temperature. Temperature 0 (greedy) reports the T=1 log-probs of the chosen toke
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import List, Optional, Sequence
 
@@ -61,25 +62,6 @@ class CharTokenizer:
         return {PAD: "<pad>", BOS: "<s>", EOS: "</s>"}.get(i) or self.chars[i - 3]
 
 
-def _blas_is_reference() -> bool:
-    try:
-        return "BLAS_INFO=generic" in torch.__config__.show()
-    except Exception:  # noqa: BLE001
-        return False
-
-
-# Debian's torch links the reference (netlib) BLAS: F.linear runs at ~2 GFLOPS there, while oneDNN's
-# convolution (bundled with torch) is 5-10x faster for the same product. Same parameters and state_dict
-# (nn.Linear's), same numbers up to float rounding; only the kernel differs. Elsewhere F.linear is used.
-LINEAR_VIA_CONV = _blas_is_reference()
-
-
-def linear(x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-    if LINEAR_VIA_CONV and x.dim() == 3 and x.device.type == "cpu":
-        return F.conv1d(x.transpose(1, 2), lin.weight[:, :, None], lin.bias).transpose(1, 2)
-    return F.linear(x, lin.weight, lin.bias)
-
-
 class Block(nn.Module):
     def __init__(self, d: int, n_head: int):
         super().__init__()
@@ -94,13 +76,13 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape
         h = self.n_head
-        q, k, v = linear(self.ln1(x), self.qkv).split(d, dim=2)
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
         q, k, v = (t.view(b, l, h, d // h).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
         att = att.masked_fill(~causal[:l, :l], float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(b, l, d)
-        x = x + linear(y, self.proj)
-        return x + linear(F.gelu(linear(self.ln2(x), self.fc)), self.out)
+        x = x + self.proj(y)
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
 class TinyTransformer(nn.Module):
@@ -141,13 +123,13 @@ class TinyTransformer(nn.Module):
         x = self.tok(ids) + self.pos(torch.arange(l, device=ids.device))
         for blk in self.blocks:
             x = blk(x, self.causal)
-        return linear(self.ln_f(x), self.head)
+        return self.head(self.ln_f(x))
 
 
 class TinyPolicy:
     """The built-in policy: char tokenizer + TinyTransformer. The policy state is the full state_dict."""
 
-    kind = "tiny"
+    kind = "tiny"  # what its policy files hold (see weights.py)
 
     def __init__(self, seed: int, n_layer: int = config.N_LAYER, d_model: int = config.D_MODEL,
                  n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN):
@@ -168,8 +150,9 @@ class TinyPolicy:
     def token_text(self, i: int) -> str:
         return self.tokenizer.token_text(i)
 
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.module(ids)
+    def logits(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Logits of positions [start, L) of ids [N, L]."""
+        return self.module(ids)[:, start:]
 
     def trainable_parameters(self):
         return [p for p in self.module.parameters() if p.requires_grad]
@@ -180,39 +163,44 @@ class TinyPolicy:
     def load_policy_state(self, state: dict) -> None:
         self.module.load_state_dict(state, strict=True)
 
+    def file_metadata(self) -> dict:
+        return {}
+
 
 class HFPolicy:
-    """A Hugging Face causal LM, optionally with a LoRA adapter (peft); the same interface as TinyPolicy,
-    so sampling, log-probs and the GRPO step are the same code for both.
+    """A Hugging Face causal LM (a hub id or a model folder), fully fine-tuned or with a LoRA adapter (peft);
+    the same interface as TinyPolicy, so sampling, log-probs and the GRPO step are the same code for both.
 
-    NOT TESTED HERE: transformers/peft are not installed on the development machine; this path is
-    exercised only in the GPU trainer image. The policy state is the LoRA adapter's weights when LoRA is
-    on (small, fits the bus's object store), the full state_dict otherwise. `seed` fixes the LoRA init.
+    The policy state is the adapter's weights with LoRA (PEFT's key names, what vLLM loads from a PEFT
+    directory), the full state_dict otherwise (tied weights once). `seed` fixes the LoRA init, so the trainer
+    and every engine start from the same bytes. bf16 on GPU, fp32 on CPU.
     """
 
-    kind = "hf"
-
     def __init__(self, name: str, seed: int, lora_rank: int = 0, lora_alpha: int = 0,
-                 max_len: Optional[int] = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: heavy and optional
+                 max_len: Optional[int] = None, device: Optional[str] = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: only HF jobs pay for the import
 
-        torch.manual_seed(seed)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.name = name
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(name)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
         self.lora = lora_rank > 0
+        self.kind = "lora" if self.lora else "full"
         if self.lora:
             from peft import LoraConfig, get_peft_model
 
+            torch.manual_seed(seed)  # the adapter's A matrices are drawn from the global RNG
             model = get_peft_model(model, LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank,
-                                                     task_type="CAUSAL_LM", target_modules="all-linear"))
+                                                     lora_dropout=0.0, task_type="CAUSAL_LM",
+                                                     target_modules="all-linear"))
         self.module = model.to(self.device)
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
-        self.vocab_size = model.config.vocab_size
+        self.vocab_size = model.config.vocab_size if not self.lora else model.base_model.model.config.vocab_size
         self.banned_ids: List[int] = []
-        self.max_len = max_len or getattr(model.config, "max_position_embeddings", 4096)
+        cfg = model.config if not self.lora else model.base_model.model.config
+        self.max_len = max_len or getattr(cfg, "max_position_embeddings", 4096)
 
     def encode_prompt(self, text: str) -> List[int]:
         return list(self.tokenizer(text).input_ids)
@@ -226,9 +214,11 @@ class HFPolicy:
     def token_text(self, i: int) -> str:
         return self.tokenizer.convert_ids_to_tokens(int(i))
 
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        # right padding + causal attention: valid positions never attend to the padding
-        return self.module(input_ids=ids.to(self.device)).logits.float()
+    def logits(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        # Right padding + causal attention: valid positions never attend to the padding. Only positions
+        # [start, L) go through the LM head: a long prompt costs no full-vocabulary logits.
+        keep = ids.shape[1] - start
+        return self.module(input_ids=ids.to(self.device), logits_to_keep=keep).logits.float()
 
     def trainable_parameters(self):
         return [p for p in self.module.parameters() if p.requires_grad]
@@ -238,26 +228,99 @@ class HFPolicy:
             from peft import get_peft_model_state_dict
 
             return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(self.module).items()}
-        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        return _without_aliases({k: v.detach().cpu() for k, v in self.module.state_dict().items()})
 
     def load_policy_state(self, state: dict) -> None:
         if self.lora:
             from peft import set_peft_model_state_dict
 
-            set_peft_model_state_dict(self.module, state)
-        else:
-            self.module.load_state_dict(state, strict=True)
+            result = set_peft_model_state_dict(self.module, state)
+            unexpected = list(getattr(result, "unexpected_keys", []) or [])
+            if unexpected:
+                raise ValueError(f"adapter keys this model does not have: {unexpected[:3]}")
+            return
+        missing, unexpected = self.module.load_state_dict(state, strict=False)
+        tied = set(getattr(self.module, "_tied_weights_keys", None) or [])
+        if unexpected or any(k not in tied and not _is_tied(self.module, k) for k in missing):
+            raise ValueError(f"weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+    def file_metadata(self) -> dict:
+        """What a PEFT directory needs besides the weights (adapter_config.json), for LoRA policy files."""
+        if not self.lora:
+            return {}
+        cfg = self.module.peft_config["default"].to_dict()
+        cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
+        cfg["base_model_name_or_path"] = self.name
+        return {"adapter_config": json.dumps(cfg, sort_keys=True, default=str)}
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, max_tokens: int, temperature: float,
+                 generator: Optional[torch.Generator] = None) -> List[dict]:
+        """transformers' generate (KV cache), left-padded; log-probs from its raw logits, processed as the
+        trainer's are (token_log_probs). Sampling is plain: no top-k/top-p, the temperature only."""
+        rows = [list(p) for p in prompts for _ in range(n)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            attn[i, width - len(r):] = 1
+        if generator is not None:  # generate draws from the global RNG: seed it from ours
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        self.module.eval()
+        greedy = temperature <= 0
+        out = self.module.generate(
+            input_ids=ids.to(self.device), attention_mask=attn.to(self.device), max_new_tokens=max_tokens,
+            do_sample=not greedy, temperature=None if greedy else temperature, top_k=0, top_p=1.0,
+            min_p=None, eos_token_id=self.eos_id, pad_token_id=self.pad_id, return_dict_in_generate=True,
+            output_logits=True)
+        new = out.sequences[:, width:].cpu()
+        if new.shape[1] == 0:
+            return [{"prompt_index": i // n, "token_ids": [], "logprobs": [], "finish_reason": "length"} for i in range(len(rows))]
+        logits = torch.stack(out.logits, dim=1).float().cpu()  # [rows, T, V]
+        lp = token_log_probs(logits, temperature if not greedy else 1.0, self.banned_ids)
+        chosen = lp.gather(2, new[..., None]).squeeze(2)
+        results = []
+        for i in range(len(rows)):
+            toks = new[i].tolist()
+            stop = toks.index(self.eos_id) + 1 if self.eos_id in toks else len(toks)
+            results.append({"prompt_index": i // n, "token_ids": toks[:stop],
+                            "logprobs": [float(x) for x in chosen[i, :stop]],
+                            "finish_reason": "stop" if stop <= len(toks) and self.eos_id in toks else "length"})
+        return results
+
+
+def _without_aliases(state: dict) -> dict:
+    """A state_dict with each storage once (tied input/output embeddings): safetensors refuses aliases, and a
+    loader ties them again."""
+    seen, out = set(), {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        if key in seen:
+            continue
+        seen.add(key)
+        out[k] = v
+    return out
+
+
+def _is_tied(module, key: str) -> bool:
+    """Whether parameter `key` shares its storage with another one of the module (tied embeddings)."""
+    state = module.state_dict()
+    if key not in state:
+        return False
+    ptr = state[key].untyped_storage().data_ptr()
+    return any(k != key and v.untyped_storage().data_ptr() == ptr for k, v in state.items())
 
 
 def build_policy(model: str, seed: int, *, n_layer: int = config.N_LAYER, d_model: int = config.D_MODEL,
                  n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN, lora_rank: int = 0,
-                 lora_alpha: int = 0):
-    """`tiny` -> TinyPolicy; `hf:<name-or-path>` -> HFPolicy."""
+                 lora_alpha: int = 0, device: Optional[str] = None):
+    """`tiny` -> TinyPolicy; `hf:<hub-id-or-folder>` -> HFPolicy."""
     if model == "tiny":
         return TinyPolicy(seed, n_layer=n_layer, d_model=d_model, n_head=n_head, max_len=max_len)
     if model.startswith("hf:") and len(model) > 3:
-        return HFPolicy(model[3:], seed, lora_rank=lora_rank, lora_alpha=lora_alpha)
-    raise ValueError(f"unknown model {model!r}: expected 'tiny' or 'hf:<name-or-path>'")
+        return HFPolicy(model[3:], seed, lora_rank=lora_rank, lora_alpha=lora_alpha, device=device)
+    raise ValueError(f"unknown model {model!r}: expected 'tiny' or 'hf:<hub-id-or-folder>'")
 
 
 def token_log_probs(logits: torch.Tensor, temperature: float, banned_ids: Sequence[int] = ()) -> torch.Tensor:
@@ -282,12 +345,10 @@ def right_pad(rows: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
 @torch.no_grad()
 def sample(policy, prompts: Sequence[Sequence[int]], n: int, max_tokens: int, temperature: float,
            generator: Optional[torch.Generator] = None) -> List[dict]:
-    """n completions for each prompt (token ids), all rows advanced by one batched forward per token.
-
-    Returns len(prompts) * n dicts {prompt_index, token_ids, logprobs, finish_reason}, prompt-major.
-    A completion stops at EOS (EOS kept in token_ids with its log-prob) or after max_tokens ("length").
-    No KV cache: the sequences are short and this keeps one forward function for sampler and trainer.
-    """
+    """n completions for each prompt (token ids), prompt-major: len(prompts) * n dicts
+    {prompt_index, token_ids, logprobs, finish_reason}. A completion stops at EOS (EOS kept in token_ids with
+    its log-prob) or after max_tokens ("length"). HF policies sample with transformers' generate; the tiny
+    one with the loop below (one batched forward per token, no KV cache: its sequences are short)."""
     rows = [list(p) for p in prompts for _ in range(n)]
     if not rows:
         return []
@@ -295,6 +356,8 @@ def sample(policy, prompts: Sequence[Sequence[int]], n: int, max_tokens: int, te
     if int(lens.max()) + max_tokens > policy.max_len:
         raise ValueError(f"prompt ({int(lens.max())} tokens) + max_tokens ({max_tokens}) exceeds the model's "
                          f"max length {policy.max_len}")
+    if isinstance(policy, HFPolicy):
+        return policy.generate(prompts, n, max_tokens, temperature, generator)
     buf = right_pad(rows, policy.pad_id)
     buf = torch.cat([buf, torch.full((len(rows), max_tokens), policy.pad_id, dtype=torch.long)], dim=1)
     buf = buf.to(policy.device)
@@ -326,33 +389,48 @@ def sample(policy, prompts: Sequence[Sequence[int]], n: int, max_tokens: int, te
 
 
 def completion_log_probs(policy, pairs: Sequence[tuple], temperature: float) -> tuple:
-    """Log-probs of each completion's tokens given its prompt, in one batched forward (with grad).
+    """Log-probs of each completion's tokens given its prompt, in one batched forward (with grad): callers
+    bound memory by passing a micro-batch of pairs (see completion_log_probs_chunked).
 
     pairs: [(prompt_ids, completion_ids)]. Returns (logp [N, T], mask [N, T]) with T the longest
     completion; logp[i, j] is the log-prob of completion i's token j; mask marks real tokens.
     """
+    n = len(pairs)
+    t_max = max((len(c) for _, c in pairs), default=0)
+    if t_max == 0:
+        return torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.bool)
     seqs = [list(p) + list(c) for p, c in pairs]
     width = max(len(s) for s in seqs)
     ids = right_pad(seqs, policy.pad_id).to(policy.device)
-    t_max = max((len(c) for _, c in pairs), default=0)
-    n = len(pairs)
-    if t_max == 0:
-        return torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.bool)
-    logits = policy.logits(ids[:, : width - 1])  # [N, width-1, V]
-    # completion token j of row i sits at position len(prompt)+j and is predicted at len(prompt)+j-1
+    # completion token j of row i sits at position len(prompt)+j and is predicted at len(prompt)+j-1; only
+    # positions from the shortest prompt's last token on need logits
+    start = min(len(p) for p, _ in pairs) - 1
+    logits = policy.logits(ids[:, : width - 1], start)  # [N, width-1-start, V]
     pos = torch.zeros(n, t_max, dtype=torch.long)
     tgt = torch.zeros(n, t_max, dtype=torch.long)
     mask = torch.zeros(n, t_max, dtype=torch.bool)
     for i, (p, c) in enumerate(pairs):
         if c:
             k = len(c)
-            pos[i, :k] = torch.arange(len(p) - 1, len(p) - 1 + k)
+            pos[i, :k] = torch.arange(len(p) - 1 - start, len(p) - 1 - start + k)
             tgt[i, :k] = torch.tensor(list(c), dtype=torch.long)
             mask[i, :k] = True
     dev = logits.device
     rows = torch.arange(n, device=dev)[:, None]
-    # normalise only at the completion positions (a large vocabulary x a long prompt stays cheap)
     lp = token_log_probs(logits[rows, pos.to(dev)], temperature, policy.banned_ids)  # [N, T, V]
     logp = lp.gather(2, tgt.to(dev)[..., None]).squeeze(2)
     mask = mask.to(dev)
     return logp.masked_fill(~mask, 0.0), mask
+
+
+@torch.no_grad()
+def completion_log_probs_chunked(policy, pairs: Sequence[tuple], temperature: float, micro_batch: int) -> torch.Tensor:
+    """completion_log_probs of many pairs, `micro_batch` rows per forward: peak memory is that of one
+    micro-batch whatever len(pairs). Returns logp [N, T] on the CPU (no grad)."""
+    t_max = max((len(c) for _, c in pairs), default=0)
+    out = torch.zeros(len(pairs), t_max)
+    for i in range(0, len(pairs), micro_batch):
+        chunk = pairs[i:i + micro_batch]
+        logp, _ = completion_log_probs(policy, chunk, temperature)
+        out[i:i + len(chunk), : logp.shape[1]] = logp.float().cpu()
+    return out

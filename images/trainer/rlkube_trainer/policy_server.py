@@ -1,20 +1,23 @@
-"""The tiny policy server (rollout engine on CPU): the subset of vLLM's OpenAI completions API the agent
-uses, plus loading a policy version by path and sha256 digest."""
+"""The Python engine server: the `tiny` engine (the built-in policy) and the `hf` engine (a Hugging Face model
+through transformers, CPU or GPU). The subset of vLLM's OpenAI completions API the agent uses, plus loading
+a policy version (a safetensors policy file: full weights or a LoRA adapter) by path and sha256 digest."""
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import sys
+import tempfile
 import threading
 import time
 
 import torch
 
 from . import config
-from .httpjson import ApiError, announce_ready, make_server, req_int, req_number
+from .httpjson import ApiError, announce_ready, exit_on_sigterm, make_server, req_int, req_number
 from .model import TokenizerError, build_policy, sample
-from .weights import deserialize, digest_of, serialize
+from .weights import file_digest, read_policy, write_policy
 
 MAX_N = 256
 
@@ -25,23 +28,24 @@ class Engine:
 
     def __init__(self, model: str = config.MODEL, seed: int = config.SEED, *, n_layer: int = config.N_LAYER,
                  d_model: int = config.D_MODEL, n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN,
-                 lora_rank: int = 0, lora_alpha: int = 0, init_weights: str = None, sample_seed: int = None):
+                 lora_rank: int = 0, lora_alpha: int = 0, init_weights: str = None, sample_seed: int = None,
+                 device: str = None):
         self.model_name = model
         self.policy = build_policy(model, seed, n_layer=n_layer, d_model=d_model, n_head=n_head,
-                                   max_len=max_len, lora_rank=lora_rank, lora_alpha=lora_alpha)
+                                   max_len=max_len, lora_rank=lora_rank, lora_alpha=lora_alpha, device=device)
         self.lock = threading.Lock()
         self.sample_seed = seed if sample_seed is None else sample_seed
         self.generator = torch.Generator().manual_seed(self.sample_seed)
         self.ids = itertools.count()
         self.version = 0
         if init_weights:
-            with open(init_weights, "rb") as f:
-                data = f.read()
-            self.policy.load_policy_state(deserialize(data))
-            self.digest = digest_of(data)
+            self.policy.load_policy_state(read_policy(init_weights)[0])
+            self.digest = file_digest(init_weights)
         else:
-            # the seeded init, serialised exactly as the trainer writes policy-v0.pt: same digest
-            self.digest = digest_of(serialize(self.policy.policy_state()))
+            # the seeded init, written exactly as the trainer writes policy-v0: the same digest
+            with tempfile.TemporaryDirectory() as d:
+                self.digest = write_policy(os.path.join(d, "v0.safetensors"), self.policy.policy_state(),
+                                           self.policy.kind, 0, self.policy.file_metadata())
 
     def info(self) -> dict:
         with self.lock:
@@ -120,23 +124,20 @@ class Engine:
             raise ApiError("BadRequest", "path must be a non-empty string")
         if not isinstance(digest, str) or not digest.startswith("sha256:"):
             raise ApiError("BadRequest", "digest must be 'sha256:<hex>'")
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ApiError("WeightsNotFound", f"cannot read {path}: {e.strerror}") from None
-        actual = digest_of(data)
-        if actual != digest:  # hash the very bytes we load: no window for a swapped file
-            raise ApiError("DigestMismatch", f"{path} has digest {actual}, not {digest}")
-        try:
-            state = deserialize(data)
-        except Exception as e:  # noqa: BLE001
-            raise ApiError("InvalidWeights", f"{path} is not a policy file: {type(e).__name__}") from None
-        with self.lock:
+        if not os.path.isfile(path):
+            raise ApiError("WeightsNotFound", f"cannot read {path}")
+        with self.lock:  # the agent writes each version to a file of its own and never rewrites it
+            actual = file_digest(path)
+            if actual != digest:
+                raise ApiError("DigestMismatch", f"{path} has digest {actual}, not {digest}")
+            try:
+                state, meta = read_policy(path)
+            except ValueError as e:
+                raise ApiError("InvalidWeights", str(e)) from None
             cur = self.policy.policy_state()
-            if not isinstance(state, dict) or set(state) != set(cur) or any(
-                    not torch.is_tensor(state[k]) or state[k].shape != cur[k].shape for k in cur):
-                raise ApiError("IncompatibleWeights", f"{path} does not fit this model ({self.model_name})")
+            if meta.get("rlkube.kind") != self.policy.kind or set(state) != set(cur) or any(
+                    state[k].shape != cur[k].shape for k in cur):
+                raise ApiError("IncompatibleWeights", f"{path} does not fit this model ({self.model_name}, {self.policy.kind})")
             self.policy.load_policy_state(state)
             self.version, self.digest = version, digest
             return {"version": version, "digest": digest}
@@ -156,7 +157,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rlkube_trainer.policy_server", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (see the ready line)")
-    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<name-or-path>'")
+    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
     p.add_argument("--seed", type=int, default=config.SEED, help="init seed: the same as the trainer's")
     p.add_argument("--sample-seed", type=int, default=None,
                    help="sampling RNG seed (default: random, so that the replicas of a pool do not sample alike)")
@@ -174,13 +175,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    exit_on_sigterm()
     torch.set_num_threads(a.threads)
     try:
         engine = Engine(a.model, a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len,
                         lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, init_weights=a.init_weights,
                         sample_seed=a.sample_seed if a.sample_seed is not None else int.from_bytes(os.urandom(4), "little"))
     except (ValueError, OSError, RuntimeError) as e:
-        print(f"policy_server: {e}", file=sys.stderr)
+        # one JSON line like every other log line (kubectl logs is read by machines too)
+        print(json.dumps({"event": "start_failed", "reason": "StartFailed", "message": str(e)}), file=sys.stderr, flush=True)
         return 2
     server = make_engine_server(engine, a.host, a.port, a.verbose)
     announce_ready(role="engine", port=server.server_address[1], model=a.model, sample_seed=engine.sample_seed,

@@ -1,4 +1,5 @@
-"""The GRPO trainer: one optimizer step per batch of groups, versioned policy files, checkpoints, resume."""
+"""The GRPO trainer: one train_step per batch of groups, versioned policy files, checkpoints every N steps,
+resume, and data parallelism across learner ranks (rank 0 serves the API; see distributed.py)."""
 from __future__ import annotations
 
 import glob
@@ -17,10 +18,11 @@ import torch
 
 from . import config, grpo
 from .httpjson import ApiError, req_int, req_list, req_number
-from .model import build_policy, completion_log_probs
-from .weights import atomic_write, deserialize, digest_of, serialize
+from .distributed import Dist
+from .model import build_policy, completion_log_probs, completion_log_probs_chunked
+from .weights import atomic_write, deserialize, file_digest, read_policy, serialize, write_policy
 
-CHECKPOINT_FORMAT = "rlkube-trainer-checkpoint/1"
+CHECKPOINT_FORMAT = "rlkube-trainer-checkpoint/2"
 LOGPROB_SLACK = 1e-3  # a behavior log-prob above this is not a log-prob
 
 
@@ -36,6 +38,9 @@ class TrainerConfig:
     is_cap: float = config.IS_CAP
     max_grad_norm: float = config.MAX_GRAD_NORM
     minibatches: int = config.MINIBATCHES
+    micro_batch: int = config.MICRO_BATCH
+    checkpoint_every: int = 1  # steps between checkpoints (optimizer state); policy files are written every step
+    device: Optional[str] = None
     skip_uniform_groups: bool = config.SKIP_UNIFORM_GROUPS
     adam_beta2: float = config.ADAM_BETA2
     logprob_tolerance: float = config.LOGPROB_TOLERANCE
@@ -64,6 +69,8 @@ class TrainerConfig:
             (self.logprob_tolerance >= 0, "logprob-tolerance must be >= 0"),
             (self.sampled_positions >= 1, "sampled-positions must be >= 1"),
             (self.minibatches >= 1, "minibatches must be >= 1"),
+            (self.micro_batch >= 1, "micro-batch must be >= 1"),
+            (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
             (self.keep_policies >= 0 and self.keep_checkpoints >= 1, "keep-* must be >= 1 (policies: 0 = all)"),
         ]
         for ok, msg in checks:
@@ -123,11 +130,18 @@ def _int_list(obj: dict, key: str, where: str, nonempty: bool = False) -> List[i
 
 class Trainer:
     """Holds the policy, the optimizer and the step counter. Version N is the policy after N steps
-    (step s trains on groups of version <= s and produces version s+1). Thread-safe."""
+    (step s trains on groups of version <= s and produces version s+1). Thread-safe.
 
-    def __init__(self, cfg: TrainerConfig):
+    Files (rank 0 only): `policy-v{N}.safetensors` every step (what the bus publishes; the newest is where a
+    restart resumes its weights), `result-s{N}.json` every step (a retried step is answered, not redone), and
+    `checkpoint-s{N}.pt` (optimizer state) every `checkpoint_every` steps: a restart takes the optimizer's
+    moments from the newest checkpoint, at most checkpoint_every - 1 steps older than the weights.
+    With several ranks every rank builds a Trainer; rank 0's train_step drives the others (`follow`)."""
+
+    def __init__(self, cfg: TrainerConfig, dist: Optional[Dist] = None):
         cfg.validate()
         self.cfg = cfg
+        self.dist = dist or Dist()
         self.dir = os.path.abspath(cfg.checkpoint_dir)
         os.makedirs(self.dir, exist_ok=True)
         self.lock = threading.Lock()
@@ -142,19 +156,19 @@ class Trainer:
         self.resumed_from: Optional[str] = None
         # workers must not know which positions get checked: a secret unless a test pins it
         self.check_key = str(cfg.check_seed) if cfg.check_seed is not None else os.urandom(16).hex()
-        if not self._resume():
+        if self.dist.rank == 0 and not self._resume():
             if cfg.init_weights:
-                with open(cfg.init_weights, "rb") as f:
-                    self.policy.load_policy_state(deserialize(f.read()))
+                self.policy.load_policy_state(read_policy(cfg.init_weights)[0])
             self._write_policy()
             self._write_checkpoint()
+        self._sync_ranks()
         for g in self.opt.param_groups:  # flags win over a resumed optimizer's settings
             g["lr"], g["betas"] = cfg.lr, (0.9, cfg.adam_beta2)
         self.ref = None
         if cfg.kl_coef > 0:
             self.ref = self._build()
-            with open(self._policy_path(0), "rb") as f:
-                self.ref.load_policy_state(deserialize(f.read()))
+            ref_state = self.dist.broadcast(read_policy(self._policy_path(0))[0] if self.dist.rank == 0 else None)
+            self.ref.load_policy_state(ref_state)
             for p in self.ref.module.parameters():
                 p.requires_grad_(False)
 
@@ -163,74 +177,109 @@ class Trainer:
     def _build(self):
         c = self.cfg
         return build_policy(c.model, c.seed, n_layer=c.n_layer, d_model=c.d_model, n_head=c.n_head,
-                            max_len=c.max_len, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha)
+                            max_len=c.max_len, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha, device=c.device)
 
     def _policy_path(self, version: int) -> str:
-        return os.path.join(self.dir, f"policy-v{version}.pt")
+        return os.path.join(self.dir, f"policy-v{version}.safetensors")
 
     def _checkpoint_path(self, step: int) -> str:
         return os.path.join(self.dir, f"checkpoint-s{step:08d}.pt")
 
+    def _result_path(self, step: int) -> str:
+        return os.path.join(self.dir, f"result-s{step:08d}.json")
+
     def _write_policy(self) -> None:
-        data = serialize(self.policy.policy_state())
         path = self._policy_path(self.version)
-        atomic_write(path, data)
-        self.weights_path, self.digest = path, digest_of(data)
+        self.digest = write_policy(path, self.policy.policy_state(), self.policy.kind, self.version,
+                                   self.policy.file_metadata())
+        self.weights_path = path
         if self.cfg.keep_policies > 0:
-            for v in _numbered(self.dir, r"policy-v(\d+)\.pt"):
-                if 0 < v <= self.version - self.cfg.keep_policies:
+            for v in _numbered(self.dir, r"policy-v(\d+)\.safetensors"):
+                if 0 < v <= self.version - self.cfg.keep_policies:  # v0 stays: the KL reference
                     _unlink(self._policy_path(v))
 
     def _write_checkpoint(self) -> None:
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "model_name": self.cfg.model,
-            "step": self.step,
-            "version": self.version,
-            "digest": self.digest,
-            "model": self.policy.policy_state(),
-            "optimizer": self.opt.state_dict(),
-            "results": self.results,
-        }
+        if self.step % self.cfg.checkpoint_every:
+            return
+        state = {"format": CHECKPOINT_FORMAT, "model_name": self.cfg.model, "step": self.step,
+                 "version": self.version, "digest": self.digest, "optimizer": self.opt.state_dict()}
         atomic_write(self._checkpoint_path(self.step), serialize(state))
-        for s in _numbered(self.dir, r"checkpoint-s(\d+)\.pt"):
-            if s <= self.step - self.cfg.keep_checkpoints:
-                _unlink(self._checkpoint_path(s))
+        kept = sorted(_numbered(self.dir, r"checkpoint-s(\d+)\.pt"), reverse=True)[self.cfg.keep_checkpoints:]
+        for s in kept:
+            _unlink(self._checkpoint_path(s))
+
+    def _write_result(self, step: int, result: dict) -> None:
+        self.results[step] = result
+        atomic_write(self._result_path(step), json.dumps(result).encode())
+        for s in [s for s in self.results if s <= step - self.cfg.keep_results]:
+            del self.results[s]
+            _unlink(self._result_path(s))
 
     def _resume(self) -> bool:
-        for s in sorted(_numbered(self.dir, r"checkpoint-s(\d+)\.pt"), reverse=True):
-            path = self._checkpoint_path(s)
+        """Weights from the newest readable policy file, optimizer state from the newest checkpoint at or
+        before it; nothing to resume from: False."""
+        for v in sorted(_numbered(self.dir, r"policy-v(\d+)\.safetensors"), reverse=True):
+            path = self._policy_path(v)
             try:
-                with open(path, "rb") as f:
+                tensors, meta = read_policy(path)
+            except ValueError as e:  # a torn file: fall back to an older version
+                _event("policy_skipped", path=path, error=str(e))
+                continue
+            if meta.get("rlkube.kind") != self.policy.kind:
+                raise ValueError(f"{path} holds {meta.get('rlkube.kind')} weights; this trainer trains {self.policy.kind} ({self.cfg.model})")
+            self.policy.load_policy_state(tensors)
+            self.step = self.version = v
+            self.weights_path, self.digest = path, file_digest(path)
+            break
+        else:
+            return False
+        for s in sorted(_numbered(self.dir, r"checkpoint-s(\d+)\.pt"), reverse=True):
+            if s > self.step:
+                continue
+            try:
+                with open(self._checkpoint_path(s), "rb") as f:
                     state = deserialize(f.read())
                 if state.get("format") != CHECKPOINT_FORMAT:
                     raise ValueError(f"unknown format {state.get('format')!r}")
-            except Exception as e:  # noqa: BLE001 - a torn or foreign file: fall back to an older one
-                print(json.dumps({"event": "checkpoint_skipped", "path": path, "error": f"{type(e).__name__}: {e}"}),
-                      file=sys.stderr, flush=True)
+                if state["model_name"] != self.cfg.model:
+                    raise ValueError(f"checkpoint is for model {state['model_name']!r}, not {self.cfg.model!r}")
+                self.opt.load_state_dict(state["optimizer"])
+                break
+            except Exception as e:  # noqa: BLE001 - a torn or foreign file: an older one, or fresh moments
+                _event("checkpoint_skipped", path=self._checkpoint_path(s), error=f"{type(e).__name__}: {e}")
+        for s in _numbered(self.dir, r"result-s(\d+)\.json"):
+            try:
+                with open(self._result_path(s)) as f:
+                    self.results[s] = json.load(f)
+            except (OSError, ValueError):
                 continue
-            if state["model_name"] != self.cfg.model:
-                raise ValueError(f"checkpoint {path} is for model {state['model_name']!r}, not {self.cfg.model!r}")
-            self.policy.load_policy_state(state["model"])
-            self.opt.load_state_dict(state["optimizer"])
-            self.step, self.version = int(state["step"]), int(state["version"])
-            self.results = dict(state["results"])
-            data = serialize(self.policy.policy_state())
-            self.weights_path, self.digest = self._policy_path(self.version), digest_of(data)
-            if not _file_has_digest(self.weights_path, self.digest):
-                atomic_write(self.weights_path, data)
-            self.resumed_from = path
-            return True
-        return False
+        self.resumed_from = self.weights_path
+        return True
+
+    def _sync_ranks(self) -> None:
+        """Every rank starts from rank 0's weights, optimizer state, step and check key."""
+        if not self.dist.active:
+            return
+        mine = None
+        if self.dist.rank == 0:
+            mine = {"weights": self.policy.policy_state(), "optimizer": self.opt.state_dict(), "step": self.step,
+                    "version": self.version, "check_key": self.check_key}
+        got = self.dist.broadcast(mine)
+        if self.dist.rank != 0:
+            self.policy.load_policy_state(got["weights"])
+            self.opt.load_state_dict(got["optimizer"])
+            self.step, self.version, self.check_key = got["step"], got["version"], got["check_key"]
 
     # --- API ---------------------------------------------------------------------------------------
 
     def state(self) -> dict:
         with self.lock:
             return {"step": self.step, "version": self.version, "weights_path": self.weights_path,
-                    "digest": self.digest}
+                    "digest": self.digest, "rank": self.dist.rank, "world_size": self.dist.world}
 
     def train_step(self, body: dict) -> dict:
+        if self.dist.rank != 0:
+            raise ApiError("NotRankZero", f"rank {self.dist.rank} follows rank 0: send train_step to rank 0", 409)
         step = req_int(body, "step", "", minimum=0)
         with self.lock:
             if step < self.step:
@@ -240,12 +289,24 @@ class Trainer:
             if step > self.step:
                 raise ApiError("StepOutOfOrder", f"step {step} requested; the next step is {self.step}")
             _, groups = parse_train_step(body)
+            self.dist.broadcast(("train", step, groups))
             result = self._train(step, groups)
-            self.results[step] = result
-            for s in [s for s in self.results if s <= step - self.cfg.keep_results]:
-                del self.results[s]
+            self._write_result(step, result)
             self._write_checkpoint()
             return result
+
+    def follow(self) -> None:
+        """Ranks > 0: take part in rank 0's steps until it stops (or the process group breaks)."""
+        while True:
+            command = self.dist.broadcast()
+            if command[0] == "stop":
+                return
+            _, step, groups = command
+            self._train(step, groups)
+
+    def stop_followers(self) -> None:
+        if self.dist.rank == 0:
+            self.dist.broadcast(("stop",))
 
     # --- the step ----------------------------------------------------------------------------------
 
@@ -277,6 +338,24 @@ class Trainer:
                 return "TextMismatch", f"completions[{ci}].text is not the text of its token_ids"
         return None
 
+    def _old_log_probs(self, groups: List[Group]) -> dict:
+        """The current policy's log-probs of every completion (no grad), micro-batched and shared out over
+        the ranks: {group index: [G, T]}."""
+        pairs = [(g.prompt, c["token_ids"]) for g in groups for c in g.completions]
+        t_max = max((len(c) for _, c in pairs), default=0)
+        lp = torch.zeros(len(pairs), t_max)
+        mb = self.cfg.micro_batch
+        for k, i in enumerate(range(0, len(pairs), mb)):
+            if self.dist.mine(k):
+                chunk = completion_log_probs_chunked(self.policy, pairs[i:i + mb], self.cfg.temperature, mb)
+                lp[i:i + chunk.shape[0], : chunk.shape[1]] = chunk
+        self.dist.sum_(lp)
+        out, r = {}, 0
+        for g in groups:
+            out[g.index] = lp[r:r + len(g.completions)]
+            r += len(g.completions)
+        return out
+
     def _train(self, step: int, groups: List[Group]) -> dict:
         t0 = time.time()
         cfg = self.cfg
@@ -294,17 +373,7 @@ class Trainer:
         # 1. The current policy's log-probs of every usable token (no grad): the ratio's old policy, the
         #    GRAIL-style check against the worker's behavior log-probs, the IS weights of stale groups.
         accepted, mismatches = [], []
-        old = {}
-        all_pairs = [(g.prompt, c["token_ids"]) for g in usable for c in g.completions]
-        if any(c for _, c in all_pairs):
-            with torch.no_grad():
-                lp_all, _ = completion_log_probs(self.policy, all_pairs, cfg.temperature)
-            lp_all, r = lp_all.cpu(), 0
-            for g in usable:
-                old[g.index] = lp_all[r:r + len(g.completions)]
-                r += len(g.completions)
-        else:
-            old = {g.index: torch.zeros(len(g.completions), 0) for g in usable}
+        old = self._old_log_probs(usable)
         for g in usable:
             flat_t = [float(x) for row, c in zip(old[g.index], g.completions) for x in row[: len(c["token_ids"])]]
             flat_b = [x for c in g.completions for x in c["logprobs"]]
@@ -319,54 +388,42 @@ class Trainer:
                     continue
             accepted.append(g)
 
-        # 2. Minibatches of whole groups, one optimizer step each, all against the same old policy.
+        # 2. Minibatches of whole groups, one optimizer step each, all against the same old policy; each
+        #    minibatch in micro-batches of completions (gradient accumulation), shared out over the ranks.
         learn = [g for g in accepted if any(c["token_ids"] for c in g.completions)]
         if cfg.skip_uniform_groups:
             # all-equal rewards: zero advantages, no gradient; left in, they only dilute the token mean
             # of the informative groups (what DAPO's dynamic sampling filters out)
             learn = [g for g in learn if len({c["reward"] for c in g.completions}) > 1]
         n_mb = max(1, min(cfg.minibatches, len(learn)))
-        sums = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "is_weight_mean": 0.0}
-        tokens, grad_norms = 0, []
+        sums = torch.zeros(5, dtype=torch.float64)  # loss, kl, clip_frac, is_weight (token-weighted), tokens
+        grad_norms = []
+        params = self.policy.trainable_parameters()
         for k in range(n_mb):
             mb = learn[k * len(learn) // n_mb:(k + 1) * len(learn) // n_mb]
-            if not mb:
-                continue
-            pairs = [(g.prompt, c["token_ids"]) for g in mb for c in g.completions]
-            logp, mask = completion_log_probs(self.policy, pairs, cfg.temperature)
-            dev = logp.device
-            logp_old = torch.cat([_pad_to(old[g.index], logp.shape[1]) for g in mb]).to(dev)
-            beh = torch.zeros_like(logp)
-            i = 0
-            for g in mb:
-                for c in g.completions:
-                    if c["logprobs"]:
-                        beh[i, : len(c["logprobs"])] = torch.tensor(c["logprobs"], dtype=beh.dtype)
-                    i += 1
-            adv = torch.cat([grpo.group_advantages(torch.tensor([c["reward"] for c in g.completions])) for g in mb])
-            stale = torch.tensor([g.policy_version < self.version for g in mb for _ in g.completions])
-            logp_ref = None
-            if self.ref is not None:
-                with torch.no_grad():
-                    logp_ref, _ = completion_log_probs(self.ref, pairs, cfg.temperature)
-            self.policy.module.train()
-            loss, st = grpo.grpo_loss(logp, logp_old, beh, adv.to(dev), mask, stale.to(dev), clip_low=cfg.clip_low,
-                                      clip_high=cfg.clip_high, is_cap=cfg.is_cap, kl_coef=cfg.kl_coef, logp_ref=logp_ref)
-            if st["tokens"] == 0:
+            rows = [(g, c, float(a)) for g in mb
+                    for c, a in zip(g.completions, grpo.group_advantages(torch.tensor([c["reward"] for c in g.completions])))]
+            old_rows = [row for g in mb for row in old[g.index]]
+            n_tok = sum(len(c["token_ids"]) for _, c, _ in rows)
+            if n_tok == 0:
                 continue
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), cfg.max_grad_norm)))
+            self.policy.module.train()
+            for j, i in enumerate(range(0, len(rows), cfg.micro_batch)):
+                if not self.dist.mine(j):
+                    continue
+                part = rows[i:i + cfg.micro_batch]
+                sums += self._accumulate(part, old_rows[i:i + cfg.micro_batch], n_tok)
+            self.dist.sum_grads(params)
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
             self.opt.step()
-            tokens += st["tokens"]
-            for key in ("kl", "clip_frac", "is_weight_mean"):
-                sums[key] += st[key] * st["tokens"]
-            sums["loss"] += float(loss.item()) * st["tokens"]
+        self.dist.sum_(sums)
+        tokens = int(sums[4])
+        metrics = {key: float(sums[i]) / max(1, tokens) for i, key in enumerate(("loss", "kl", "clip_frac", "is_weight_mean"))}
 
         rewards = [c["reward"] for g in accepted for c in g.completions]
         n_comp = max(1, len(rewards))
         r_mean = sum(rewards) / n_comp
-        metrics = {key: v / max(1, tokens) for key, v in sums.items()}
         metrics.update({
             "tokens": tokens,
             "reward_mean": r_mean,
@@ -377,28 +434,61 @@ class Trainer:
             "logprob_mismatch_max": max(mismatches, default=0.0),
             "groups": len(groups),
             "groups_accepted": len(accepted),
-            "groups_stale": sum(1 for g in accepted if g.policy_version < self.version),
+            "groups_offpolicy": sum(1 for g in accepted if g.policy_version < self.version),
             "groups_rejected": len(rejected),
             "groups_trained": len(learn),
             "completion_len_mean": sum(len(c["token_ids"]) for g in accepted for c in g.completions) / n_comp,
         })
         self.step = step + 1
         self.version += 1
-        self._write_policy()
+        if self.dist.rank == 0:
+            self._write_policy()
         metrics["step_seconds"] = time.time() - t0
         metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
         return {"step": step, "version": self.version, "weights_path": self.weights_path, "digest": self.digest,
                 "metrics": metrics, "rejected": sorted(rejected, key=lambda x: x["index"])}
+
+    def _accumulate(self, rows: list, old_rows: list, n_tok: int) -> torch.Tensor:
+        """Forward + backward of one micro-batch, its loss scaled to its share of the minibatch's tokens.
+        Returns its token-weighted [loss, kl, clip_frac, is_weight, tokens]."""
+        cfg = self.cfg
+        pairs = [(g.prompt, c["token_ids"]) for g, c, _ in rows]
+        logp, mask = completion_log_probs(self.policy, pairs, cfg.temperature)
+        dev = logp.device
+        logp_old = torch.stack([_pad_row(r, logp.shape[1]) for r in old_rows]).to(dev)
+        beh = torch.zeros(logp.shape, dtype=torch.float32)
+        for i, (_, c, _) in enumerate(rows):
+            if c["logprobs"]:
+                beh[i, : len(c["logprobs"])] = torch.tensor(c["logprobs"], dtype=torch.float32)
+        adv = torch.tensor([a for _, _, a in rows], dtype=torch.float32)
+        stale = torch.tensor([g.policy_version < self.version for g, _, _ in rows])
+        logp_ref = None
+        if self.ref is not None:
+            with torch.no_grad():
+                logp_ref, _ = completion_log_probs(self.ref, pairs, cfg.temperature)
+        loss, st = grpo.grpo_loss(logp, logp_old, beh.to(dev), adv.to(dev), mask, stale.to(dev),
+                                  clip_low=cfg.clip_low, clip_high=cfg.clip_high, is_cap=cfg.is_cap,
+                                  kl_coef=cfg.kl_coef, logp_ref=logp_ref)
+        t = st["tokens"]
+        if t == 0:
+            return torch.zeros(5, dtype=torch.float64)
+        (loss * (t / n_tok)).backward()
+        return torch.tensor([float(loss.item()) * t, st["kl"] * t, st["clip_frac"] * t, st["is_weight_mean"] * t, t],
+                            dtype=torch.float64)
 
 
 def _words(text: str) -> str:
     return " ".join(text.split())
 
 
-def _pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
-    if t.shape[1] >= width:
-        return t[:, :width]
-    return torch.cat([t, torch.zeros(t.shape[0], width - t.shape[1], dtype=t.dtype)], dim=1)
+def _pad_row(t: torch.Tensor, width: int) -> torch.Tensor:
+    if t.shape[0] >= width:
+        return t[:width]
+    return torch.cat([t, torch.zeros(width - t.shape[0], dtype=t.dtype)])
+
+
+def _event(event: str, **fields) -> None:
+    print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
 
 
 def _numbered(d: str, pattern: str) -> List[int]:
@@ -416,12 +506,3 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _file_has_digest(path: str, digest: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return digest_of(f.read()) == digest
-    except FileNotFoundError:
-        return False
-

@@ -1,7 +1,7 @@
 """Warm start for the tiny model on `reverse`: a short supervised run that teaches the output format only.
 
-    cd /work/main && PYTHONPATH=images/trainer /usr/bin/python3 images/trainer/scripts/warm_start.py \\
-        --out /tmp/warm-start.pt
+    cd /work/main && PYTHONPATH=images/trainer ~/.cache/rlkube/venv/bin/python images/trainer/scripts/warm_start.py \\
+        --out /tmp/warm-start.safetensors
 
 Teaches: after "s=" emit a string over the task's alphabet whose length is drawn uniformly from
 [min-length, max-length] independently of s, then EOS. The characters are drawn independently of s too,
@@ -10,7 +10,7 @@ rule "as long as s": its expected reverse reward is about 0.2 (below the 0.3 a l
 RL from a random init has to discover the 4-symbol alphabet among 45 characters and EOS before it can
 learn anything about reversal, and that first phase tends to collapse EOS; this removes that phase.
 
-The output is a policy file (torch.save of the state_dict, like the trainer's policy-v*.pt): start the
+The output is a policy file (safetensors, like the trainer's policy-v*.safetensors): start the
 trainer with --init-weights FILE (its v0 is then this file) and the engine with the same flag, or let
 the engine load v0 from the trainer. Prints one JSON line with the path, digest and the measured reward.
 """
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from rlkube_trainer import config  # noqa: E402
 from rlkube_trainer.model import EOS, TinyPolicy, completion_log_probs, sample  # noqa: E402
-from rlkube_trainer.weights import atomic_write, digest_of, serialize  # noqa: E402
+from rlkube_trainer.weights import write_policy  # noqa: E402
 
 
 def reverse_reward(completion: str, target: str) -> float:
@@ -77,9 +77,8 @@ def main(argv=None) -> int:
     texts = [policy.decode(o["token_ids"]) for o in outs]
     rewards = [reverse_reward(t, prompts[i // 8][::-1]) for i, t in enumerate(texts)]
     in_alphabet = sum(1 for t in texts if t and set(t) <= set(a.alphabet)) / len(texts)
-    data = serialize(policy.policy_state())
-    atomic_write(a.out, data)
-    print(json.dumps({"event": "warm_start", "path": os.path.abspath(a.out), "digest": digest_of(data),
+    digest = write_policy(a.out, policy.policy_state(), policy.kind, 0)
+    print(json.dumps({"event": "warm_start", "path": os.path.abspath(a.out), "digest": digest,
                       "loss": round(loss_v, 4), "reward_mean": round(sum(rewards) / len(rewards), 4),
                       "in_alphabet": round(in_alphabet, 3),
                       "mean_length": round(sum(map(len, texts)) / len(texts), 2)}), flush=True)

@@ -4,7 +4,7 @@ import torch
 
 from rlkube_trainer.model import (BOS, EOS, PAD, CharTokenizer, TinyPolicy, TokenizerError, build_policy,
                                   completion_log_probs, sample)
-from rlkube_trainer.weights import digest_of, serialize
+from rlkube_trainer.weights import write_policy
 
 
 def test_tokenizer_ids_and_round_trip():
@@ -21,11 +21,12 @@ def test_tokenizer_ids_and_round_trip():
         tok.encode("aB")
 
 
-def test_seeded_init_is_reproducible_and_seed_dependent():
-    d1 = digest_of(serialize(TinyPolicy(7).policy_state()))
+def test_seeded_init_is_reproducible_and_seed_dependent(tmp_path):
+    digest = lambda seed, name: write_policy(str(tmp_path / name), TinyPolicy(seed).policy_state(), "tiny", 0)  # noqa: E731
+    d1 = digest(7, "a")
     torch.manual_seed(123)  # the global RNG must not matter
-    d2 = digest_of(serialize(TinyPolicy(7).policy_state()))
-    d3 = digest_of(serialize(TinyPolicy(8).policy_state()))
+    d2 = digest(7, "b")
+    d3 = digest(8, "c")
     assert d1 == d2 != d3
 
 

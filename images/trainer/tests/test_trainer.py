@@ -20,7 +20,7 @@ def test_fresh_trainer_writes_v0_that_the_engine_agrees_with(tmp_path):
     t = trainer(tmp_path)
     st = t.state()
     assert st["step"] == 0 and st["version"] == 0
-    assert st["weights_path"] == str(tmp_path / "policy-v0.pt")
+    assert st["weights_path"] == str(tmp_path / "policy-v0.safetensors")
     assert file_digest(st["weights_path"]) == st["digest"] == Engine(seed=1).info()["digest"]
     assert Engine(seed=2).info()["digest"] != st["digest"]
 
@@ -29,7 +29,7 @@ def test_train_step_writes_the_next_version(tmp_path):
     t, e = trainer(tmp_path), Engine(seed=1)
     res = t.train_step(make_batch(e, 0))
     assert res["step"] == 0 and res["version"] == 1 and res["rejected"] == []
-    assert res["weights_path"] == str(tmp_path / "policy-v1.pt")
+    assert res["weights_path"] == str(tmp_path / "policy-v1.safetensors")
     assert file_digest(res["weights_path"]) == res["digest"] != e.info()["digest"]
     m = res["metrics"]
     for key in ("loss", "reward_mean", "reward_std", "kl", "clip_frac", "is_weight_mean", "tokens",
@@ -37,7 +37,8 @@ def test_train_step_writes_the_next_version(tmp_path):
         assert key in m, key
     assert m["tokens"] > 0 and m["groups_accepted"] == 4 and m["optimizer_steps"] == 2
     assert m["logprob_mismatch_median"] < 1e-4 and m["is_weight_mean"] == pytest.approx(1.0)
-    assert t.state() == {"step": 1, "version": 1, "weights_path": res["weights_path"], "digest": res["digest"]}
+    assert t.state() == {"step": 1, "version": 1, "weights_path": res["weights_path"], "digest": res["digest"],
+                         "rank": 0, "world_size": 1}
     # the engine can load what the trainer wrote
     assert e.load_weights({"path": res["weights_path"], "version": 1, "digest": res["digest"]})["version"] == 1
 
@@ -48,7 +49,7 @@ def test_a_retried_step_returns_the_stored_result_and_does_not_train_twice(tmp_p
     first = t.train_step(batch)
     again = t.train_step(batch)
     assert again == {**first, "replayed": True}
-    assert t.state()["version"] == 1 and not os.path.exists(tmp_path / "policy-v2.pt")
+    assert t.state()["version"] == 1 and not os.path.exists(tmp_path / "policy-v2.safetensors")
     with pytest.raises(ApiError) as err:
         t.train_step({**batch, "step": 5})
     assert err.value.reason == "StepOutOfOrder" and err.value.status == 400
@@ -72,19 +73,39 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     assert t2.train_step(b0) == {**first, "replayed": True}  # a retry across the restart
     got = t2.train_step(b1)
     assert got["digest"] == want["digest"] and got["version"] == 2
-    assert got["metrics"]["groups_stale"] == 4
+    assert got["metrics"]["groups_offpolicy"] == 4
 
 
-def test_resume_skips_a_torn_checkpoint(tmp_path):
+def test_resume_skips_a_torn_policy_file(tmp_path):
     e = Engine(seed=1)
     t = trainer(tmp_path)
-    res = t.train_step(make_batch(e, 0))
-    with open(tmp_path / "checkpoint-s00000001.pt", "wb") as f:
-        f.write(b"torn")
+    t.train_step(make_batch(e, 0))
+    (tmp_path / "policy-v1.safetensors").write_bytes(b"torn")
     t2 = trainer(tmp_path)
-    assert t2.state()["step"] == 0  # fell back to the step-0 checkpoint: step 0 will be redone
+    assert t2.state()["step"] == 0  # fell back to v0: step 0 will be redone
     assert t2.train_step(make_batch(e, 0))["version"] == 1
-    del res
+
+
+def test_checkpoints_every_n_steps_and_resume_takes_the_newest_weights(tmp_path):
+    e = Engine(seed=1)
+    t = trainer(tmp_path, checkpoint_every=2, keep_checkpoints=1)
+    results = [t.train_step(make_batch(e, s)) for s in range(3)]
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-s00000002.pt"]
+    del t
+    t2 = trainer(tmp_path, checkpoint_every=2, keep_checkpoints=1)
+    # weights of the newest version (3), optimizer moments of the step-2 checkpoint, the results kept
+    assert t2.state()["step"] == 3 and t2.state()["digest"] == results[2]["digest"]
+    assert t2.opt.state_dict()["state"] and t2.train_step(make_batch(e, 2))["replayed"]
+    assert t2.train_step(make_batch(e, 3))["version"] == 4
+
+
+def test_a_policy_file_of_another_kind_is_refused_on_resume(tmp_path):
+    from rlkube_trainer.model import TinyPolicy
+    from rlkube_trainer.weights import write_policy
+
+    write_policy(str(tmp_path / "policy-v0.safetensors"), TinyPolicy(1).policy_state(), "full", 0)
+    with pytest.raises(ValueError, match="holds full weights"):
+        trainer(tmp_path)
 
 
 def test_current_version_groups_with_wrong_logprobs_are_rejected(tmp_path):
@@ -101,7 +122,7 @@ def test_stale_groups_are_not_checked_but_reweighted(tmp_path):
     t.train_step(make_batch(e, 0))
     res = t.train_step(tampered(make_batch(e, 1), 0, -0.5))  # version-0 groups at version 1
     assert res["rejected"] == []
-    assert res["metrics"]["groups_stale"] == 4
+    assert res["metrics"]["groups_offpolicy"] == 4
     assert res["metrics"]["is_weight_mean"] != pytest.approx(1.0)
 
 
@@ -146,13 +167,13 @@ def test_kl_to_the_initial_policy(tmp_path):
 
 def test_init_weights_file_becomes_v0_on_both_sides(tmp_path):
     from rlkube_trainer.model import TinyPolicy
-    from rlkube_trainer.weights import digest_of, serialize
+    from rlkube_trainer.weights import write_policy
 
-    data = serialize(TinyPolicy(5).policy_state())  # what scripts/warm_start.py writes
-    (tmp_path / "warm.pt").write_bytes(data)
-    t = trainer(tmp_path / "ck", init_weights=str(tmp_path / "warm.pt"))
-    e = Engine(seed=1, init_weights=str(tmp_path / "warm.pt"))
-    assert t.state()["digest"] == e.info()["digest"] == digest_of(data) != Engine(seed=1).info()["digest"]
+    warm = str(tmp_path / "warm.safetensors")  # what scripts/warm_start.py writes
+    digest = write_policy(warm, TinyPolicy(5).policy_state(), "tiny", 0)
+    t = trainer(tmp_path / "ck", init_weights=warm)
+    e = Engine(seed=1, init_weights=warm)
+    assert t.state()["digest"] == e.info()["digest"] == digest != Engine(seed=1).info()["digest"]
 
 
 def test_a_temperature_other_than_the_trainers_shows_as_mismatch(tmp_path):

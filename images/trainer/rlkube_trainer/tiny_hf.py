@@ -1,0 +1,73 @@
+"""Makes a tiny Hugging Face model offline: a random-init Qwen2-style decoder and its character-level
+tokenizer (`tokenizers`), saved in HF format (config.json, model.safetensors, tokenizer.json). Tests and
+the CPU examples train it; nothing is downloaded from a model hub.
+
+    python -m rlkube_trainer.tiny_hf --out models/tiny-qwen2 [--seed 1]
+
+The vocabulary is <pad> <s> </s> and the characters of model.CHARS, one token each, so its prompts and
+completions read like the built-in tiny policy's. The same seed gives the same bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+from .model import CHARS
+
+SPECIALS = ["<pad>", "<s>", "</s>"]
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(CHARS))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token per character
+    tok.decoder = decoders.Fuse()  # characters join with nothing between them
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
+def make_model(seed: int, hidden: int = 64, layers: int = 2, heads: int = 4, max_len: int = 64):
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    cfg = Qwen2Config(vocab_size=len(SPECIALS) + len(CHARS), hidden_size=hidden, intermediate_size=4 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                      max_position_embeddings=max_len, tie_word_embeddings=False, pad_token_id=0,
+                      bos_token_id=1, eos_token_id=2, dtype="float32")
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(cfg)
+
+
+def make_tiny_hf(out: str, seed: int = 1) -> str:
+    """Writes the model folder (idempotent: an existing folder made with the same seed is kept)."""
+    stamp = os.path.join(out, "rlkube-tiny.json")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f).get("seed") == seed:
+                return out
+    os.makedirs(out, exist_ok=True)
+    make_model(seed).save_pretrained(out)
+    make_tokenizer().save_pretrained(out)
+    with open(stamp, "w") as f:
+        json.dump({"seed": seed}, f)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="rlkube_trainer.tiny_hf", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args(argv)
+    print(make_tiny_hf(a.out, a.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
