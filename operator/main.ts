@@ -8,7 +8,7 @@ import { EventRecorder } from './kube/events.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector } from './kube/leader.js';
 import { OperatorMetrics, serveHttp } from './kube/metrics.js';
 import { Manager } from './manager.js';
-import { JobIdentities } from './nats-auth.js';
+import { JobIdentities, NatsAuthFileError } from './nats-auth.js';
 import { NatsJobBus } from './nats.js';
 
 function loadKubeConfig(config: OperatorConfig): KubeConfig {
@@ -45,9 +45,16 @@ async function main(): Promise<void> {
   const metrics = new OperatorMetrics();
   metrics.trackRequests(client.calls);
   const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log, elector);
-  const identities = config.jobCredentials
-    ? new JobIdentities(config.natsUrl.split(',').map((s) => s.trim()), { creds: config.natsCreds!, ...config.jobCredentials }, log, elector)
-    : undefined;
+  let identities: JobIdentities | undefined;
+  try {
+    identities = config.jobCredentials
+      ? new JobIdentities(config.natsUrl.split(',').map((s) => s.trim()), { creds: config.natsCreds!, ...config.jobCredentials }, log, elector)
+      : undefined;
+  } catch (err) {
+    if (!(err instanceof NatsAuthFileError)) throw err;
+    process.stderr.write(`rlkube-operator: invalid configuration: ${err.message}\n`);
+    process.exit(2);
+  }
   const manager = new Manager({
     kc, client, namespaces: config.namespaces, bus, events: new EventRecorder(client, log), log, metrics,
     build: { images: config.images, natsUrl: config.natsUrl },

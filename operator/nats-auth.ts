@@ -29,6 +29,21 @@ export interface IssuedIdentity {
   creds: string;
 }
 
+/** A key or credentials file the operator cannot use: names the setting, never the content. */
+export class NatsAuthFileError extends Error {
+  readonly reason = 'InvalidConfig' as const;
+  constructor(readonly setting: string, message: string) {
+    super(`${setting}: ${message}`);
+    this.name = 'NatsAuthFileError';
+  }
+}
+
+function readKey<T>(setting: string, path: string, parse: (text: string) => T): T {
+  let text: string;
+  try { text = readFileSync(path, 'utf8'); } catch (err) { throw new NatsAuthFileError(setting, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`); }
+  try { return parse(text); } catch (err) { throw new NatsAuthFileError(setting, `${path} is not usable: ${(err as Error).message}`); }
+}
+
 /** An account JWT the servers refused (or no server answered). */
 export class AccountUpdateError extends Error {
   readonly reason = 'AccountUpdateFailed' as const;
@@ -52,8 +67,13 @@ export class JobIdentities {
 
   /** fence: a deposed leader's account JWT would drop the keys of jobs created since: it pushes nothing. */
   constructor(private readonly servers: string[], private readonly files: NatsAuthFiles, private readonly log: Logger, private readonly fence?: WriteFence) {
-    this.account = accountOfUser(jwtOfCreds(readFileSync(files.creds, 'utf8')));
-    this.signer = fromSeed(new TextEncoder().encode(readFileSync(files.operatorSigningKey, 'utf8').trim()));
+    this.account = readKey('--nats-creds', files.creds, (text) => accountOfUser(jwtOfCreds(text)));
+    this.signer = readKey('--nats-operator-signing-key', files.operatorSigningKey, (text) => {
+      const kp = fromSeed(new TextEncoder().encode(text.trim()));
+      if (!kp.getPublicKey().startsWith('O')) throw new Error('not an operator key (its seed starts with SO)');
+      return kp;
+    });
+    readKey('--nats-system-creds', files.systemCreds, jwtOfCreds);
   }
 
   /** A new identity for the job: a fresh signing key of the account, and the one user it signs. */

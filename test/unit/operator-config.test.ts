@@ -1,5 +1,12 @@
 // The operator's configuration: flags, then environment, then defaults; a bad value names its setting.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAccount, createOperator, createUser } from '@nats-io/nkeys';
+import pino from 'pino';
+import { credsFile, userJwt } from '../../bus/auth.js';
 import { ConfigError, parseOperatorConfig } from '../../operator/config.js';
+import { JobIdentities, NatsAuthFileError } from '../../operator/nats-auth.js';
 
 const env = { RLKUBE_NATS_URL: 'nats://nats.rlkube-system:4222', POD_NAMESPACE: 'rlkube-system', POD_NAME: 'rlkube-operator-7c9-x' };
 
@@ -44,5 +51,35 @@ describe('parseOperatorConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain(setting);
     expect((error as ConfigError).reason).toBe('InvalidConfig');
+  });
+});
+
+describe('per-job credentials files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rlkube-auth-files-'));
+  const account = createAccount();
+  const user = createUser();
+  const creds = join(dir, 'op.creds');
+  writeFileSync(creds, credsFile(userJwt(account, user.getPublicKey(), { name: 'op' }), user.getSeed()));
+  const signing = join(dir, 'signing.nk');
+  writeFileSync(signing, Buffer.from(createOperator().getSeed()).toString());
+  const notOperator = join(dir, 'account.nk');
+  writeFileSync(notOperator, Buffer.from(createAccount().getSeed()).toString());
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const log = pino({ level: 'silent' });
+
+  test('the jobs account is the one the operator\'s own user belongs to', () => {
+    expect(new JobIdentities(['nats://x:4222'], { creds, systemCreds: creds, operatorSigningKey: signing }, log).account).toBe(account.getPublicKey());
+  });
+
+  test.each([
+    ['a missing file', { creds, systemCreds: join(dir, 'absent'), operatorSigningKey: signing }, '--nats-system-creds: cannot read'],
+    ['an account key where the operator signing key belongs', { creds, systemCreds: creds, operatorSigningKey: notOperator }, '--nats-operator-signing-key'],
+    ['a seed where credentials belong', { creds: signing, systemCreds: creds, operatorSigningKey: signing }, '--nats-creds'],
+  ])('refuses %s, naming the setting and not the content', (_name, files, message) => {
+    let error: unknown;
+    try { new JobIdentities(['nats://x:4222'], files, log); } catch (err) { error = err; }
+    expect(error).toBeInstanceOf(NatsAuthFileError);
+    expect((error as Error).message).toContain(message);
+    expect((error as Error).message).not.toMatch(/SO[A-Z0-9]{20}|SA[A-Z0-9]{20}/); // no seed in the message
   });
 });
