@@ -6,3 +6,4 @@ export * from './learner.js';
 export { validate, withDefaults, formatErrors, fieldPath, type FieldError } from './validate.js';
 export { parseRLJobManifest, parseRLJobSpec, InvalidManifestError } from './manifest.js';
 export * from './agent-env.js';
+export * from './python-args.js';

@@ -1,7 +1,7 @@
 // Pure builders of pod pieces shared by the RolloutPool and Learner controllers: spec in, objects out.
 import type { V1Container, V1EnvVar, V1PodSpec, V1PodTemplateSpec, V1ResourceRequirements, V1SecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import {
-  AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, TINY_MODEL, agentJobSpec,
+  AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, agentJobSpec, engineServerArgs, trainerServerArgs,
   type AgentRole, type EngineKind, type EngineSpec, type LearnerTemplate, type RLJob, type Resources, type Toleration,
 } from '../../api/index.js';
 import { natsCredentialsName } from './meta.js';
@@ -116,10 +116,8 @@ export function agentContainer(image: string, env: V1EnvVar[], resources: Resour
   };
 }
 
-/** Model argument of the Python servers: the built-in model, or a Hugging Face id. */
-export const modelArg = (name: string) => (name === TINY_MODEL ? TINY_MODEL : `hf:${name}`);
-
-/** The inference engine of a rollout pod: the tiny policy server on CPU, or vLLM's OpenAI server on GPUs. */
+/** The inference engine of a rollout pod: the Python engine server (tiny, or hf through transformers), or
+ *  vLLM's OpenAI server on GPUs. */
 export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildConfig): V1Container {
   const probe = { httpGet: { path: '/health', port: ENGINE_PORT }, periodSeconds: 10 };
   const extra = engine.args ?? [];
@@ -148,11 +146,8 @@ export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildCon
   return {
     name: 'engine',
     image: engine.image ?? config.images.trainer,
-    command: ['python3', '-m', 'rlkube_trainer.policy_server'],
-    args: [
-      '--host', POD_BIND_HOST, '--port', String(ENGINE_PORT), '--model', modelArg(job.spec.model.name),
-      '--seed', String(job.spec.algorithm.seed), ...extra,
-    ],
+    command: ['python3'],
+    args: [...engineServerArgs(job.spec, { host: POD_BIND_HOST, port: ENGINE_PORT }), ...extra],
     ports: [{ name: 'engine', containerPort: ENGINE_PORT }],
     resources: gpuResources(engine.resources, engine.gpus),
     readinessProbe: probe,
@@ -163,19 +158,11 @@ export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildCon
 
 /** The GRPO trainer of a learner pod; torch distributed finds rank 0 through the headless Service. */
 export function trainerContainer(learner: LearnerTemplate, job: RLJob, learnerName: string, config: BuildConfig): V1Container {
-  const { algorithm, verification, model } = job.spec;
   return {
     name: 'trainer',
     image: learner.image ?? config.images.trainer,
-    command: ['python3', '-m', 'rlkube_trainer.trainer_server'],
-    args: [
-      '--host', POD_BIND_HOST, '--port', String(TRAINER_PORT), '--model', modelArg(model.name),
-      '--checkpoint-dir', CHECKPOINT_DIR, '--lr', String(algorithm.learningRate), '--temperature', String(algorithm.temperature),
-      '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
-      '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
-      '--logprob-tolerance', String(verification.logprobTolerance), '--sampled-positions', String(verification.sampledPositions),
-      ...(model.lora ? ['--lora-rank', String(model.lora.rank), '--lora-alpha', String(Math.round(model.lora.alpha))] : []),
-    ],
+    command: ['python3'],
+    args: trainerServerArgs(job.spec, learner, { host: POD_BIND_HOST, port: TRAINER_PORT, checkpointDir: CHECKPOINT_DIR }),
     env: [
       { name: 'MASTER_ADDR', value: `${learnerName}-0.${learnerName}` },
       { name: 'MASTER_PORT', value: String(RENDEZVOUS_PORT) },

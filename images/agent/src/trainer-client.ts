@@ -7,6 +7,9 @@ export interface TrainerState {
   version: number;
   weights_path: string;
   digest: string;
+  /** This trainer's rank among the learner's ranks (0 drives; absent: a single rank). */
+  rank?: number;
+  world_size?: number;
 }
 
 export interface TrainGroup {
