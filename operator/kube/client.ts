@@ -172,10 +172,19 @@ export class KubeClient {
         });
         res.on('error', reject);
       });
-      // The whole call, not just socket idleness: a hung API server must not outlast the leader's window.
-      const deadline = setTimeout(() => req.destroy(write && this.options.fence && this.options.fence.writableForMs() <= 0
-        ? new NotLeaderError(`${method} ${url.pathname}: cut off, leadership not confirmed`)
-        : new KubeApiError(0, 'Timeout', `${method} ${url.pathname}: no answer within ${limitMs} ms`)), limitMs);
+      // The whole call, not just socket idleness: a hung API server must not outlast the leader's window. At
+      // the window's end a write is cut off unless a renewal has moved the window on meanwhile.
+      const started = performance.now();
+      let deadline: NodeJS.Timeout;
+      const expire = () => {
+        const spent = performance.now() - started;
+        const left = write ? Math.min(this.timeoutMs - spent, this.options.fence?.writableForMs() ?? Number.POSITIVE_INFINITY) : this.timeoutMs - spent;
+        if (left > 0) { deadline = setTimeout(expire, left); return; }
+        req.destroy(write && spent < this.timeoutMs
+          ? new NotLeaderError(`${method} ${url.pathname}: cut off, leadership not confirmed`)
+          : new KubeApiError(0, 'Timeout', `${method} ${url.pathname}: no answer within ${Math.round(spent)} ms`));
+      };
+      deadline = setTimeout(expire, limitMs);
       req.once('close', () => clearTimeout(deadline));
       req.on('error', reject);
       if (!write) { req.end(body); return; }

@@ -124,11 +124,13 @@ describe('LeaderElector', () => {
 
 describe('KubeClient behind a WriteFence', () => {
   /** A stand-in API server that records what reaches it and answers writes only when told to. */
-  async function apiServer(answerWrites: boolean) {
+  async function apiServer(answerWrites: boolean, writeDelayMs = 0) {
     const seen: string[] = [];
     const server = http.createServer((req, res) => {
       seen.push(`${req.method} ${req.url}`);
-      if (req.method === 'GET' || answerWrites) { res.setHeader('content-type', 'application/json'); res.end('{}'); }
+      const answer = () => { res.setHeader('content-type', 'application/json'); res.end('{}'); };
+      if (req.method === 'GET') answer();
+      else if (answerWrites) setTimeout(answer, writeDelayMs);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const kc = new KubeConfig();
@@ -149,6 +151,16 @@ describe('KubeClient behind a WriteFence', () => {
       await client.get(RESOURCES.pods, 'ns', 'p');
       expect(api.seen).toEqual(['GET /api/v1/namespaces/ns/pods/p']);
     } finally { client.close(); await api.close(); }
+  });
+
+  test('a slow write outlives the window it started in when a renewal moves the window on', async () => {
+    const api = await apiServer(true, 400);
+    let closesAt = performance.now() + 200;
+    const renewed = setTimeout(() => { closesAt = performance.now() + 10_000; }, 100);
+    const client = new KubeClient(api.kc, { fence: { writableForMs: () => closesAt - performance.now() }, timeoutMs: 60_000 });
+    try {
+      await expect(client.apply(RESOURCES.pods, pod)).resolves.toEqual({});
+    } finally { clearTimeout(renewed); client.close(); await api.close(); }
   });
 
   test('a write that hangs is cut off when the fence closes, with NotLeader', async () => {
