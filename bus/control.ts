@@ -1,7 +1,9 @@
 // The job's control KV bucket: policy records, learner progress, the learner's own state, heartbeats.
+import { JetStreamApiError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { BusError } from './errors.js';
+import { WRONG_LAST_SEQUENCE, type Fence } from './lease.js';
 import { withRetry } from './retry.js';
 import {
   codecs,
@@ -18,26 +20,42 @@ export interface Watch {
 }
 
 export class ControlStore {
-  private constructor(private readonly kv: KV) {}
+  private fenceBy: Fence | undefined;
+
+  private constructor(
+    private readonly kv: KV,
+    private readonly js: JetStreamClient,
+    private readonly subjectOf: (key: string) => string,
+  ) {}
 
   static async open(nc: NatsConnection, job: JobRef): Promise<ControlStore> {
-    return new ControlStore(await withRetry('open control bucket', () => new Kvm(nc).open(jobNames(job).controlBucket, { bindOnly: true })));
+    const names = jobNames(job);
+    const kv = await withRetry('open control bucket', () => new Kvm(nc).open(names.controlBucket, { bindOnly: true }));
+    return new ControlStore(kv, jetstream(nc), names.controlSubject);
+  }
+
+  /**
+   * From now on the learner's own records (policy, progress, learner state) are written only under `fence`:
+   * refused locally once it has lapsed, and by the server once another learner took the lease (LeaseLost).
+   */
+  fence(fence: Fence): void {
+    this.fenceBy = fence;
   }
 
   policy = () => this.read(controlKeys.policy, codecs.policy);
   policyAt = (version: number) => this.read(controlKeys.policyVersion(version), codecs.policy);
   async putPolicy(record: PolicyRecord): Promise<void> {
     // The per-version record first: a worker that sees `policy` can always find the version it names.
-    await this.put(controlKeys.policyVersion(record.version), codecs.policy.encode(record));
-    await this.put(controlKeys.policy, codecs.policy.encode(record));
+    await this.learnerPut(controlKeys.policyVersion(record.version), codecs.policy.encode(record));
+    await this.learnerPut(controlKeys.policy, codecs.policy.encode(record));
   }
   deletePolicyAt = (version: number) => this.purge(controlKeys.policyVersion(version));
 
   progress = () => this.read(controlKeys.learner, codecs.progress);
-  putProgress = (progress: LearnerProgress) => this.put(controlKeys.learner, codecs.progress.encode(progress));
+  putProgress = (progress: LearnerProgress) => this.learnerPut(controlKeys.learner, codecs.progress.encode(progress));
 
   learnerState = () => this.read(controlKeys.learnerState, codecs.learnerState);
-  putLearnerState = (state: LearnerState) => this.put(controlKeys.learnerState, codecs.learnerState.encode(state));
+  putLearnerState = (state: LearnerState) => this.learnerPut(controlKeys.learnerState, codecs.learnerState.encode(state));
 
   /** One attempt: the next heartbeat follows in seconds, so a stalled server must not queue them up. */
   putHeartbeat = (beat: Heartbeat) => this.kv.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
@@ -69,6 +87,24 @@ export class ControlStore {
 
   private put(key: string, value: Uint8Array): Promise<number> {
     return withRetry(`put ${key}`, () => this.kv.put(key, value));
+  }
+
+  /** A write of the learner's: fenced by its lease when it has one (a KV put with the lease's expectation). */
+  private async learnerPut(key: string, value: Uint8Array): Promise<void> {
+    const fence = this.fenceBy;
+    if (!fence) {
+      await this.put(key, value);
+      return;
+    }
+    fence.assertHeld();
+    const expect = { lastSubjectSequence: fence.revision, lastSubjectSequenceSubject: fence.subject };
+    try {
+      await withRetry(`put ${key}`, () => this.js.publish(this.subjectOf(key), value, { expect }));
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE)) throw err;
+      fence.lose(`write of ${key} refused: another learner holds the lease`);
+      fence.assertHeld(); // throws LeaseLost
+    }
   }
 
   private async purge(key: string): Promise<void> {

@@ -20,7 +20,7 @@ export type RejectReason =
 
 export class BusError extends Error {
   constructor(
-    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed',
+    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed' | 'LeaseLost',
     message: string,
   ) {
     super(message);

@@ -2,6 +2,7 @@
 export { connectBus, type ConnectOptions } from './connect.js';
 export { ControlStore, watchLearnerProgress, type Watch } from './control.js';
 export { BusError, type RejectReason } from './errors.js';
+export { DEFAULT_LEASE_TTL_MS, LearnerLease, type Fence, type LeaseOptions } from './lease.js';
 export { LearnerBus, taskIdOf, type Batch, type GroupVerifier, type LearnerBusOptions, type LearnerCounts, type SyncMode, type Verdict } from './learner.js';
 export type { GroupCounts, Heartbeat, LearnerProgress, PolicyRecord, Task } from './messages.js';
 export { jobNames, type JobRef } from './names.js';

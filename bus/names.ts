@@ -25,6 +25,8 @@ export function jobNames(job: JobRef) {
     /** The learner's durable pull consumer on the trajectories. */
     learnerConsumer: 'learner',
     controlBucket: `rlkube_${id}`,
+    /** The subject a control KV key is stored under (fenced writes publish there with an expectation). */
+    controlSubject: (key: string) => `$KV.rlkube_${id}.${key}`,
     weightsStore: `rlkube_${id}_weights`,
     /** The object store's stream and the subject of one object's chunks (the store client's own layout). */
     weightsStream: `OBJ_rlkube_${id}_weights`,
@@ -39,6 +41,9 @@ export const controlKeys = {
   policyVersion: (version: number) => `policy.v${version}`,
   learner: 'learner',
   learnerState: 'learner.state',
+  /** Which learner agent drives the job (bus/lease.ts), and that holder's renewals. */
+  learnerLease: 'learner.lease',
+  learnerLeaseRenewal: 'learner.lease.renewal',
   worker: (workerId: string) => `worker.${workerId}`,
   workerPrefix: 'worker.>',
 };

@@ -3,7 +3,7 @@
 // restart from the trainer's checkpoint and the bus's durable state.
 import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../../../api/index.js';
-import { LearnerBus, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
+import { BusError, LearnerBus, LearnerLease, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
 import { createEnvironment, type Environment } from './environments/index.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
@@ -16,9 +16,25 @@ const vocabSizeOf = (model: string) => (model === 'tiny' ? 48 : 1 << 18);
 export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal) {
   const spec = config.jobSpec;
   const job = { namespace: config.namespace, name: config.job };
-  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
-  const environment = createEnvironment(spec.environment, spec.algorithm.seed);
   const trainer = new TrainerClient(config.trainerUrl);
+  // A learner of several ranks: the trainers of ranks > 0 follow rank 0's, and only rank 0's agent drives.
+  const { rank = 0 } = await untilTrainerAnswers(() => trainer.state(), log, signal);
+  if (rank !== 0) {
+    log.info({ rank }, 'this trainer follows rank 0; rank 0\'s learner agent drives the job');
+    await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    return;
+  }
+  const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
+  // Exactly one learner agent drives the job: a second one stands by here until the holder is gone.
+  let lease: LearnerLease;
+  try {
+    lease = await LearnerLease.acquire(nc, job, { holder: config.workerId, log, signal });
+  } catch (err) {
+    await nc.drain().catch(() => undefined);
+    if (signal.aborted) return; // stopped while standing by
+    throw err;
+  }
+  const environment = createEnvironment(spec.environment, spec.algorithm.seed);
   const { batchSize, maxSteps } = spec.algorithm;
   const bus = await LearnerBus.open(nc, job, {
     mode: spec.sync.mode,
@@ -30,6 +46,9 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     taskPayload: (seq) => ({ prompt: environment.item(seq).prompt }),
     log,
   });
+  // Its records are written only while it holds the lease; losing it stops the bus at once.
+  bus.control.fence(lease);
+  lease.lost.addEventListener('abort', () => bus.close(), { once: true });
 
   // Digests of the versions a group may still claim (the staleness bound and a margin): bounded by the bound.
   const digests = new Map<number, string>();
@@ -99,6 +118,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       const started = performance.now();
       const batch = await bus.nextBatch(step, trainerState.version, verifyAndRecord);
       const collectedMs = performance.now() - started;
+      lease.assertHeld(); // only the holder trains
       const result = await untilTrainerAnswers(() => trainer.trainStep(step - 1, toTrainGroups(batch, environment)), log, signal);
       const excluded = result.rejected.map((r) => ({ index: r.index, reason: trainerReason(r.reason) }));
       for (const { index, reason } of excluded) {
@@ -129,12 +149,15 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     }
   } catch (err) {
     // Only what no wait can cure gets here (the bus and the trainer client retry the rest): the job fails, saying why.
+    // A learner that lost the lease writes nothing more (the server would refuse it) and exits with that reason.
+    if (lease.lost.aborted) throw new BusError('LeaseLost', `learner ${config.workerId} lost the lease: ${String(lease.lost.reason)}`);
     if (!signal.aborted) {
       await writeProgress('Failed', failureOf(err)).catch(() => undefined);
       throw err;
     }
   } finally {
     bus.close();
+    await lease.release(); // a standby takes over at once, not after the lease's ttl
     await nc.drain().catch(() => undefined);
   }
 }
