@@ -12,7 +12,7 @@ import sys
 import torch
 
 from . import config
-from .httpjson import announce_ready, make_server
+from .httpjson import announce_ready, exit_on_sigterm, make_server
 from .trainer import Trainer, TrainerConfig
 
 
