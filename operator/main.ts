@@ -35,10 +35,10 @@ async function main(): Promise<void> {
   const le = config.leaderElection;
   const userAgent = `rlkube-operator/${le.identity}`;
   const timing = { ...DEFAULT_LEASE_TIMING, leaseDurationMs: le.leaseDurationMs, renewDeadlineMs: Math.round(le.leaseDurationMs * 2 / 3), retryPeriodMs: Math.max(500, Math.round(le.leaseDurationMs / 7)) };
-  // The Lease has its own client: unfenced (it is how leadership is confirmed), each call bounded well below the
-  // renew deadline.
+  // The Lease has its own client: unfenced (it is how leadership is confirmed), each call bounded below the renew
+  // deadline by a retry period (a renewal that comes back later confirms nothing anyway).
   const elector = le.enabled
-    ? new LeaderElector(new KubeClient(kc, { timeoutMs: Math.round(timing.renewDeadlineMs / 2), userAgent }), { namespace: le.leaseNamespace, name: le.leaseName, identity: le.identity, ...timing }, log)
+    ? new LeaderElector(new KubeClient(kc, { timeoutMs: Math.max(timing.retryPeriodMs, timing.renewDeadlineMs - timing.retryPeriodMs), userAgent }), { namespace: le.leaseNamespace, name: le.leaseName, identity: le.identity, ...timing }, log)
     : undefined;
   // Everything else writes behind the elector's fence, and no call outlasts the renew deadline.
   const client = new KubeClient(kc, { userAgent, timeoutMs: elector ? timing.renewDeadlineMs : 30_000, ...(elector ? { fence: elector } : {}) });

@@ -40,6 +40,8 @@ export interface ControlPlaneOptions {
    * (which tolerate the taint) on the simulated ones. Needs root; one real node per machine.
    */
   realNode?: { imageArchives: string[]; labels?: Record<string, string> };
+  /** An audit policy (YAML) for the API server: events go to ControlPlane.auditLog, one JSON object per line. */
+  auditPolicy?: string;
 }
 
 export interface KubectlResult {
@@ -57,6 +59,8 @@ export interface ControlPlane {
   kubectl(args: string[], input?: string): Promise<KubectlResult>;
   /** The real node, when asked for. */
   realNode?: RealNode;
+  /** The API server's audit log (JSON lines), when an auditPolicy was given. */
+  auditLog?: string;
   /** Deletes the cluster (stops every process) and removes its temp dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -440,10 +444,12 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
       `  kubeSchedulerBinary: ${JSON.stringify(bins['kube-scheduler'])}`,
       `  kwokControllerBinary: ${JSON.stringify(bins.kwok)}`,
       `  kubectlBinary: ${JSON.stringify(bins.kubectl)}`,
+      ...(opts.auditPolicy ? [`  kubeAuditPolicy: ${JSON.stringify(path.join(tmp, 'audit-policy.yaml'))}`] : []),
       ...(hostIp ? realNodeConfig(hostIp) : []),
       '',
     ].join('\n');
     await writeFile(configPath, config);
+    if (opts.auditPolicy) await writeFile(path.join(tmp, 'audit-policy.yaml'), opts.auditPolicy);
 
     live.set(clusterDir, tmp);
     installExitHook();
@@ -524,7 +530,8 @@ export async function startControlPlane(opts: ControlPlaneOptions & { timeouts?:
         workdir: tmp, kubectl, readyMs: left(),
       });
     }
-    return { kubeconfig, server, kubectl, realNode, stop };
+    // kwokctl writes the API server's audit log beside the components' logs.
+    return { kubeconfig, server, kubectl, realNode, stop, ...(opts.auditPolicy ? { auditLog: path.join(clusterDir, 'logs', 'audit.log') } : {}) };
   } catch (err) {
     const logs = await componentLogsTail(clusterDir).catch(() => '');
     await stop().catch(() => undefined);
