@@ -143,26 +143,27 @@ export class EngineClient {
     const { metadata } = await readSafetensorsHeader(path);
     if (policyKindOf(metadata, version) === 'lora') return this.loadAdapter(policy, metadata);
     await postJson(`${this.baseUrl}${VLLM_LOAD_WEIGHTS_PATH}`, { path, version, digest }, this.timeoutMs);
-    await this.unloadAdapter(); // a full version replaces the base model; no adapter applies on top of it
+    // A full version replaces the base model: no adapter applies on top of it.
+    const previous = this.adapter;
+    this.adapter = undefined;
     this.served = this.model;
+    if (previous) await this.unloadAdapter(previous);
   }
 
   /** vLLM LoRA: the version's PEFT directory beside its file, loaded under its name, the previous one unloaded. */
   private async loadAdapter({ version, path }: PolicyFile, metadata: Record<string, string>): Promise<void> {
     const name = adapterName(version);
-    if (this.adapter?.name === name) return;
     const dir = join(dirname(path), name);
     await writePeftDir(path, dir, metadata, version);
     await postJson(`${this.baseUrl}/v1/load_lora_adapter`, { lora_name: name, lora_path: dir }, this.timeoutMs);
-    await this.unloadAdapter();
+    const previous = this.adapter;
     this.adapter = { name, dir };
     this.served = name;
+    // The same name again (reloaded into a restarted engine) is the adapter just loaded: nothing to unload.
+    if (previous && previous.name !== name) await this.unloadAdapter(previous);
   }
 
-  private async unloadAdapter(): Promise<void> {
-    const previous = this.adapter;
-    if (!previous) return;
-    this.adapter = undefined;
+  private async unloadAdapter(previous: { name: string; dir: string }): Promise<void> {
     // Already gone (an engine restarted under the agent) is what unloading wants: only other errors matter.
     await postJson(`${this.baseUrl}/v1/unload_lora_adapter`, { lora_name: previous.name }, this.timeoutMs).catch((err: unknown) => {
       if (!(err instanceof EngineError && err.status === 404)) throw err;

@@ -28,7 +28,9 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
   const policyWatch = await bus.watchPolicy((record) => {
     if (!newest || record.version > newest.version) newest = record;
   });
-  let loaded: { version: number; digest: string; file?: string } | undefined;
+  let loaded: { version: number; digest: string } | undefined;
+  /** The policy file on the engine's disk (only the newest one is kept). */
+  let onDisk: string | undefined;
   let published = 0;
   let state: Heartbeat['state'] = 'Idle';
   const beat = (next: Heartbeat['state']) => {
@@ -50,8 +52,9 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
     if (inStore) await bus.weightsToFile(record, path);
     await engine.load({ version, path, digest: record.digest });
     // Only the loaded version stays on the engine's disk.
-    if (loaded?.file && loaded.file !== path) rmSync(loaded.file, { force: true });
-    loaded = { version, digest: record.digest, ...(inStore ? { file: path } : {}) };
+    if (onDisk && onDisk !== path) rmSync(onDisk, { force: true });
+    onDisk = inStore ? path : undefined;
+    loaded = { version, digest: record.digest };
     log.info({ version, loadMs: Math.round(performance.now() - started) }, 'policy loaded');
   }
 
@@ -104,7 +107,10 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
       await beat('Idle');
       // An engine that went away (restarting, stalled) is waited for before the next claim, so its outage does
       // not burn the deliveries of task after task until they look like poison.
-      if (err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout')) await waitForEngine(engine, log, signal);
+      if (err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout')) {
+        loaded = undefined; // a restarted engine holds its initial weights: load the policy again
+        await waitForEngine(engine, log, signal);
+      }
     }
   }
 
