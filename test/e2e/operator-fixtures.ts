@@ -1,15 +1,13 @@
 // Manifests shared by the api unit tests and the operator e2e tests (a valid base and a table of invalid
 // variants, each naming the field that the refusal must mention), and helpers that run the operator.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import type { ControlPlane } from '../harness/kube.js';
 
-export const EXAMPLES_DIR = new URL('../../examples/', import.meta.url);
-export const readExample = (name: string): string => readFileSync(new URL(name, EXAMPLES_DIR), 'utf8');
+export { EXAMPLES_DIR, readExample } from '../harness/examples.js';
 
 type Manifest = Record<string, any>;
 

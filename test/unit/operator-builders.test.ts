@@ -6,7 +6,7 @@ import { buildLearnerService, buildStatefulSet } from '../../operator/controller
 import { FINALIZER, LABELS } from '../../operator/controllers/meta.js';
 import { buildLearner, buildPools } from '../../operator/controllers/rljob.js';
 import { buildDeployment } from '../../operator/controllers/rolloutpool.js';
-import { readExample } from '../e2e/operator-fixtures.js';
+import { readExample } from '../harness/examples.js';
 
 const config: BuildConfig = { images: { agent: 'agent:1', trainer: 'trainer:1', vllm: 'vllm:1' }, natsUrl: 'nats://nats:4222' };
 const withMeta = (job: RLJob): RLJob => ({ ...job, metadata: { ...job.metadata, namespace: 'team', uid: 'job-uid', generation: 1 } });

@@ -5,7 +5,7 @@ import { parseRLJobManifest, type RLJob } from '../../api/index.js';
 import { JobBusLink } from '../../operator/controllers/bus-link.js';
 import { Derived, StatusPacer, WriteMemo, sameJson, type JobBus } from '../../operator/controllers/context.js';
 import { RESOURCES } from '../../operator/kube/client.js';
-import { readExample } from '../e2e/operator-fixtures.js';
+import { readExample } from '../harness/examples.js';
 
 describe('StatusPacer', () => {
   test.each<[string, (p: StatusPacer) => number, number]>([

@@ -6,7 +6,7 @@ import { mergeConditions, transitions } from '../../operator/controllers/conditi
 import { jobTimers, summarizeJob } from '../../operator/controllers/rljob.js';
 import { summarizePool } from '../../operator/controllers/rolloutpool.js';
 import { schedulingProblem } from '../../operator/controllers/pods.js';
-import { readExample } from '../e2e/operator-fixtures.js';
+import { readExample } from '../harness/examples.js';
 
 const T0 = new Date('2025-06-01T10:00:00Z');
 const later = (s: number) => new Date(T0.getTime() + s * 1000);
