@@ -93,6 +93,25 @@ function nodeImage(): void {
   }, ['--annotation', `rlkube.node=${version}`]);
 }
 
+/**
+ * Debian's python3-torch and numpy (torch 1.13: the CPU path of the tiny model runs on it), plus the pinned
+ * safetensors from the wheels `npm run setup` downloads ($RLKUBE_HOME/wheels): PyPI's torch wheel needs its CUDA
+ * libraries to import at all (gigabytes), too much for an image made on every CI machine.
+ */
+function pythonImage(): void {
+  const debian = 'localhost/rlkube-test/python-debian:bookworm';
+  debianImage(debian, ['python3', 'python3-torch', 'python3-numpy']);
+  const wheels = path.join(home(), 'wheels');
+  const wheel = existsSync(wheels) ? readdirSync(wheels).find((f) => /^safetensors-.*-abi3-manylinux.*x86_64.*\.whl$/.test(f)) : undefined;
+  if (!wheel) throw new Error(`test images: no safetensors wheel in ${wheels}; run \`npm run setup\` (it downloads images/trainer/requirements.txt)`);
+  const ref = TEST_BASES.python;
+  if (imageExists(ref) && run('buildah', ['inspect', '--type', 'image', '--format', '{{index .ImageAnnotations "rlkube.wheels"}}', ref], 'inspect').trim() === wheel) return;
+  commit(ref, debian, (root) => {
+    // a wheel is a zip laid out for site-packages (no scripts in this one)
+    run('unzip', ['-q', '-o', path.join(wheels, wheel), '-d', path.join(root, 'usr/local/lib/python3.11/dist-packages')], `unpacking ${wheel}`);
+  }, ['--annotation', `rlkube.wheels=${wheel}`]);
+}
+
 /** scratch + the toolchain's pause binary. */
 function pauseImage(): void {
   if (imageExists(PAUSE_IMAGE)) return;
@@ -110,7 +129,7 @@ function pauseImage(): void {
 export function ensureTestBases(): void {
   debianImage(TEST_BASES.debian, []);
   nodeImage();
-  debianImage(TEST_BASES.python, ['python3', 'python3-torch', 'python3-numpy']);
+  pythonImage();
   pauseImage();
 }
 

@@ -346,6 +346,8 @@ function realNodeConfig(hostIp: string): string[] {
     ...arg('bind-address', '0.0.0.0', true),
     ...arg('advertise-address', hostIp),
     ...arg('service-cluster-ip-range', NODE_NET.serviceCidr),
+    // logs/exec reach kubelet at the node's address: its name is not in this machine's DNS
+    ...arg('kubelet-preferred-address-types', 'InternalIP,Hostname'),
     '- name: kube-controller-manager',
     '  extraArgs:',
     ...arg('service-cluster-ip-range', NODE_NET.serviceCidr),

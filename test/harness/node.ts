@@ -216,7 +216,29 @@ interface Added {
   bridge: boolean;
   cgroups: boolean;
   kubeProxy?: { bin: string; config: string };
+  /** KUBE-* chains (per iptables program and table) that were there before the node: left alone. */
+  chainsBefore?: Set<string>;
+  /** containerd makes /run/containerd/s for its shims' sockets wherever its state is: removed when it made it. */
+  runDirMade?: boolean;
   lockFd?: number;
+}
+
+const IPTABLES = ['iptables', 'ip6tables'] as const;
+const TABLES = ['filter', 'nat', 'mangle'] as const;
+
+/** The KUBE-* chains kube-proxy and kubelet make, as "program table chain". */
+function kubeChains(): Set<string> {
+  const out = new Set<string>();
+  for (const prog of IPTABLES) {
+    for (const table of TABLES) {
+      const r = sh(prog, ['-w', '-t', table, '-S']);
+      for (const line of r.stdout.split('\n')) {
+        const m = /^-N (KUBE-\S+)/.exec(line);
+        if (m) out.add(`${prog} ${table} ${m[1]}`);
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -271,6 +293,29 @@ function cleanupSync(added: Added): string[] {
       if (r.code !== 0) throw new Error(r.stderr.trim().split('\n').slice(-3).join(' '));
     });
   }
+  // ... and the chains kube-proxy's cleanup does not own (kubelet's canaries), or that a killed kube-proxy left.
+  if (added.chainsBefore) {
+    const left = [...kubeChains()].filter((c) => !added.chainsBefore!.has(c));
+    for (const c of left) {
+      const [prog, table, chain] = c.split(' ') as [string, string, string];
+      // rules elsewhere that jump to the chain go first (by number, last first), then the chain's own rules
+      const parents = new Set<string>();
+      for (const line of sh(prog, ['-w', '-t', table, '-S']).stdout.split('\n')) {
+        const m = /^-A (\S+) .*-j (\S+)/.exec(line);
+        if (m && m[2] === chain) parents.add(m[1]!);
+      }
+      for (const parent of parents) {
+        const numbers = sh(prog, ['-w', '-t', table, '-L', parent, '-n', '--line-numbers']).stdout.split('\n')
+          .map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === chain).map((f) => Number(f[0])).sort((a, b) => b - a);
+        for (const n of numbers) sh(prog, ['-w', '-t', table, '-D', parent, String(n)]);
+      }
+      sh(prog, ['-w', '-t', table, '-F', chain]);
+    }
+    for (const c of left) {
+      const [prog, table, chain] = c.split(' ') as [string, string, string];
+      step(`${prog} -t ${table} -X ${chain}`, () => must(prog, ['-w', '-t', table, '-X', chain], `deleting chain ${chain}`));
+    }
+  }
   // 3. mounts under the state folder (container root filesystems, shm, netns, pod volumes), deepest first.
   if (existsSync(added.dir)) {
     for (const m of mountsUnder(added.dir)) {
@@ -288,6 +333,13 @@ function cleanupSync(added: Added): string[] {
     if (!existsSync(cache)) return;
     for (const f of readdirSync(cache)) if (f.startsWith('rlkube-node-')) rmSync(path.join(cache, f), { force: true });
   });
+  if (added.runDirMade) {
+    step('/run/containerd', () => {
+      for (const sub of ['/run/containerd/s', '/run/containerd']) {
+        if (existsSync(sub) && readdirSync(sub).length === 0) rmdirSync(sub);
+      }
+    });
+  }
   // 5. sysctls back as they were.
   for (const [key, value] of Object.entries(added.sysctls)) {
     step(`sysctl ${key}`, () => writeFileSync(`/proc/sys/${key}`, value));
@@ -372,7 +424,9 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       if (added.procs.kubelet?.pid && alive(added.procs.kubelet.pid)) {
         // Let kubelet tear the pods down (CNI DEL, volume unmounts) while it still runs; what it does not finish
         // in time, cleanupSync removes by force.
-        await opts.kubectl(['delete', 'pods', '--all-namespaces', '--all', '--field-selector', `spec.nodeName=${opts.name}`, '--grace-period=1', '--wait=false']);
+        // cordoned first, so that the controllers' replacement pods do not come back to it
+        await opts.kubectl(['cordon', opts.name]);
+        await opts.kubectl(['delete', 'pods', '--all-namespaces', '--field-selector', `spec.nodeName=${opts.name}`, '--grace-period=1', '--wait=false']);
         await pollUntil(async (observe) => {
           const r = ctr(['tasks', 'ls', '-q']);
           const left = r.stdout.split('\n').filter(Boolean);
@@ -401,6 +455,8 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     }
 
     // --- machine settings
+    added.chainsBefore = kubeChains();
+    added.runDirMade = !existsSync('/run/containerd');
     for (const [key, value] of Object.entries(SYSCTLS)) {
       if (key.startsWith('net/bridge/') && !existsSync(`/proc/sys/${key}`)) must('modprobe', ['br_netfilter'], 'loading br_netfilter');
       const before = readSysctl(key);
@@ -464,6 +520,8 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       "      runtime_type = 'io.containerd.runc.v2'",
       "      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]",
       "        BinaryName = 'runc'",
+      // runc's container state under ours too (its default is /run/containerd/runc)
+      `        Root = ${JSON.stringify(d('runc'))}`,
       '        SystemdCgroup = false',
       "  [plugins.'io.containerd.cri.v1.runtime'.cni]",
       `    bin_dirs = [${JSON.stringify(CNI_BIN_DIR)}]`,
