@@ -10,9 +10,11 @@ import json
 import sys
 
 import torch
+import torch.multiprocessing as mp
 
 from . import config
-from .httpjson import announce_ready, exit_on_sigterm, make_server
+from .distributed import device_for, init_from_env
+from .httpjson import announce_ready, exit_on_sigterm, make_server, serve_in_thread
 from .trainer import Trainer, TrainerConfig
 
 
