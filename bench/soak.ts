@@ -64,7 +64,10 @@ export async function busSoak(steps: number) {
   await provisionJob(nc, JOB);
   const controller = new AbortController();
   const workers = await Promise.all([0, 1].map((i) => WorkerBus.open(nc, JOB, { workerId: `w${i}`, pool: 'soak' })));
-  const running = workers.map((w) => runSyntheticWorker(w, jobNames(JOB).key, controller.signal, { groupSize: 2, tokens: 4 }));
+  // As AsyncPushPull agents do, groups are generated with the newest policy announced.
+  let newest = 0;
+  const watch = await workers[0]!.watchPolicy((record) => (newest = Math.max(newest, record.version)));
+  const running = workers.map((w) => runSyntheticWorker(w, jobNames(JOB).key, controller.signal, { groupSize: 2, tokens: 4, versionOf: () => newest }));
   const warmup = Math.round(steps * WARMUP_FRACTION);
   const started = performance.now();
   const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', 'bench/soak.ts', 'learner', server.url, String(steps), String(warmup)], {
@@ -80,6 +83,7 @@ export async function busSoak(steps: number) {
   const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
   controller.abort();
   await Promise.all(running);
+  await watch.stop();
   await nc.close();
   await server.stop();
   const warm = reports.find((r) => r.phase === 'warm');
@@ -102,7 +106,11 @@ export async function operatorSoak(cycles: number) {
     await kube(cp, ['apply', '--server-side', '-f', 'crds/']);
     await kube(cp, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
     await kube(cp, ['create', 'namespace', namespace]);
-    operator = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'soak', compiled: true, logLevel: 'warn', args: ['--namespaces', namespace] });
+    // One replica, no election: a lease lost on a loaded machine restarts the process, and its RSS with it.
+    operator = await startOperator({
+      kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'soak', compiled: true, logLevel: 'warn',
+      args: ['--namespaces', namespace, '--leader-elect', 'false'],
+    });
     const pid = operator.child.pid!;
     const wave = 10;
     const warmupWaves = Math.max(1, Math.round((cycles / wave) * WARMUP_FRACTION));
