@@ -48,7 +48,8 @@ export const Resources = withRules(Type.Object({
 }]);
 export type Resources = Static<typeof Resources>;
 
-export const EngineKind = Enum(['tiny', 'vllm'] as const, { default: 'tiny' });
+/** tiny: the built-in policy (CPU); hf: transformers generate (CPU or GPU: tests, small jobs); vllm: GPU. */
+export const EngineKind = Enum(['tiny', 'hf', 'vllm'] as const, { default: 'tiny' });
 export type EngineKind = Static<typeof EngineKind>;
 
 export const EngineSpec = defaultsToFilled(withRules(Type.Object({

@@ -8,7 +8,7 @@ export const SyncMode = Enum(['SequentialPull', 'AsyncPushPull'] as const, { def
 export type SyncMode = Static<typeof SyncMode>;
 export const EnvironmentName = Enum(['reverse', 'arithmetic', 'gsm8k', 'math'] as const);
 export type EnvironmentName = Static<typeof EnvironmentName>;
-/** The built-in character-level policy; any other model name is a Hugging Face id. */
+/** The built-in character-level policy; any other model name is a Hugging Face hub id or a model folder's path. */
 export const TINY_MODEL = 'tiny';
 
 export const ModelSpec = withRules(Type.Object({
@@ -116,14 +116,8 @@ export const RLJobSpec = withRules(Type.Object({
   },
   taskWindowRule,
   {
-    rule: "self.model.name == 'tiny' || self.learner.gpusPerNode >= 1",
-    message: 'learner.gpusPerNode must be >= 1 to train a Hugging Face model (only model tiny trains on CPU)',
-    fieldPath: '.learner.gpusPerNode',
-    check: (self) => self.model.name === TINY_MODEL || self.learner.gpusPerNode >= 1,
-  },
-  {
     rule: "self.rollout.pools.all(p, (p.engine.kind == 'tiny') == (self.model.name == 'tiny'))",
-    message: 'rollout.pools[].engine.kind must be tiny for model tiny and vllm for a Hugging Face model',
+    message: 'rollout.pools[].engine.kind must be tiny for model tiny, and hf or vllm for a Hugging Face model',
     fieldPath: '.rollout.pools',
     check: (self) => self.rollout.pools.every((p: { engine: { kind: string } }) =>
       (p.engine.kind === 'tiny') === (self.model.name === TINY_MODEL)),

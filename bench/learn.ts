@@ -12,7 +12,7 @@ import type { RunSummary } from '../cli/report.js';
 const TARGET = 0.8;
 const WINDOW = 5;
 
-function firstReach(curve: RunSummary['reward']['curve']): { step: number; t: number } | undefined {
+export function firstReach(curve: RunSummary['reward']['curve']): { step: number; t: number } | undefined {
   for (let i = WINDOW - 1; i < curve.length; i++) {
     const mean = curve.slice(i - WINDOW + 1, i + 1).reduce((a, p) => a + p.reward, 0) / WINDOW;
     if (mean >= TARGET) return { step: curve[i]!.step, t: curve[i]!.t };

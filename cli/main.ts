@@ -1,10 +1,11 @@
 // The `rlkube` command line.
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { InvalidManifestError, parseRLJobManifest } from '../api/index.js';
-import { defaultPython, runJob } from './run.js';
+import { RunError, defaultPython, runJob } from './run.js';
+import { makeTinyModel } from './tiny-model.js';
 
 const program = new Command('rlkube').description('RL post-training of language models: operator, agents and local runs');
 
@@ -41,6 +42,8 @@ program
       }
       throw err;
     }
+    // A model folder named relative to the manifest (./models/…) is found from wherever rlkube runs.
+    if (/^\.\.?\//.test(job.spec.model.name)) job.spec.model.name = resolve(dirname(file), job.spec.model.name);
     if (options.mode) job.spec.sync.mode = options.mode;
     if (options.maxSteps) job.spec.algorithm.maxSteps = options.maxSteps;
     const outDir = options.out ?? join('runs', `${job.metadata.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -52,6 +55,10 @@ program
       job, outDir, python: options.python, log, signal: controller.signal,
       ...(options.initWeights ? { initWeights: options.initWeights } : {}),
       ...(options.ackWait ? { ackWaitMs: options.ackWait } : {}),
+    }).catch((err: unknown) => {
+      if (!(err instanceof RunError)) throw err;
+      console.error(`rlkube run: ${file}: ${err.reason}: ${err.message}`);
+      process.exit(2);
     });
     console.error(
       `rlkube run: ${summary.state} after ${summary.steps} steps in ${summary.wall_s} s; reward ${summary.reward.initial?.toFixed(3) ?? '—'} → ${summary.reward.final?.toFixed(3) ?? '—'}; ` +
@@ -60,6 +67,16 @@ program
     );
     console.error(`rlkube run: wrote ${join(outDir, 'summary.json')} and ${join(outDir, 'reward.svg')}`);
     process.exit(summary.state === 'Succeeded' ? 0 : 1);
+  });
+
+program
+  .command('make-tiny-model')
+  .description('write the tiny Hugging Face model the HF examples train (random init, character tokenizer; made offline)')
+  .argument('<dir>', 'the model folder to write (e.g. examples/models/tiny-qwen2)')
+  .option('--seed <n>', 'init seed', (value) => Number(value), 1)
+  .option('--python <path>', 'Python with the trainer stack', defaultPython())
+  .action((dir: string, options: { seed: number; python: string }) => {
+    console.error(`rlkube make-tiny-model: ${makeTinyModel(options.python, dir, options.seed)}`);
   });
 
 await program.parseAsync(process.argv);

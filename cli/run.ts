@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { formatAgentEnv, agentJobSpec, type AgentConfig, type RLJob } from '../api/index.js';
+import { agentJobSpec, engineServerArgs, formatAgentEnv, trainerServerArgs, type AgentConfig, type RLJob } from '../api/index.js';
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
 import { natsServerProcess, waitForNatsReady } from '../local/nats-server.js';
 import { freePort } from '../local/ports.js';
@@ -30,10 +30,21 @@ export interface RunOptions {
 }
 
 const repoRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+/** A job this machine cannot run as written, found before anything starts. */
+export class RunError extends Error {
+  constructor(readonly reason: string, message: string) {
+    super(message);
+    this.name = 'RunError';
+  }
+}
 const NAMESPACE = 'local';
 const NATS_PROCESS = 'nats-server';
 
 export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log, signal }: RunOptions): Promise<RunSummary> {
+  if (job.spec.rollout.pools.some((p) => p.engine.kind === 'vllm')) {
+    throw new RunError('EngineNotLocal', 'rollout.pools[].engine.kind vllm needs GPUs: rlkube run starts tiny and hf engines only (run the job on a cluster)');
+  }
   const started = performance.now();
   const spec = job.spec;
   const name = job.metadata.name;
@@ -58,18 +69,12 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
   const common = { natsServers: [nats.url], namespace: NAMESPACE, job: name, metricsPort: 0 };
   const trainerPort = await freePort();
   const algorithm = spec.algorithm;
-  const warmStart = initWeights ? ['--init-weights', resolve(initWeights)] : [];
+  const warm = initWeights ? { initWeights: resolve(initWeights) } : {};
   supervisor.start({
     name: 'trainer',
     command: python,
-    args: [
-      '-m', 'rlkube_trainer.trainer_server', '--port', String(trainerPort), '--model', spec.model.name,
-      '--checkpoint-dir', join(outDir, 'trainer'), '--lr', String(algorithm.learningRate), '--temperature', String(algorithm.temperature),
-      '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
-      '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
-      '--logprob-tolerance', String(spec.verification.logprobTolerance), '--sampled-positions', String(spec.verification.sampledPositions),
-      ...warmStart,
-    ],
+    // one trainer process on this machine, whatever GPUs per node the learner asks on a cluster
+    args: trainerServerArgs(spec, { ...spec.learner, gpusPerNode: 0 }, { host: '127.0.0.1', port: trainerPort, checkpointDir: join(outDir, 'trainer'), ...warm }),
     env: pythonEnv,
   });
   const learner: AgentConfig = { ...common, role: 'learner', workerId: `${name}-learner-0`, trainerUrl: `http://127.0.0.1:${trainerPort}`, jobSpec: agentJobSpec(spec, 'learner') };
@@ -82,11 +87,10 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
       supervisor.start({
         name: `engine-${pool.name}-${replica}`,
         command: python,
-        args: ['-m', 'rlkube_trainer.policy_server', '--port', String(enginePort), '--model', spec.model.name,
-          '--seed', String(algorithm.seed), '--sample-seed', String(algorithm.seed * 1000 + replica + 1), ...warmStart],
+        args: engineServerArgs(spec, { host: '127.0.0.1', port: enginePort, sampleSeed: algorithm.seed * 1000 + replica + 1, ...warm }),
         env: pythonEnv,
       });
-      const rollout: AgentConfig = { ...common, role: 'rollout', workerId: worker, pool: pool.name, engineUrl: `http://127.0.0.1:${enginePort}`, jobSpec: agentJobSpec(spec, 'rollout') };
+      const rollout: AgentConfig = { ...common, role: 'rollout', workerId: worker, pool: pool.name, engineUrl: `http://127.0.0.1:${enginePort}`, engineKind: pool.engine.kind, jobSpec: agentJobSpec(spec, 'rollout') };
       supervisor.start({ name: `agent-${pool.name}-${replica}`, ...agentCommand, env: formatAgentEnv(rollout) });
     }
   }

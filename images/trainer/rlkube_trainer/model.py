@@ -179,7 +179,10 @@ class HFPolicy:
     def __init__(self, name: str, seed: int, lora_rank: int = 0, lora_alpha: int = 0,
                  max_len: Optional[int] = None, device: Optional[str] = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: only HF jobs pay for the import
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()  # the servers' stderr stays JSON lines: no progress bars, no chatter
+        hf_logging.disable_progress_bar()
         self.name = name
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(name)

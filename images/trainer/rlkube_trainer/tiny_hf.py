@@ -33,18 +33,18 @@ def make_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
-def make_model(seed: int, hidden: int = 64, layers: int = 2, heads: int = 4, max_len: int = 64):
+def make_model(seed: int, hidden: int = 64, layers: int = 2, heads: int = 4, max_len: int = 64, init_range: float = 0.1):
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     cfg = Qwen2Config(vocab_size=len(SPECIALS) + len(CHARS), hidden_size=hidden, intermediate_size=4 * hidden,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                       max_position_embeddings=max_len, tie_word_embeddings=False, pad_token_id=0,
-                      bos_token_id=1, eos_token_id=2, dtype="float32")
+                      bos_token_id=1, eos_token_id=2, dtype="float32", initializer_range=init_range)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(cfg)
 
 
-def make_tiny_hf(out: str, seed: int = 1) -> str:
+def make_tiny_hf(out: str, seed: int = 1, init_range: float = 0.1) -> str:
     """Writes the model folder (idempotent: an existing folder made with the same seed is kept)."""
     stamp = os.path.join(out, "rlkube-tiny.json")
     if os.path.exists(stamp):
@@ -52,7 +52,7 @@ def make_tiny_hf(out: str, seed: int = 1) -> str:
             if json.load(f).get("seed") == seed:
                 return out
     os.makedirs(out, exist_ok=True)
-    make_model(seed).save_pretrained(out)
+    make_model(seed, init_range=init_range).save_pretrained(out)
     make_tokenizer().save_pretrained(out)
     with open(stamp, "w") as f:
         json.dump({"seed": seed}, f)

@@ -1,6 +1,8 @@
 """Learnability check: GRPO on the `reverse` task through the engine and trainer code (no HTTP, no bus).
 
-    cd /work/main && PYTHONPATH=images/trainer /usr/bin/python3 images/trainer/scripts/learn_check.py --seed 1
+    cd /work/main && PYTHONPATH=images/trainer ~/.cache/rlkube/venv/bin/python images/trainer/scripts/learn_check.py --seed 1
+    # a Hugging Face model (e.g. the tiny one: python -m rlkube_trainer.tiny_hf --out /tmp/tiny-qwen2):
+    ... learn_check.py --model hf:/tmp/tiny-qwen2 --lora-rank 8
 
 Each step: B prompts s+"=" (s random over the alphabet, length 2..4), G samples each from the policy
 server's Engine.complete (the same request the agent sends), rewards, one Trainer.train_step (the same
@@ -40,6 +42,9 @@ def reverse_reward(completion: str, target: str) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=config.SEED)
+    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
+    p.add_argument("--lora-rank", type=int, default=0)
+    p.add_argument("--lora-alpha", type=int, default=0)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
@@ -71,12 +76,13 @@ def main(argv=None) -> int:
 
     ckdir = a.checkpoint_dir or tempfile.mkdtemp(prefix="learn-check-")
     trainer = Trainer(TrainerConfig(
-        checkpoint_dir=ckdir, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low, clip_high=a.clip_high,
+        checkpoint_dir=ckdir, model=a.model, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low, clip_high=a.clip_high,
         kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, adam_beta2=a.adam_beta2, minibatches=a.minibatches,
         skip_uniform_groups=bool(a.skip_uniform_groups),
         seed=a.seed, n_layer=a.n_layer,
         d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights, keep_policies=a.lag + 2))
-    engine = Engine(seed=a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights)
+    engine = Engine(a.model, seed=a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, lora_rank=a.lora_rank,
+                    lora_alpha=a.lora_alpha, init_weights=a.init_weights)
     st = trainer.state()
     assert engine.info()["digest"] == st["digest"], "engine v0 and trainer v0 disagree"
     rng = random.Random(a.seed)
@@ -88,7 +94,7 @@ def main(argv=None) -> int:
         for _ in range(a.batch_size):
             s = "".join(rng.choice(a.alphabet) for _ in range(rng.randint(a.min_length, a.max_length)))
             targets.append(s[::-1])
-            bodies.append({"model": "tiny", "prompt": s + "=", "n": a.group_size, "max_tokens": a.max_tokens,
+            bodies.append({"model": a.model, "prompt": s + "=", "n": a.group_size, "max_tokens": a.max_tokens,
                            "temperature": a.temperature, "logprobs": 0, "return_token_ids": True})
         # one batched sampling run for the B requests (what the engine does with concurrent requests)
         for out, target in zip(engine.complete_many(bodies), targets):
