@@ -1,9 +1,11 @@
 // Leader election on a coordination.k8s.io/v1 Lease (client-node has none): one replica reconciles, the
 // others wait. Expiry is judged by when this process last saw the record change, not by the holder's
 // clock (client-go's rule), so clock skew between replicas does not matter. The elector is also the write
-// fence: a leader may write only until renewDeadline after its last successful renewal *began* — shorter
-// than the lease, which a standby counts from when it saw that renewal — and a timer, not the renewal
-// loop, ends leadership at that moment, so a hung call or a frozen process cannot stretch it.
+// fence: a leader may write only until renewDeadline after its last successful renewal was *sent* — a
+// standby counts the (longer) lease from when it saw that renewal, which is later — and a timer, not the
+// renewal loop, ends leadership at that moment, so a hung call or a frozen process cannot stretch it. A
+// leader renews with one call (the lease it last wrote, by resourceVersion); it reads first only when that
+// fails, so a slow API server costs it one round trip per renewal, not two.
 import type { Logger } from 'pino';
 import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeClient, type KubeObject, type WriteFence } from './client.js';
 
@@ -32,8 +34,11 @@ export class LeaderElector implements WriteFence {
   private stopped = false;
   private observed?: { holder: string; renewTime: string; at: number };
   private wake?: () => void;
-  /** When the last successful acquire or renewal began (monotonic ms). */
+  /** When the last successful acquire or renewal was sent (monotonic ms). */
   private renewedAt = 0;
+  /** When the write of the current round was sent, and the lease as that write left it. */
+  private sentAt = 0;
+  private written?: Lease;
   private deadlineTimer?: NodeJS.Timeout;
   private stepDown?: () => void;
 
@@ -67,7 +72,6 @@ export class LeaderElector implements WriteFence {
       onStoppedLeading();
     };
     while (!this.stopped) {
-      const started = performance.now();
       let ok = false;
       try {
         ok = await this.tryAcquireOrRenew();
@@ -76,8 +80,8 @@ export class LeaderElector implements WriteFence {
       }
       if (this.stopped) break;
       // A round that outlived the deadline confirms nothing: the timer below has fired, or is about to.
-      if (ok && started + this.opts.renewDeadlineMs > performance.now()) {
-        this.renewedAt = started;
+      if (ok && this.sentAt + this.opts.renewDeadlineMs > performance.now()) {
+        this.renewedAt = this.sentAt;
         this.armDeadline();
         if (!this.leading) {
           this.leading = true;
@@ -126,6 +130,14 @@ export class LeaderElector implements WriteFence {
   /** One round: true when we hold the lease afterwards. */
   async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.opts;
+    if (this.leading && this.written) {
+      try {
+        return await this.write(() => this.client.replace<Lease>(RESOURCES.leases, namespace, name, this.leaseBody(this.written, new Date())));
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+        this.written = undefined; // someone else wrote it: read it and decide as a candidate would
+      }
+    }
     let lease: Lease | undefined;
     try {
       lease = await this.client.get<Lease>(RESOURCES.leases, namespace, name);
@@ -135,8 +147,7 @@ export class LeaderElector implements WriteFence {
     const now = new Date();
     if (!lease) {
       try {
-        await this.client.create(RESOURCES.leases, namespace, this.leaseBody(undefined, now));
-        return true;
+        return await this.write(() => this.client.create<Lease>(RESOURCES.leases, namespace, this.leaseBody(undefined, now)));
       } catch (err) {
         if (err instanceof KubeApiError && err.statusCode === 409) return false; // someone else created it first
         throw err;
@@ -150,12 +161,18 @@ export class LeaderElector implements WriteFence {
     const durationMs = (lease.spec?.leaseDurationSeconds ?? this.opts.leaseDurationMs / 1000) * 1000;
     if (holder !== '' && holder !== identity && Date.now() < this.observed.at + durationMs) return false;
     try {
-      await this.client.replace(RESOURCES.leases, namespace, name, this.leaseBody(lease, now));
-      return true;
+      return await this.write(() => this.client.replace<Lease>(RESOURCES.leases, namespace, name, this.leaseBody(lease, now)));
     } catch (err) {
       if (isConflict(err)) return false;
       throw err;
     }
+  }
+
+  /** Sends a lease write, noting when it left and what it wrote. */
+  private async write(send: () => Promise<Lease>): Promise<true> {
+    this.sentAt = performance.now();
+    this.written = await send();
+    return true;
   }
 
   /** Stops campaigning and, if leading, gives the lease up so that a standby takes over at once. */

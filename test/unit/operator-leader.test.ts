@@ -59,6 +59,25 @@ describe('LeaderElector', () => {
     expect(store.lease?.spec).toMatchObject({ holderIdentity: 'pod-b', leaseTransitions: 1 });
   });
 
+  test('a leader renews with one write; it reads the lease again only after a conflict', async () => {
+    const store = new FakeLeases();
+    const calls: string[] = [];
+    for (const verb of ['get', 'create', 'replace'] as const) {
+      const real = (store.client as any)[verb];
+      (store.client as any)[verb] = (...args: unknown[]) => { calls.push(verb); return real(...args); };
+    }
+    const a = elector(store, 'pod-a', 10_000);
+    const running = a.run(() => undefined, () => undefined);
+    while (calls.filter((c) => c === 'replace').length < 3) await new Promise((r) => setTimeout(r, 2));
+    expect(calls.slice(0, 5)).toEqual(['get', 'create', 'replace', 'replace', 'replace']);
+    store.lease = { ...store.lease!, metadata: { ...store.lease!.metadata, resourceVersion: '999' } }; // another writer
+    const before = calls.length;
+    while (calls.length < before + 3) await new Promise((r) => setTimeout(r, 2));
+    expect(calls.slice(before, before + 3)).toEqual(['replace', 'get', 'replace']);
+    await a.release();
+    await running;
+  });
+
   test('a write that lost the race (409) is not leadership', async () => {
     const store = new FakeLeases();
     expect(await elector(store, 'pod-a').tryAcquireOrRenew()).toBe(true);
@@ -107,7 +126,9 @@ describe('LeaderElector', () => {
     const stoppedLeading = new Promise<void>((resolve) => { stopped = resolve; });
     void a.run(() => {
       // From now on every renewal hangs, as a frozen API connection would.
-      (store.client as any).get = () => { hanging = true; return new Promise(() => undefined); };
+      const hang = () => { hanging = true; return new Promise(() => undefined); };
+      (store.client as any).get = hang;
+      (store.client as any).replace = hang;
     }, () => stopped!());
     while (!a.isLeader) await new Promise((r) => setTimeout(r, 2));
     expect(a.writableForMs()).toBeGreaterThan(0);
