@@ -1,18 +1,20 @@
 // The weights benchmark: a policy file from the learner's disk into 8 engines' disks through the bus (the
 // learner streams it into the object store, 8 rollout agents stream it out into 8 files at once, each
 // digest-checked) ÷ the same bytes copied 8 times on loopback (a plain HTTP server on 127.0.0.1 sending the
-// file to 8 concurrent readers that write it to disk). Same machine, same disk, same concurrency.
+// file to 8 concurrent readers that write it to disk). Same machine, same disk, same concurrency: the 8
+// engines are 8 worker threads (bench/weights-engines.ts) on both sides.
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, get, type Server } from 'node:http';
+import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { LearnerBus, WorkerBus, connectBus, provisionJob, teardownJob, type JobRef } from '../bus/index.js';
+import { LearnerBus, connectBus, provisionJob, teardownJob, type JobRef } from '../bus/index.js';
 import { WEIGHTS_CHUNK_BYTES } from '../bus/weights.js';
 import { startNatsServer } from '../local/nats-server.js';
+import { startEngine, type Engine } from './weights-engines.js';
 
 const MiB = 1024 * 1024;
 const WORKERS = 8;
@@ -22,18 +24,18 @@ const ROUNDS = 3;
 
 let jobs = 0;
 
-/** Learner → store → 8 engines' files, each on its own connection (as 8 pods would be). Seconds. */
-async function busTransfer(learnerNc: NatsConnection, workerNcs: NatsConnection[], file: string, digest: string, outDir: string) {
+/** Learner → store → 8 engines' files, each engine on its own connection and thread. Seconds. */
+async function busTransfer(learnerNc: NatsConnection, engines: Engine[], file: string, digest: string, outDir: string) {
   const job: JobRef = { namespace: 'bench', name: `w${++jobs}` };
   await provisionJob(learnerNc, job);
   const learner = await LearnerBus.open(learnerNc, job, {
     mode: 'SequentialPull', batchSize: 1, maxStaleness: 0, taskWindow: 1, vocabSize: 64, maxGroupBytes: MiB, taskPayload: () => ({}),
   });
-  const workers = await Promise.all(workerNcs.map((nc, i) => WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'bench' })));
+  await Promise.all(engines.map((e) => e.open(job)));
   const started = performance.now();
   const record = await learner.publishPolicy(1, { path: file, digest });
   const stored = performance.now();
-  await Promise.all(workers.map((w, i) => w.weightsToFile(record, join(outDir, `bus-${i}.safetensors`))));
+  await Promise.all(engines.map((e, i) => e.fetchFromBus(record, join(outDir, `bus-${i}.safetensors`))));
   const done = performance.now();
   learner.close();
   await teardownJob(learnerNc, job);
@@ -41,14 +43,10 @@ async function busTransfer(learnerNc: NatsConnection, workerNcs: NatsConnection[
 }
 
 /** The loopback copy: 8 concurrent HTTP GETs of the file from 127.0.0.1, each piped into its own file. Seconds. */
-async function loopbackTransfer(server: Server, outDir: string) {
+async function loopbackTransfer(server: Server, engines: Engine[], outDir: string) {
   const { port } = server.address() as AddressInfo;
   const started = performance.now();
-  await Promise.all(Array.from({ length: WORKERS }, (_, i) => new Promise<void>((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path: '/' }, (res) => {
-      pipeline(res, createWriteStream(join(outDir, `tcp-${i}.safetensors`))).then(resolve, reject);
-    }).on('error', reject);
-  })));
+  await Promise.all(engines.map((e, i) => e.fetchOverHttp(`http://127.0.0.1:${port}/`, join(outDir, `tcp-${i}.safetensors`))));
   return (performance.now() - started) / 1000;
 }
 
@@ -64,7 +62,7 @@ export async function run(): Promise<Record<string, number>> {
   // The bus's payload limit as deployed (README: max_payload ≥ 9 MiB; rlkube run uses 8 MiB).
   const nats = await startNatsServer({ maxPayload: 9 * MiB });
   const learnerNc = await connectBus({ servers: nats.url });
-  const workerNcs = await Promise.all(Array.from({ length: WORKERS }, () => connectBus({ servers: nats.url })));
+  const engines = await Promise.all(Array.from({ length: WORKERS }, (_, i) => startEngine(nats.url, `engine-${i}`)));
   const http = createServer((_, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes });
     void pipeline(createReadStream(file, { highWaterMark: 1 * MiB }), res).catch(() => undefined);
@@ -76,8 +74,8 @@ export async function run(): Promise<Record<string, number>> {
   let bestTcp = Infinity;
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      const tcp = await loopbackTransfer(http, dir);
-      const bus = await busTransfer(learnerNc, workerNcs, file, digest, dir);
+      const tcp = await loopbackTransfer(http, engines, dir);
+      const bus = await busTransfer(learnerNc, engines, file, digest, dir);
       console.log(`  round ${round}: loopback ${tcp.toFixed(2)} s · bus ${bus.totalS.toFixed(2)} s (store ${bus.putS.toFixed(2)} s + ${WORKERS} reads ${bus.getS.toFixed(2)} s)`);
       bestTcp = Math.min(bestTcp, tcp);
       if (bus.totalS < bestBus.totalS) bestBus = bus;
@@ -89,7 +87,7 @@ export async function run(): Promise<Record<string, number>> {
   } finally {
     http.close();
     await learnerNc.close();
-    await Promise.all(workerNcs.map((nc) => nc.close()));
+    await Promise.all(engines.map((e) => e.close()));
     await nats.stop();
     rmSync(dir, { recursive: true, force: true });
   }

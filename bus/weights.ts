@@ -19,11 +19,13 @@ import { jobNames, weightsObjectName, type JobRef } from './names.js';
 setSha256Backend('native');
 
 /**
- * Bytes per stored chunk (one message each), capped by the server's max_payload. Large chunks mean fewer
- * round trips and store writes per policy; 4 MiB measured as fast as 8 on loopback (bench/weights.ts) and
- * leaves headroom under the bus's 8 MiB payload limit.
+ * Bytes per stored chunk (one message each), capped by the server's max_payload. Not as large as the bus
+ * allows: a reader assembles each message in a buffer that grows by doubling, and large buffers cost copies
+ * and garbage collection. bench/weights.ts, 8 engines reading 128 MiB (ratio to a loopback copy, one run
+ * each on a loaded 2-core machine): 128 KiB 1.49, 256 KiB 1.49, 1 MiB 1.60, 4 MiB 2.87. 1 MiB keeps the
+ * message count (and the store's round trips per policy) four times lower than 256 KiB for multi-GB weights.
  */
-export const WEIGHTS_CHUNK_BYTES = 4 * 1024 * 1024;
+export const WEIGHTS_CHUNK_BYTES = 1024 * 1024;
 /** A download that sees no chunk for this long is abandoned (its object was deleted or its server stalled). */
 const CHUNK_TIMEOUT_MS = 30_000;
 
