@@ -45,7 +45,7 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$RLKUBE_HOME/stamps/venv" 2>/dev/null)"
 fi
 # The test cluster's real node (test/harness/node.ts) and image builds (npm run images): Debian's runc, CNI
 # plugins, buildah and debootstrap, and the network tools kubelet and kube-proxy call.
-node_pkgs=(runc containernetworking-plugins buildah debootstrap iptables conntrack ethtool socat)
+node_pkgs=(runc containernetworking-plugins buildah debootstrap iptables conntrack ethtool socat unzip)
 missing=()
 for p in "${node_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]} > 0)); then

@@ -121,10 +121,21 @@ describe('real node (e2e)', () => {
       return (st.step ?? 0) >= n && st;
     }, { ...JOB_WAIT, what: `job ${JOB} to reach step ${n}` });
     await untilStep(2);
-    const pods = (await kubeJson(cp, ['get', 'pods', '-l', `rlkube.dev/job=${JOB}`])).items as Array<Record<string, any>>;
+    // every pod of the job passes its real probes (engine /health on the pod IP, trainer /health), and the pools
+    // and the learner say Ready
+    const isReady = (o: Record<string, any>) => o.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+    const pods = await pollUntil(async (observe) => {
+      const items = (await kubeJson(cp, ['get', 'pods', '-l', `rlkube.dev/job=${JOB}`])).items as Array<Record<string, any>>;
+      observe(items.map((p) => `${p.metadata.name}:${isReady(p) ? 'Ready' : p.status?.phase}`).join(' '));
+      return items.length === 3 && items.every(isReady) && items;
+    }, { ...WAIT, what: `the 3 pods of job ${JOB} (2 rollout, 1 learner) to be Ready` });
     expect(pods.map((p) => p.spec.nodeName)).toEqual(pods.map(() => 'real-0'));
-    for (const p of pods) {
-      expect({ pod: p.metadata.name, ready: p.status.conditions.find((c: { type: string }) => c.type === 'Ready')?.status }).toEqual({ pod: p.metadata.name, ready: 'True' });
+    for (const kind of ['rolloutpool', 'learner']) {
+      await pollUntil(async (observe) => {
+        const items = (await kubeJson(cp, ['get', kind, '-l', `rlkube.dev/job=${JOB}`])).items as Array<Record<string, any>>;
+        observe(JSON.stringify(items.map((o) => o.status?.conditions)));
+        return items.length === 1 && items.every(isReady);
+      }, { ...WAIT, what: `the ${kind} of job ${JOB} to be Ready` });
     }
     // every container of ours logs JSON, line by line (nats-server's own log is not ours)
     const [operatorPod] = (await kubeJson(cp, ['get', 'pods', '-n', 'rlkube-system', '-l', 'app.kubernetes.io/name=rlkube-operator'])).items;
