@@ -110,6 +110,19 @@ describe('engine and trainer containers', () => {
     expect(c.volumeMounts?.map((m) => m.mountPath)).toContain('/checkpoints');
     expect(c.env).toContainEqual({ name: 'MASTER_ADDR', value: 'gsm8k-gpu-learner-0.gsm8k-gpu-learner' });
   });
+
+  test('engines and the trainer listen on the pod IP, where kubelet sends their readiness probes', () => {
+    const containers = [
+      engineContainer(cpuJob.spec.rollout.pools[0]!.engine, cpuJob, config),
+      engineContainer(gpuJob.spec.rollout.pools[0]!.engine, gpuJob, config),
+      trainerContainer(cpuJob.spec.learner, cpuJob, 'reverse-cpu-learner', config),
+    ];
+    for (const c of containers) {
+      const port = c.args?.[c.args.indexOf('--port') + 1];
+      expect({ name: c.name, host: c.args?.[c.args.indexOf('--host') + 1], probePort: String(c.readinessProbe?.httpGet?.port) })
+        .toEqual({ name: c.name, host: '0.0.0.0', probePort: port });
+    }
+  });
 });
 
 describe('RLJob children', () => {
