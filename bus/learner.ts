@@ -120,6 +120,8 @@ export class LearnerBus {
     const saved = await this.control.learnerState();
     if (!saved) return;
     this.state = saved;
+    for (const seq of saved.termed ?? []) this.remember(seq, 'term'); // counted; their terms may have been lost
+    this.state.termed = [];
     for (const batch of saved.batches) {
       if (batch.step > trainedStep) continue; // collected, never trained: those groups come back and are used
       // Trained on: acks sent just before the learner died may never have left it, so any of these may come
@@ -191,10 +193,12 @@ export class LearnerBus {
       let received = 0;
       let tasksUsedUp = 0;
       const settle: Array<() => void> = [];
+      const termed: number[] = [];
       const verdicts: Array<Promise<void>> = [];
       const onJudged = (msg: JsMsg, { outcome, taskConsumed }: Judgement) => {
         if (outcome === 'accepted' || outcome === 'redelivered') return;
         settle.push(() => this.settle(msg, 'term', outcome));
+        termed.push(msg.seq);
         if (taskConsumed) tasksUsedUp++;
       };
       try {
@@ -224,8 +228,13 @@ export class LearnerBus {
         toppedUpAt = Date.now();
       }
       if (settle.length > 0) {
-        // Counts are persisted before the messages leave the stream, so a restart never undercounts.
+        // Counts are persisted before the messages leave the stream, so a restart never undercounts; with them
+        // the messages about to be termed, so a restart that finds one still there (its term died with this
+        // process) settles it again instead of counting it twice. A later save's answer on this connection
+        // means these terms reached the server, so each save names only the latest round's.
+        this.state.termed = termed;
         await this.save();
+        this.state.termed = [];
         for (const s of settle) s();
       }
       if (received > 0) idleSince = Date.now();

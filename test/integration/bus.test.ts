@@ -304,6 +304,33 @@ describe('failures cost time, not data', () => {
     second.close();
   });
 
+  it('a restarted learner counts once the rejected groups whose terms died with the previous one', async () => {
+    const job = await newJob({ groupAckWaitMs: 1000 });
+    const workers = await startWorkers(job, 2);
+    const firstConnection = await connectBus({ servers: server.url });
+    const first = await LearnerBus.open(firstConnection, job, learnerOptions({ batchSize: 4 }));
+    // The first learner counts and writes down its rejections, then dies as it would term them: no term leaves it,
+    // nothing after reaches the server.
+    (first as unknown as { settle: () => void }).settle = () => void firstConnection.close();
+    let rejections = 2;
+    const rejectTwo = () => (rejections-- > 0 ? { ok: false as const, reason: 'RewardMismatch' as const, message: 'forged' } : { ok: true as const });
+    await first.publishPolicy(0, { bytes: new Uint8Array([0]) });
+    await expect(first.nextBatch(1, 0, rejectTwo)).rejects.toThrow();
+    first.close();
+    const second = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 4 }));
+    await second.resume(0);
+    // The two rejected groups come back (ack wait 1 s): settled again, not counted again.
+    const batches = await runSteps(second, 3);
+    await workers.stop();
+    expectNoGroupUsedTwice(batches);
+    await second.drain();
+    expect(second.counts.rejectedByReason.RewardMismatch).toBe(2);
+    expect(second.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
+    expect(second.counts.accepted).toBe(12);
+    expect(second.counts.accepted + second.counts.stale + second.counts.rejected).toBe(await second.published());
+    second.close();
+  });
+
   it('loses nothing when the nats-server restarts mid-run (file storage)', async () => {
     const { learner, workers, batches } = await asyncSteps(20);
     await server.restart();
