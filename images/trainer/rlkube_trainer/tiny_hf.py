@@ -44,18 +44,55 @@ def make_model(seed: int, hidden: int = 64, layers: int = 2, heads: int = 4, max
     return AutoModelForCausalLM.from_config(cfg)
 
 
-def make_tiny_hf(out: str, seed: int = 1, init_range: float = 0.1) -> str:
-    """Writes the model folder (idempotent: an existing folder made with the same seed is kept)."""
+def pretrain_format(model, alphabet: str, min_len: int, max_len: int, seed: int, steps: int = 400, batch: int = 64) -> None:
+    """A short supervised pass that teaches the output format only, as a base model knows its language before
+    RL: after "s=" a string over `alphabet` whose length and characters are drawn independently of s, then EOS.
+    It knows neither the reversal nor even "as long as s", so reverse rewards start near 0.2."""
+    import random
+
+    rng = random.Random(seed)
+    tok = lambda text: [3 + CHARS.index(c) for c in text]  # noqa: E731  (the tokenizer's ids)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        rows = []
+        for _ in range(batch):
+            s = "".join(rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len)))
+            t = "".join(rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len)))
+            prompt, answer = [1] + tok(s + "="), tok(t) + [2]
+            rows.append((prompt + answer, len(prompt)))
+        width = max(len(r) for r, _ in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, (r, p) in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            labels[i, p:len(r)] = torch.tensor(r[p:])
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+def make_tiny_hf(out: str, seed: int = 1, init_range: float = 0.1, format_for: str = None) -> str:
+    """Writes the model folder (idempotent: an existing folder made with the same settings is kept).
+    format_for "ALPHABET:MIN-MAX" pretrains the output format (pretrain_format); None leaves the random init."""
     stamp = os.path.join(out, "rlkube-tiny.json")
+    settings = {"seed": seed, "init_range": init_range, "format_for": format_for}
     if os.path.exists(stamp):
         with open(stamp) as f:
-            if json.load(f).get("seed") == seed:
+            if json.load(f) == settings:
                 return out
     os.makedirs(out, exist_ok=True)
-    make_model(seed, init_range=init_range).save_pretrained(out)
+    model = make_model(seed, init_range=init_range)
+    if format_for:
+        alphabet, lengths = format_for.split(":")
+        low, high = (int(x) for x in lengths.split("-"))
+        pretrain_format(model, alphabet, low, high, seed)
+    model.save_pretrained(out)
     make_tokenizer().save_pretrained(out)
     with open(stamp, "w") as f:
-        json.dump({"seed": seed}, f)
+        json.dump(settings, f)
     return out
 
 
@@ -64,8 +101,10 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--format-for", default=None, metavar="ALPHABET:MIN-MAX",
+                   help="pretrain the output format (strings over ALPHABET, MIN-MAX long, then EOS; not the task)")
     a = p.parse_args(argv)
-    print(make_tiny_hf(a.out, a.seed))
+    print(make_tiny_hf(a.out, a.seed, format_for=a.format_for))
     return 0
 
 
