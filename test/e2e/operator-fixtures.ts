@@ -63,8 +63,8 @@ export const INVALID_CASES: InvalidCase[] = [
     mutate: (m) => { hfJob(m).spec.rollout.pools[0].engine.gpus = 0; return m; },
   },
   {
-    name: 'Hugging Face model with a CPU learner', field: 'spec.learner.gpusPerNode',
-    mutate: (m) => { hfJob(m).spec.learner.gpusPerNode = 0; return m; },
+    name: 'the tiny engine for a Hugging Face model', field: 'spec.rollout.pools',
+    mutate: (m) => { hfJob(m).spec.rollout.pools[0].engine = { kind: 'tiny' }; return m; },
   },
   { name: 'LoRA on the tiny model', field: 'spec.model.lora', mutate: (m) => { m.spec.model.lora = { rank: 8 }; return m; } },
   {
