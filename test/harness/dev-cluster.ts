@@ -1,7 +1,7 @@
 // A development cluster on this machine, as the tests make it: control plane, one simulated GPU node and one real
 // node (as root), holding the rlkube images built offline from images/*/Dockerfile. Prints the kubeconfig path and
 // runs until Ctrl-C, then removes everything it added. README "On a cluster" uses it:
-//   sudo npx tsx test/harness/dev-cluster.ts
+//   npx tsx test/harness/dev-cluster.ts   (as root)
 import { IMAGE_NAMES } from '../../images/build.js';
 import { startRealCluster } from './rlkube-cluster.js';
 
