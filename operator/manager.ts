@@ -85,6 +85,9 @@ export class Manager {
         if (type === RESOURCES.learners) this.queues.learners.add(key(obj));
         else if (type === RESOURCES.rolloutpools) this.queues.pools.add(key(obj));
       },
+      // More than the caller's own reconcile waiting or running, or children we made not in the cache yet:
+      // a burst is on.
+      busy: () => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0,
     };
     this.jobController = new RLJobController(ctx);
     const pools = new RolloutPoolController(ctx);
@@ -105,6 +108,14 @@ export class Manager {
       pools: new WorkQueue(opts.queue, logged('rolloutpool', (k) => pools.reconcile(k)), opts.metrics?.observer('rolloutpool')),
       learners: new WorkQueue(opts.queue, logged('learner', (k) => learners.reconcile(k)), opts.metrics?.observer('learner')),
     };
+    // Every queue drained and every child we made seen (each sighting reconciles its owner, so the last
+    // one ends here too): a burst is over; what yielded to it (status, finalizers) runs now.
+    const lull = () => {
+      if (!Object.values(this.queues).every((q) => q.idle) || memo.createdUnseen > 0) return;
+      pacer.lull();
+      for (const q of Object.values(this.queues)) q.wakeParked();
+    };
+    for (const q of Object.values(this.queues)) q.onIdle(lull);
     this.route();
   }
 

@@ -30,7 +30,12 @@ export class JobBusLink {
     private readonly concurrency: number,
     private readonly changed: (key: string) => void,
     private readonly log: Logger,
+    /** True while Kubernetes work is queued: bus work waits for a lull (at most MAX_DEFER_MS). */
+    private readonly busy: () => boolean = () => false,
   ) {}
+
+  /** Bus work yields to queued Kubernetes work for at most this long (agents start slower than that anyway). */
+  static readonly MAX_DEFER_MS = 5_000;
 
   /** Where the job's bus resources stand; starts provisioning them when needed, never waits for it. */
   ensure(key: string, job: RLJob): BusState {
@@ -98,6 +103,10 @@ export class JobBusLink {
   }
 
   private async slot(): Promise<void> {
+    // Creating children is what unblocks everything else in a burst of new jobs; provisioning (CPU-heavy
+    // for nats-server: streams on disk) waits until the queues are drained, or MAX_DEFER_MS at most.
+    const deadline = Date.now() + JobBusLink.MAX_DEFER_MS;
+    while (this.busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     if (this.running < this.concurrency) { this.running++; return; }
     await new Promise<void>((resolve) => this.waiting.push(resolve));
   }

@@ -50,6 +50,8 @@ export interface ControllerContext {
    * rather than after the watch has delivered it (see WriteMemo.created).
    */
   created?(type: ResourceType, obj: KubeObject): void;
+  /** True while reconciles are waiting in any queue. */
+  busy(): boolean;
 }
 
 export const APPLIED_HASH = 'rlkube.dev/applied-hash';
@@ -85,6 +87,16 @@ export class WriteMemo {
     if (Date.now() - c.at <= WriteMemo.TRUST_MS) return c.obj as T;
     this.unseen.delete(id);
     return undefined;
+  }
+  /** Objects we created that the cache does not show yet (a burst is not over before they are seen). */
+  get createdUnseen(): number {
+    // Oldest first (insertion order): drop the ones no longer trusted.
+    const now = Date.now();
+    for (const [k, c] of this.unseen) {
+      if (now - c.at <= WriteMemo.TRUST_MS) break;
+      this.unseen.delete(k);
+    }
+    return this.unseen.size;
   }
   /** Entries of either kind (for tests and the soak benchmark's view of memory). */
   get size(): number { return this.pending.size + this.unseen.size; }
@@ -212,19 +224,35 @@ export function canonical(value: unknown): string {
 
 /**
  * Paces status writes, like the Job controller's batch period: at most one per object per period, the
- * first one a period after the object is first seen (what a new object's children report in that time
- * goes into one write). One entry per object with a status, dropped with the object (Manager).
+ * first one a period after the object is first seen. And it keeps the writes that can wait (status, the
+ * finalizer, then NATS) out of a burst of reconciles: they wait for the queues to drain (a "lull", which
+ * the Manager reports and at which it runs the waiting keys again), for at most MAX_DEFER_MS. Status is
+ * what people read; children are what unblocks everything else.
  */
 export class StatusPacer {
   private readonly next = new Map<string, number>();
+  private lastLull = Number.NEGATIVE_INFINITY;
+  static readonly MAX_DEFER_MS = 5_000;
   constructor(readonly periodMs: number) {}
-  /** How long before this object's status may be written (0: now). */
-  waitMs(id: string, now = Date.now()): number {
+  /** The queues drained: whatever waited for the burst to end may go now. */
+  lull(now = Date.now()): void { this.lastLull = now; }
+  /**
+   * How much longer work due since `since` yields to a burst: 0 (go ahead: no burst, a lull came since,
+   * or it waited long enough), else wait for the next lull, this long at most.
+   */
+  yieldMs(since: number, busy: boolean, now = Date.now()): number {
+    return busy && this.lastLull < since && now < since + StatusPacer.MAX_DEFER_MS ? since + StatusPacer.MAX_DEFER_MS - now : 0;
+  }
+  /** When this object's status may be written: ms 0 is now; `untilLull`: or at the end of the burst, if sooner. */
+  waitMs(id: string, busy: boolean, now = Date.now()): { ms: number; untilLull: boolean } {
     const at = this.next.get(id);
-    if (at === undefined) { this.next.set(id, now + this.periodMs); return this.periodMs; }
-    return Math.max(0, at - now);
+    if (at === undefined) { this.next.set(id, now + this.periodMs); return { ms: this.periodMs, untilLull: false }; }
+    if (now < at) return { ms: at - now, untilLull: false };
+    const ms = this.yieldMs(at, busy, now);
+    return { ms, untilLull: ms > 0 };
   }
   wrote(id: string, now = Date.now()): void { this.next.set(id, now + this.periodMs); }
+  /** The object is gone (Manager: informer deletions): one entry per live object only. */
   forget(id: string): void { this.next.delete(id); }
   get size(): number { return this.next.size; }
 }
@@ -232,16 +260,18 @@ export class StatusPacer {
 export interface StatusWrite {
   /** The status was written now (so its condition transitions deserve Events). */
   written: boolean;
-  /** A changed status waits for its pacing slot: reconcile again after this long. */
+  /** A changed status waits for its pacing slot: reconcile again after this long... */
   retryAfterMs?: number;
+  /** ...or when the burst it yields to is over, if sooner. */
+  retryOnLull?: boolean;
 }
 
 /** Status patch (server-side apply on /status) only when the summary differs from what the object shows. */
-export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo' | 'pacer'>, type: ResourceType, obj: KubeObject, status: object): Promise<StatusWrite> {
+export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo' | 'pacer' | 'busy'>, type: ResourceType, obj: KubeObject, status: object): Promise<StatusWrite> {
   if (sameJson(obj.status ?? {}, status)) return { written: false };
   const id = idOf(type, obj, 'status:');
-  const wait = ctx.pacer.waitMs(id);
-  if (wait > 0) return { written: false, retryAfterMs: wait };
+  const wait = ctx.pacer.waitMs(id, ctx.busy());
+  if (wait.ms > 0) return { written: false, retryAfterMs: wait.ms, ...(wait.untilLull ? { retryOnLull: true } : {}) };
   const digest = canonical(status);
   if (ctx.memo.recall(id, digest)) return { written: false };
   const result = await ctx.client.apply(type, { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata!.name, namespace: obj.metadata!.namespace }, status }, 'status');
@@ -250,8 +280,9 @@ export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo'
   return { written: true };
 }
 
-/** Runs again when the status write's slot comes. */
-export const retryOf = (write: StatusWrite) => (write.retryAfterMs === undefined ? undefined : { requeueAfterMs: write.retryAfterMs });
+/** Runs again after the status write's delay, or at the end of the burst it yields to. */
+export const retryOf = (write: StatusWrite) =>
+  write.retryAfterMs === undefined ? undefined : { requeueAfterMs: write.retryAfterMs, ...(write.retryOnLull ? { requeueOnLull: true } : {}) };
 
 /** The earlier of two optional delays. */
 export const earliest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));

@@ -155,9 +155,11 @@ export class RLJobController {
   private readonly busLink: JobBusLink;
   private readonly learner = new Derived(buildLearner);
   private readonly pools = new Derived(buildPools);
+  /** When a job without our finalizer was first reconciled (its finalizer yields to a burst from then). */
+  private readonly firstSeen = new Map<string, number>();
 
   constructor(private readonly ctx: ControllerContext) {
-    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log);
+    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.busy);
   }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -165,6 +167,7 @@ export class RLJobController {
     const { caches, client, events } = this.ctx;
     const job = caches.jobs.get(namespace, name);
     if (!job) { // children (the credentials Secret too) go with the garbage collector
+      this.firstSeen.delete(key);
       await this.busLink.forget(key);
       await this.ctx.credentials?.forget(key);
       return;
@@ -196,10 +199,23 @@ export class RLJobController {
       }
     }
 
-    // The finalizer guards what nothing else removes: the NATS resources and credentials.
-    if (!job.metadata.finalizers?.includes(FINALIZER)) await this.setFinalizer(job, true);
-    if (this.issuesCredentials(job)) await this.ctx.credentials!.ensure(job);
-    const bus = this.busLink.ensure(key, job); // in the background; it enqueues the job when done
+    // The finalizer guards only the NATS resources, and those wait for a lull anyway: in a burst of
+    // reconciles, both wait for the queues to drain (at most MAX_DEFER_MS after the job was first seen).
+    let bus: BusState = { phase: 'Pending' };
+    let deferred: number | undefined;
+    const hasFinalizer = job.metadata.finalizers?.includes(FINALIZER);
+    const age = Date.now() - Date.parse(job.metadata.creationTimestamp ?? new Date().toISOString());
+    if (!hasFinalizer && age < JobBusLink.MAX_DEFER_MS) {
+      if (!this.firstSeen.has(key)) this.firstSeen.set(key, Date.now());
+      deferred = this.ctx.pacer.yieldMs(this.firstSeen.get(key)!, this.ctx.busy()) || undefined;
+    }
+    if (deferred === undefined) {
+      this.firstSeen.delete(key);
+      if (!hasFinalizer) await this.setFinalizer(job, true);
+      // Behind the finalizer too: only its removal revokes them.
+      if (this.issuesCredentials(job)) await this.ctx.credentials!.ensure(job);
+      bus = this.busLink.ensure(key, job); // only once the finalizer is on: it is what removes them
+    }
 
     const pools = caches.pools.list(namespace).filter((p) => p.spec.jobRef.name === name && !p.metadata.deletionTimestamp);
     const now = new Date();
@@ -221,8 +237,9 @@ export class RLJobController {
       await client.delete(RESOURCES.rljobs, namespace, name).catch((e) => { if (!isNotFound(e)) throw e; });
       return;
     }
-    const requeueAfterMs = [timers.requeueAfterMs, write.retryAfterMs, bus.phase === 'Failed' ? bus.retryInMs : undefined].reduce(earliest, undefined);
-    return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
+    const requeueAfterMs = [timers.requeueAfterMs, write.retryAfterMs, deferred, bus.phase === 'Failed' ? bus.retryInMs : undefined].reduce(earliest, undefined);
+    const requeueOnLull = deferred !== undefined || write.retryOnLull === true;
+    return requeueAfterMs !== undefined ? { requeueAfterMs, ...(requeueOnLull ? { requeueOnLull } : {}) } : undefined;
   }
 
   /** The job's pods get NATS credentials that we issue (natsCredentialsSecret names our Secret). */

@@ -1,10 +1,13 @@
 // A work queue keyed by namespace/name, as client-go's: queued keys are deduplicated, one reconcile per key
 // runs at a time (a key added meanwhile runs once more afterwards), failures come back with per-key
-// exponential back-off, and a reconcile may ask to run again after a delay (deadlines, TTLs, status slots).
+// exponential back-off, and a reconcile may ask to run again after a delay (deadlines, TTLs) or once the
+// queues have drained (work that yields to a burst: see Manager).
 
 export interface ReconcileResult {
   /** Run this key again after this many milliseconds (a deadline or TTL falls due), even if nothing changes. */
   requeueAfterMs?: number;
+  /** Also run this key again when the queues next drain (`wakeParked`), if that comes before requeueAfterMs. */
+  requeueOnLull?: boolean;
 }
 
 export interface QueueOptions {
@@ -29,7 +32,9 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly parked = new Set<string>();
   private readonly idleWorkers: Array<() => void> = [];
+  private readonly idleHandlers: Array<() => void> = [];
   private readonly loops: Promise<void>[] = [];
   private stopping = false;
 
@@ -42,10 +47,18 @@ export class WorkQueue {
   get depth(): number { return this.ready.length; }
   /** Keys being reconciled right now. */
   get active(): number { return this.active_.size; }
-  /** Nothing waiting and nothing running (delayed keys aside). */
+  /** Nothing waiting and nothing running (delayed and parked keys aside). */
   get idle(): boolean { return this.ready.length === 0 && this.active_.size === 0; }
   /** Keys waiting for a delay (for tests and memory accounting: one per key at most). */
   get delayedCount(): number { return this.delayed.size; }
+  /** Called whenever the queue becomes idle after a reconcile. */
+  onIdle(handler: () => void): void { this.idleHandlers.push(handler); }
+  /** Runs the keys parked by `requeueOnLull` now. */
+  wakeParked(): void {
+    const keys = [...this.parked];
+    this.parked.clear();
+    for (const key of keys) this.add(key);
+  }
   /** Consecutive failures of a key (0 after a success). */
   failuresOf(key: string): number { return this.failures.get(key) ?? 0; }
 
@@ -111,6 +124,7 @@ export class WorkQueue {
         this.failures.delete(key);
         this.observer?.reconciled(key, Number(process.hrtime.bigint() - started) / 1e9);
         if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
+        if (result?.requeueOnLull) this.parked.add(key);
       } catch (err) {
         const failures = (this.failures.get(key) ?? 0) + 1;
         this.failures.set(key, failures);
@@ -119,6 +133,7 @@ export class WorkQueue {
       } finally {
         this.active_.delete(key);
         if (this.dirty.delete(key)) this.add(key);
+        if (this.idle && !this.stopping) for (const h of this.idleHandlers) h();
       }
     }
   }

@@ -1,5 +1,6 @@
 // What keeps a burst cheap: status writes paced per object, our own writes remembered until the cache shows
-// them (and forgotten with their object), and bus provisioning in the background (a few at a time, with back-off).
+// them (and forgotten with their object), and bus provisioning in the background (a few at a time, after the
+// queues drain, with back-off).
 import pino from 'pino';
 import { parseRLJobManifest, type RLJob } from '../../api/index.js';
 import { JobBusLink } from '../../operator/controllers/bus-link.js';
@@ -8,18 +9,22 @@ import { RESOURCES } from '../../operator/kube/client.js';
 import { readExample } from '../harness/examples.js';
 
 describe('StatusPacer', () => {
-  test.each<[string, (p: StatusPacer) => number, number]>([
-    ['the first write waits one period', (p) => p.waitMs('a', 0), 1000],
-    ['then it may go', (p) => { p.waitMs('a', 0); return p.waitMs('a', 1000); }, 0],
-    ['after a write, the next waits a period', (p) => { p.waitMs('a', 0); p.wrote('a', 1000); return p.waitMs('a', 1400); }, 600],
-    ['objects are paced apart', (p) => { p.waitMs('a', 0); p.wrote('a', 1000); return p.waitMs('b', 1000); }, 1000],
+  const MAX = StatusPacer.MAX_DEFER_MS;
+  test.each<[string, (p: StatusPacer) => { ms: number; untilLull: boolean }, { ms: number; untilLull: boolean }]>([
+    ['the first write waits one period', (p) => p.waitMs('a', false, 0), { ms: 1000, untilLull: false }],
+    ['then it may go', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', false, 1000); }, { ms: 0, untilLull: false }],
+    ['after a write, the next waits a period', (p) => { p.waitMs('a', false, 0); p.wrote('a', 1000); return p.waitMs('a', false, 1400); }, { ms: 600, untilLull: false }],
+    ['a burst defers a due write until it is over', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000); }, { ms: MAX, untilLull: true }],
+    ['but not forever', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000 + MAX); }, { ms: 0, untilLull: false }],
+    ['after a lull it goes, even if the queues fill again', (p) => { p.waitMs('a', false, 0); p.waitMs('a', true, 1000); p.lull(1200); return p.waitMs('a', true, 1300); }, { ms: 0, untilLull: false }],
+    ['a lull before it was due does not count', (p) => { p.waitMs('a', false, 0); p.lull(500); return p.waitMs('a', true, 1100); }, { ms: MAX - 100, untilLull: true }],
   ])('%s', (_name, run, expected) => {
-    expect(run(new StatusPacer(1000))).toBe(expected);
+    expect(run(new StatusPacer(1000))).toEqual(expected);
   });
 
   test('an object forgotten (deleted) leaves nothing behind', () => {
     const p = new StatusPacer(1000);
-    for (let i = 0; i < 100; i++) p.waitMs(`o${i}`, 0);
+    for (let i = 0; i < 100; i++) p.waitMs(`o${i}`, false, 0);
     for (let i = 0; i < 100; i++) p.forget(`o${i}`);
     expect(p.size).toBe(0);
   });
@@ -141,10 +146,15 @@ describe('JobBusLink', () => {
     await link.close();
   });
 
-  test('at most `concurrency` jobs provision at once', async () => {
+  test('at most `concurrency` jobs provision at once, and bus work waits while Kubernetes work is queued', async () => {
     const { bus, maxRunning, calls } = fakeBus();
-    const link = new JobBusLink(bus, 2, () => undefined, pino({ level: 'silent' }));
+    let busy = true;
+    let asked = 0;
+    const link = new JobBusLink(bus, 2, () => undefined, pino({ level: 'silent' }), () => { asked++; return busy; });
     for (let i = 0; i < 6; i++) link.ensure(`ns/j${i}`, { ...job(`u${i}`), metadata: { name: `j${i}`, namespace: 'ns', uid: `u${i}` } });
+    await waitFor(() => asked >= 6 * 3); // every job has asked three times, and was told to wait each time
+    expect(calls).toEqual([]);
+    busy = false;
     await waitFor(() => calls.filter((c) => c.startsWith('watch')).length === 6);
     expect(maxRunning()).toBe(2);
     await link.close();

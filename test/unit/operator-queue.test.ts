@@ -1,4 +1,4 @@
-// The work queue: dedup of queued keys, one reconcile per key at a time, back-off on error, requeueAfter.
+// The work queue: dedup of queued keys, one reconcile per key at a time, back-off on error, requeueAfter, requeueOnLull.
 import { jest } from '@jest/globals';
 import { WorkQueue, type ReconcileResult } from '../../operator/kube/queue.js';
 
@@ -116,6 +116,24 @@ describe('WorkQueue', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+
+  test('requeueOnLull parks a key until wakeParked; onIdle says when the queue has drained', async () => {
+    const { q, runs } = harness(async (key) => (key === 'ns/status' && runs.length === 1 ? { requeueAfterMs: 5_000, requeueOnLull: true } : undefined));
+    let idle = 0;
+    q.onIdle(() => { idle++; });
+    q.start();
+    q.add('ns/status');
+    await waitFor('the first run and the drain', () => idle === 1);
+    expect(q.idle).toBe(true);
+    expect(runs).toEqual(['ns/status']);
+    q.wakeParked();
+    await waitFor('the parked key to run again', () => runs.length === 2 && idle === 2);
+    q.wakeParked(); // parked once, woken once: nothing is queued by a second wake
+    expect(q.depth).toBe(0);
+    expect(q.idle).toBe(true);
+    await q.shutdown();
+    expect(runs).toEqual(['ns/status', 'ns/status']);
   });
 
   test('shutdown waits for the reconcile in flight and takes nothing new', async () => {
