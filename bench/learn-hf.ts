@@ -12,6 +12,8 @@ import { makeTinyModel } from '../cli/tiny-model.js';
 import { firstReach } from './learn.js';
 
 const EXAMPLE = 'examples/hf-tiny-cpu.yaml';
+/** The model the example's comment makes: format-pretrained for its alphabet and lengths. */
+const FORMAT = 'abc:1-3';
 /** Full fine-tuning: the example without its adapter, at the learning rate its comment gives. */
 const FULL_LR = 0.001;
 
@@ -27,7 +29,7 @@ function logprobPeakMiB(batch: number): number {
 
 export async function run(): Promise<Record<string, number | boolean>> {
   const figures: Record<string, number | boolean> = {};
-  const model = makeTinyModel(defaultPython(), join(mkdtempSync(join(tmpdir(), 'rlkube-model-')), 'tiny-qwen2'));
+  const model = makeTinyModel(defaultPython(), join(mkdtempSync(join(tmpdir(), 'rlkube-model-')), 'tiny-qwen2'), { formatFor: FORMAT });
   const variants: Array<[string, (job: RLJob) => void]> = [
     ['lora_seq', (job) => { job.spec.sync.mode = 'SequentialPull'; }],
     ['lora_async', (job) => { job.spec.sync.mode = 'AsyncPushPull'; }],

@@ -6,10 +6,17 @@ import { fileURLToPath } from 'node:url';
 
 const trainerRoot = resolve(fileURLToPath(new URL('../images/trainer', import.meta.url)));
 
-/** Writes the model folder (kept when it already holds the same seed's model); returns its absolute path. */
-export function makeTinyModel(python: string, dir: string, seed = 1): string {
+/**
+ * Writes the model folder (kept when it already holds a model made with the same settings); returns its absolute
+ * path. `formatFor` ("ALPHABET:MIN-MAX") adds a short supervised pass that teaches the output format only (strings
+ * over the alphabet, then EOS; not the task), as a base model knows its language before RL: what a LoRA adapter
+ * needs, since it cannot move a random model's frozen embeddings and LM head.
+ */
+export function makeTinyModel(python: string, dir: string, options: { seed?: number; formatFor?: string } = {}): string {
   const out = resolve(dir);
-  execFileSync(python, ['-m', 'rlkube_trainer.tiny_hf', '--out', out, '--seed', String(seed)], {
+  const args = ['-m', 'rlkube_trainer.tiny_hf', '--out', out, '--seed', String(options.seed ?? 1)];
+  if (options.formatFor) args.push('--format-for', options.formatFor);
+  execFileSync(python, args, {
     env: { ...process.env, PYTHONPATH: trainerRoot },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
