@@ -1,6 +1,7 @@
 // Exactly one learner drives a job (bus/lease.ts) against a real nats-server: a second learner stands by
 // while the first renews its lease, takes over when it dies, and a learner that lost the lease can write
 // nothing more — the server refuses it.
+import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import {
   BusError,
@@ -21,7 +22,7 @@ let server: NatsServer;
 let nc: NatsConnection;
 let jobs = 0;
 const BATCH = 4;
-const TTL_MS = 1000;
+const TTL_MS = 3000;
 
 beforeAll(async () => {
   server = await startNats();
@@ -53,7 +54,7 @@ interface Trainer {
  * A learner agent without its trainer process: takes the lease (standing by while another holds it), fences
  * its records with it, resumes from the checkpoint, and trains step after step up to `maxSteps`.
  */
-async function learner(id: string, conn: NatsConnection, job: JobRef, trainer: Trainer, maxSteps: number, afterStep?: (step: number) => void) {
+async function learner(id: string, conn: NatsConnection, job: JobRef, trainer: Trainer, maxSteps: number, afterStep?: (step: number) => Promise<void>) {
   const lease = await LearnerLease.acquire(conn, job, { holder: id, ttlMs: TTL_MS });
   const bus = await LearnerBus.open(conn, job, {
     mode: 'SequentialPull', batchSize: BATCH, maxStaleness: 0, taskWindow: 2 * BATCH, vocabSize: 64, maxGroupBytes: 1 << 20,
@@ -72,7 +73,7 @@ async function learner(id: string, conn: NatsConnection, job: JobRef, trainer: T
     await bus.publishPolicy(step, { bytes: new Uint8Array([step]) });
     await bus.commit(batch);
     await bus.control.putProgress(progress(step, id));
-    afterStep?.(step);
+    await afterStep?.(step);
   }
   const published = await bus.drain();
   await lease.release();
@@ -83,21 +84,28 @@ test('only the lease holder trains; when it dies the standby takes over, no step
   const job = await newJob();
   const stopWorkers = new AbortController();
   const workerBuses = await Promise.all([0, 1].map((i) => WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'test' })));
-  // Slow enough groups that the holder's four steps outlast the lease's ttl several times over: a standby
-  // that did not see the renewals would take over while the holder is alive, and train a step itself.
-  const workers = workerBuses.map((bus) => runSyntheticWorker(bus, jobNames(job).key, stopWorkers.signal, { delayMs: 250 }));
+  const workers = workerBuses.map((bus) => runSyntheticWorker(bus, jobNames(job).key, stopWorkers.signal));
   const trainer: Trainer = { step: 0, trained: [] };
+  const renewals = await countRenewals(job);
 
   const connA = await connectBus({ servers: server.url });
   const connB = await connectBus({ servers: server.url });
-  // A dies (its process and connection gone) right after its fourth step.
-  const a = learner('learner-a', connA, job, trainer, 8, (step) => { if (step === 4) void connA.close(); });
-  await waitFor('learner-a to hold the lease and train', () => trainer.trained.length > 0);
-  const b = learner('learner-b', connB, job, trainer, 8);
+  let b: ReturnType<typeof learner> | undefined;
+  const a = learner('learner-a', connA, job, trainer, 8, async (step) => {
+    if (step === 1) {
+      b = learner('learner-b', connB, job, trainer, 8);
+      // A holds on while B stands by for longer than the ttl (five renewals, every ttl/4): a standby that
+      // did not see the renewals would take over now, while A is alive, and train a step itself.
+      const from = renewals.count();
+      await waitFor('five renewals by learner-a', () => renewals.count() >= from + 5 || undefined);
+    }
+    if (step === 4) void connA.close(); // A dies (its process and connection gone) after its fourth step
+  });
 
   await expect(a).rejects.toBeInstanceOf(Error); // its connection closed under it
-  const result = await b;
+  const result = await b!;
   stopWorkers.abort();
+  await renewals.stop();
   await Promise.all(workers);
 
   expect(trainer.trained.map((t) => t.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -150,3 +158,14 @@ test('a restarted pod of the same name takes over at once, and the learner it re
   await first.close();
   await second.close();
 });
+
+/** Counts the writes of the lease's renewal key (a KV watch). */
+async function countRenewals(job: JobRef) {
+  const kv = await new Kvm(nc).open(jobNames(job).controlBucket);
+  const watch = await kv.watch({ key: 'learner.lease.renewal' });
+  let count = 0;
+  const done = (async () => {
+    for await (const entry of watch) if (entry.operation === 'PUT') count++;
+  })();
+  return { count: () => count, stop: async () => { watch.stop(); await done; } };
+}
