@@ -72,6 +72,9 @@ export class LeaderElector implements WriteFence {
       onStoppedLeading();
     };
     while (!this.stopped) {
+      // Woken past the window (a frozen process: this loop's timer may fire before the deadline's): the lease
+      // may be another's by now; it is not ours to renew.
+      if (this.leading && this.writableForMs() <= 0) { this.stepDown(); break; }
       let ok = false;
       try {
         ok = await this.tryAcquireOrRenew();

@@ -138,6 +138,31 @@ describe('LeaderElector', () => {
     expect(a.writableForMs()).toBeLessThanOrEqual(0);
   });
 
+  test('a leader frozen past its window does not renew when it wakes: it steps down without writing', async () => {
+    const store = new FakeLeases();
+    const writes: number[] = [];
+    const replace = store.client.replace.bind(store.client);
+    (store.client as any).replace = (...args: Parameters<KubeClient['replace']>) => { writes.push(performance.now()); return replace(...args); };
+    const a = elector(store, 'pod-a'); // renew deadline 40 ms, retry 10 ms
+    let stopped: (() => void) | undefined;
+    const stoppedLeading = new Promise<void>((resolve) => { stopped = resolve; });
+    void a.run(() => undefined, () => stopped!());
+    while (writes.length < 2) await new Promise((r) => setTimeout(r, 1)); // leading, and renewing
+    // Freeze the whole process (as SIGSTOP would) for longer than the window: every timer is overdue on waking.
+    const frozenAt = performance.now();
+    while (performance.now() - frozenAt < 100) { /* frozen */ }
+    const wokeAt = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      stoppedLeading.then(() => 'stepped down'),
+      new Promise<string>((resolve) => { timer = setTimeout(() => resolve('still leading after 5 s'), 5000); }),
+    ]);
+    clearTimeout(timer);
+    await a.release();
+    expect({ outcome, writesAfterWaking: writes.filter((t) => t >= wokeAt).length }).toEqual({ outcome: 'stepped down', writesAfterWaking: 0 });
+    expect(a.writableForMs()).toBeLessThanOrEqual(0);
+  });
+
   test('MicroTime has six fractional digits', () => {
     expect(microTime(new Date('2025-01-02T03:04:05.678Z'))).toBe('2025-01-02T03:04:05.678000Z');
   });
