@@ -130,8 +130,10 @@ export class WeightsStore {
     let kept = false;
     try {
       if (info.size > 0) {
+        // One filter subject, as a string: the consumer is then created on a subject that names its filter
+        // ($JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>), the form a job's identity is allowed.
         const consumer = await this.js.consumers.getPushConsumer(this.names.weightsStream, {
-          filter_subjects: [this.names.weightsChunks(info.nuid)],
+          filter_subjects: this.names.weightsChunks(info.nuid),
         });
         const chunks = await consumer.consume();
         let lastChunkAt = Date.now();

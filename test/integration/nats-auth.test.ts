@@ -7,7 +7,11 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
-import { LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type JobRef } from '../../bus/index.js';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LearnerBus, LearnerLease, WorkerBus, connectBus, jobNames, provisionJob, type JobRef } from '../../bus/index.js';
 import { JobIdentities, type IssuedIdentity } from '../../operator/nats-auth.js';
 import { runSyntheticWorker, waitFor } from '../harness/groups.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
@@ -86,8 +90,20 @@ test('a job identity runs its own bus: a learner and a worker over two Sequentia
   await watch.stop();
   expect(Array.from((await worker.weightsOf((await worker.policy())!)) ?? [])).toEqual([2]);
   expect(await worker.heartbeat('Idle', 2, 8)).toBeGreaterThan(0);
+  // The learner agent's lease and fenced records, and a policy file streamed in and out of the store.
+  const lease = await LearnerLease.acquire(learnerNc, A, { holder: 'learner-0' });
+  learner.control.fence(lease);
+  const dir = mkdtempSync(join(tmpdir(), 'rlkube-auth-weights-'));
+  const bytes = new Uint8Array(3 << 20).map((_, i) => i % 251);
+  writeFileSync(join(dir, 'trainer.safetensors'), bytes);
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const record = await learner.publishPolicy(3, { path: join(dir, 'trainer.safetensors'), digest });
+  await worker.weightsToFile(record, join(dir, 'engine.safetensors'));
+  expect(Buffer.compare(readFileSync(join(dir, 'engine.safetensors')), Buffer.from(bytes))).toBe(0);
+  rmSync(dir, { recursive: true, force: true });
   expect(await learner.deadLettered()).toBe(0);
   expect(await learner.drain()).toBeGreaterThanOrEqual(0); // purges the queued tasks: the job's own streams it may purge
+  await lease.release();
 }, 60_000);
 
 test("job A's identity can read, publish, purge or delete nothing of job B's: the server refuses each", async () => {
