@@ -1,7 +1,23 @@
 // Free loopback ports for local servers (embedded NATS, engines, trainers).
 import { createServer } from 'node:net';
 
-export function freePort(): Promise<number> {
+/**
+ * Ports this process handed out already: the OS may offer a port again as soon as the probe closes it, before
+ * the server it was meant for binds it (seen: the trainer and an engine given the same port).
+ */
+const handedOut = new Set<number>();
+
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await probePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function probePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
