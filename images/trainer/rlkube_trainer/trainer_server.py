@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     exit_on_sigterm()
     torch.set_num_threads(a.threads)
     if a.nproc_per_node > 1:  # local ranks 1.. as child processes (they die with this one: daemonic)
-        mp.start_processes(_follower, args=(a,), nprocs=a.nproc_per_node - 1, join=False, start_method="spawn")
+        mp.start_processes(_follower, args=(a,), nprocs=a.nproc_per_node - 1, join=False, daemon=True,
+                           start_method="spawn")
     try:
         dist = init_from_env(local_rank=0, nproc_per_node=a.nproc_per_node)
         trainer = build_trainer(a, dist, device_for(0))
