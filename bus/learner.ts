@@ -327,7 +327,9 @@ export class LearnerBus {
 
   /** Synchronous unless the verifier returns a promise (one await per group adds up on the hot path). */
   private judge(msg: JsMsg, version: number, verify: GroupVerifier): Judgement | Promise<Judgement> {
-    if (msg.info.redelivered && this.settleAgain(msg)) return { outcome: 'redelivered' };
+    // Not only redeliveries: a nats-server killed before it stored its consumer's state delivers again, as if
+    // for the first time (delivery count 1), messages it had delivered and seen settled (seen in the chaos test).
+    if (this.settleAgain(msg)) return { outcome: 'redelivered' };
     let group: TrajectoryGroup;
     try {
       // The message is only acked, termed or kept alive after this: the group may take its bytes over.
@@ -388,6 +390,7 @@ export class LearnerBus {
       this.settle(msg, settled, 'Redelivered');
       return true;
     }
+    if (this.held.length === 0) return false;
     const held = this.held.find((h) => h.msg.seq === msg.seq);
     if (held) held.msg = msg;
     return held !== undefined;

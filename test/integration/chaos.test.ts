@@ -1,0 +1,119 @@
+// Seeded chaos against `rlkube run` (real nats-server, trainer, engines and agents): every kind of process is
+// SIGKILLed once, and the nats-server, a rollout agent and the trainer are each stalled with SIGSTOP for longer
+// than the pull heartbeats and the ack waits — in an order and at steps drawn from the seed. Invariant: stalls
+// and crashes are transient, so the job ends Succeeded and every group published is counted exactly once.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { waitFor } from '../harness/groups.js';
+import { countsAddUp, followProgress, startRun, type Run } from '../harness/run.js';
+
+/** Small steps (8 groups of 4), so the run's time goes to the chaos, not to training. */
+const MANIFEST = {
+  apiVersion: 'rlkube.dev/v1alpha1',
+  kind: 'RLJob',
+  metadata: { name: 'chaos' },
+  spec: {
+    model: { name: 'tiny', maxTokens: 8 },
+    environment: { name: 'reverse', args: { minLength: 2, maxLength: 4, alphabet: 'abcd' } },
+    algorithm: { groupSize: 4, batchSize: 8, maxSteps: 12, seed: 1 },
+    sync: { mode: 'SequentialPull' },
+    rollout: { pools: [{ name: 'cpu', replicas: 2, engine: { kind: 'tiny' } }] },
+    learner: { nodes: 1, gpusPerNode: 0 },
+  },
+};
+const ACK_WAIT_MS = 2000;
+
+/** mulberry32: a small seeded PRNG, so a failing seed replays the same chaos. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Fisher–Yates, in place. */
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
+type Event = { step: number; action: 'SIGKILL' | 'SIGSTOP'; process: string; pauseMs?: number };
+
+/** One SIGKILL of each process kind and one pause of each kind that can stall, shuffled onto steps 1–9. */
+function chaosPlan(seed: number): Event[] {
+  const random = prng(seed);
+  const replica = () => (random() < 0.5 ? 0 : 1);
+  const events: Array<Omit<Event, 'step'>> = [
+    { action: 'SIGKILL', process: 'nats-server' },
+    { action: 'SIGKILL', process: `agent-cpu-${replica()}` },
+    { action: 'SIGKILL', process: `engine-cpu-${replica()}` },
+    { action: 'SIGKILL', process: 'trainer' },
+    { action: 'SIGKILL', process: 'learner-agent' },
+    // Paused past the pull's idle heartbeats (≤ 1 s), the task and the group ack waits (2 s each).
+    ...['nats-server', `agent-cpu-${replica()}`, 'trainer'].map((process) => ({
+      action: 'SIGSTOP' as const, process, pauseMs: 2 * ACK_WAIT_MS + Math.round(random() * 1000),
+    })),
+  ];
+  const steps = shuffle(Array.from({ length: 9 }, (_, i) => i + 1), random).slice(0, events.length).sort((a, b) => a - b);
+  return shuffle(events, random).map((e, i) => ({ ...e, step: steps[i]! }));
+}
+
+/** The pid of `name` once it is running again (not `notPid`, a process killed earlier). */
+async function livePid(run: Run, name: string, notPid?: number): Promise<number> {
+  return waitFor(`${name} to be running`, () => {
+    const pid = run.pids()[name];
+    if (pid === undefined || pid === notPid) return undefined;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch {
+      return undefined;
+    }
+  }, 120_000);
+}
+
+describe('rlkube run under seeded chaos', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rlkube-chaos-'));
+  it.each([
+    [1, 'AsyncPushPull'],
+    [2, 'SequentialPull'],
+    [3, 'AsyncPushPull'],
+  ])('seed %i (%s): SIGKILLs of every process kind and SIGSTOP stalls end Succeeded, every group counted once', async (seed, mode) => {
+    const manifest = join(dir, `chaos-${seed}.yaml`);
+    writeFileSync(manifest, stringify({ ...MANIFEST, spec: { ...MANIFEST.spec, sync: { mode } } }));
+    const plan = chaosPlan(seed);
+    const run = startRun(['--ack-wait', String(ACK_WAIT_MS)], manifest);
+    const progress = await followProgress(run);
+    const killed = new Map<string, number>();
+    for (const event of plan) {
+      await waitFor(`step ${event.step}`, () => progress.step() >= event.step || undefined, 300_000);
+      const pid = await livePid(run, event.process, killed.get(event.process));
+      if (event.action === 'SIGKILL') {
+        process.kill(pid, 'SIGKILL');
+        killed.set(event.process, pid);
+      } else {
+        process.kill(pid, 'SIGSTOP');
+        // The stall's length is what is under test (not a synchronisation).
+        await new Promise((r) => setTimeout(r, event.pauseMs));
+        process.kill(pid, 'SIGCONT');
+      }
+    }
+    expect(await run.exited).toBe(0);
+    await progress.close();
+    const summary = run.summary();
+    console.log(`chaos seed ${seed} (${mode}): ${JSON.stringify(plan)} → ${JSON.stringify({ state: summary.state, steps: summary.steps, groups: summary.groups, restarts: summary.restarts })}`);
+    expect(summary.state).toBe('Succeeded');
+    expect(summary.steps).toBe(MANIFEST.spec.algorithm.maxSteps);
+    for (const event of plan.filter((e) => e.action === 'SIGKILL')) expect(summary.restarts[event.process]).toBeGreaterThanOrEqual(1);
+    countsAddUp(summary);
+  });
+});
