@@ -450,6 +450,10 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     added.lockFd = takeLock();
     liveNodes.add(added);
     installExitHook();
+    // containerd's images and containers on a tmpfs: unpacked images are ~10^5 files, which take a minute to
+    // write and another to delete on this disk; unmounting a tmpfs drops them at once (cleanup unmounts it).
+    mkdirSync(d('containerd'), { recursive: true });
+    must('mount', ['-t', 'tmpfs', '-o', 'size=16g,mode=0711', 'rlkube-containerd', d('containerd')], 'mounting a tmpfs for containerd');
     for (const sub of ['containerd/root', 'containerd/state', 'cni/net.d', 'cni/ipam', 'kubelet', 'kubelet-certs', 'pod-logs', 'logs']) {
       mkdirSync(d(sub), { recursive: true });
     }
