@@ -199,7 +199,9 @@ export async function run(): Promise<Record<string, number>> {
 
     const extra = (process.env.RLKUBE_BENCH_ARGS ?? '').split(' ').filter(Boolean);
     const watched = Array.from({ length: rounds }, (_, i) => round(i + 1).operated).join(',');
-    operator = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'bench', compiled: true, args: ['--namespaces', watched, ...extra] });
+    // A long lease: on a shared two-core machine the API server can stall for longer than the default renew
+    // deadline (10 s), and a fenced operator then steps down (as it must); this measures reconciling, not failover.
+    operator = await startOperator({ kubeconfig: cp.kubeconfig, natsUrl: nats.url, identity: 'bench', compiled: true, args: ['--namespaces', watched, '--lease-duration', '60', ...extra] });
     while (!(await operator.leading())) await new Promise((r) => setTimeout(r, 100));
     ownPids.add(operator.child.pid!);
 
