@@ -89,15 +89,6 @@ def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
     return t
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the process cleanly. Needed as a container's PID 1, where a signal without a handler is
-    ignored and the pod would wait out its whole grace period before SIGKILL."""
-    def stop(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-
-
 def announce_ready(**fields) -> None:
     print(json.dumps({"event": "ready", **fields}), flush=True)
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from . import config
-from .httpjson import ApiError, announce_ready, exit_on_sigterm, make_server, req_int, req_number
+from .httpjson import ApiError, announce_ready, make_server, req_int, req_number
 from .model import TokenizerError, build_policy, sample
 from .weights import file_digest, read_policy, write_policy
 
@@ -175,7 +175,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    exit_on_sigterm()
     torch.set_num_threads(a.threads)
     try:
         engine = Engine(a.model, a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, max_len=a.max_len,

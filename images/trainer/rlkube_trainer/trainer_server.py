@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from . import config
 from .distributed import device_for, init_from_env
-from .httpjson import announce_ready, exit_on_sigterm, make_server, serve_in_thread
+from .httpjson import announce_ready, make_server, serve_in_thread
 from .trainer import Trainer, TrainerConfig
 
 
@@ -92,7 +92,6 @@ def _follower(index: int, a: argparse.Namespace) -> None:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    exit_on_sigterm()
     torch.set_num_threads(a.threads)
     if a.nproc_per_node > 1:  # local ranks 1.. as child processes (they die with this one: daemonic)
         mp.start_processes(_follower, args=(a,), nprocs=a.nproc_per_node - 1, join=False, daemon=True,

@@ -102,5 +102,10 @@ def test_two_gloo_ranks_reach_the_weights_of_one(tmp_path, model_dir):
     start = build_policy(model_dir, 1).module.state_dict()
     for k, v in one.policy.module.state_dict().items():
         assert torch.equal(r0[k], r1[k]), k  # the ranks agree exactly
+        if k.endswith("k_proj.bias"):
+            # A key bias shifts every score of a query alike: its true gradient is 0, what is left is float noise,
+            # which Adam's normalised step turns into +-lr either way. Bounded, not compared.
+            assert (r0[k] - start[k]).abs().max() <= 2 * 1e-2 + 1e-6, k  # 2 optimizer steps at lr 1e-2
+            continue
         assert torch.allclose(r0[k], v, atol=1e-5), k  # and with the single rank, up to float summation order
     assert any(not torch.allclose(start[k], v) for k, v in r0.items())  # the step did change the weights
