@@ -17,7 +17,7 @@ const MANIFEST = {
   spec: {
     model: { name: 'tiny', maxTokens: 8 },
     environment: { name: 'reverse', args: { minLength: 2, maxLength: 4, alphabet: 'abcd' } },
-    algorithm: { groupSize: 4, batchSize: 8, maxSteps: 12, seed: 1 },
+    algorithm: { groupSize: 4, batchSize: 8, maxSteps: 16, seed: 1 },
     sync: { mode: 'SequentialPull' },
     rollout: { pools: [{ name: 'cpu', replicas: 2, engine: { kind: 'tiny' } }] },
     learner: { nodes: 1, gpusPerNode: 0 },
@@ -67,9 +67,12 @@ function chaosPlan(seed: number): Event[] {
   return shuffle(events, random).map((e, i) => ({ ...e, step: steps[i]! }));
 }
 
-/** The pid of `name` once it is running again (not `notPid`, a process killed earlier). */
-async function livePid(run: Run, name: string, notPid?: number): Promise<number> {
+/** The pid of `name` once it is running again (not `notPid`, a process killed earlier); null once the run has ended. */
+async function livePid(run: Run, name: string, notPid?: number): Promise<number | null> {
+  let ended = false;
+  void run.exited.then(() => (ended = true));
   return waitFor(`${name} to be running`, () => {
+    if (ended) return null;
     const pid = run.pids()[name];
     if (pid === undefined || pid === notPid) return undefined;
     try {
@@ -95,9 +98,13 @@ describe('rlkube run under seeded chaos', () => {
     const progress = await followProgress(run);
     const killed = new Map<string, number>();
     const killedAtStep = new Map<string, number>();
+    let applied = 0;
     for (const event of plan) {
       await waitFor(`step ${event.step}`, () => progress.step() >= event.step || undefined, 300_000);
+      // An asynchronous run may finish while the events before were being applied (each stall lasts seconds).
       const pid = await livePid(run, event.process, killed.get(event.process));
+      if (pid === null) break;
+      applied++;
       if (event.action === 'SIGKILL') {
         process.kill(pid, 'SIGKILL');
         killed.set(event.process, pid);
@@ -110,6 +117,7 @@ describe('rlkube run under seeded chaos', () => {
       }
     }
     expect(await run.exited).toBe(0);
+    expect(applied).toBeGreaterThanOrEqual(plan.length - 2); // the chaos did happen, nearly all of it
     await progress.close();
     const summary = run.summary();
     console.log(`chaos seed ${seed} (${mode}): ${JSON.stringify(plan)} → ${JSON.stringify({ state: summary.state, steps: summary.steps, groups: summary.groups, restarts: summary.restarts })}`);
