@@ -19,7 +19,8 @@ rules:
 `;
 interface AuditEvent { verb: string; userAgent?: string; requestReceivedTimestamp: string; objectRef?: { resource?: string; name?: string }; responseStatus?: { code?: number } }
 const TEST_MS = 240_000;
-const JOBS = 40; // enough work that a kill at the first writes lands mid-way, however fast the operator
+const JOBS = 120; // enough work that a kill at the first writes lands mid-way, however fast the operator (40 were all
+// made before the kill once on a quiet machine)
 const FROZEN = 20; // jobs in flight when the leader is frozen
 
 interface Obj { metadata: { name: string; labels?: Record<string, string>; ownerReferences?: Array<{ controller?: boolean; uid: string }> }; spec?: any; status?: any }
