@@ -43,6 +43,18 @@ function int(setting: string, text: string, min: number, max: number): number {
   return n;
 }
 
+/**
+ * The watched namespaces: comma-separated names, blanks ignored, each at most once (a namespace listed twice
+ * would get two watches and every event twice); none → all namespaces.
+ */
+function parseNamespaces(text: string): string[] {
+  const namespaces = [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean))];
+  for (const ns of namespaces) {
+    if (!DNS_LABEL.test(ns) || ns.length > 63) throw new ConfigError(settingName('namespaces'), `not a namespace name: ${ns}`);
+  }
+  return namespaces;
+}
+
 function inClusterNamespace(): string | undefined {
   try { return readFileSync(SA_NAMESPACE_FILE, 'utf8').trim(); } catch { return undefined; }
 }
@@ -92,8 +104,10 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
 
   const natsUrl = o.natsUrl?.trim();
   if (!natsUrl) throw new ConfigError(settingName('natsUrl'), 'is required');
+  // The Node transport speaks NATS over TCP only: it drops any scheme, so a ws:// URL would reach a WebSocket port
+  // with the TCP protocol.
   for (const s of natsUrl.split(',')) {
-    if (!/^(nats|tls|ws|wss):\/\/\S+$/.test(s.trim())) throw new ConfigError(settingName('natsUrl'), `not a NATS URL: ${s.trim()}`);
+    if (!/^(nats|tls):\/\/\S+$/.test(s.trim())) throw new ConfigError(settingName('natsUrl'), `not a nats:// or tls:// URL: ${s.trim()}`);
   }
   if ((o.natsSystemCreds === undefined) !== (o.natsOperatorSigningKey === undefined)) {
     const [given, missing] = o.natsSystemCreds === undefined ? ['natsOperatorSigningKey', 'natsSystemCreds'] as const : ['natsSystemCreds', 'natsOperatorSigningKey'] as const;
@@ -102,8 +116,7 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
   if (o.natsSystemCreds !== undefined && o.natsCreds === undefined) {
     throw new ConfigError(settingName('natsCreds'), `is required with ${settingName('natsSystemCreds')}: the jobs' account is the one the operator's own user belongs to`);
   }
-  const namespaces = (o.namespaces ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  for (const ns of namespaces) if (!DNS_LABEL.test(ns)) throw new ConfigError(settingName('namespaces'), `not a namespace name: ${ns}`);
+  const namespaces = parseNamespaces(o.namespaces ?? '');
   const leaderElect = (o.leaderElect ?? 'true').toLowerCase();
   if (!['true', 'false'].includes(leaderElect)) throw new ConfigError(settingName('leaderElect'), `must be true or false, got ${o.leaderElect}`);
   const leaseNamespace = o.leaseNamespace ?? inClusterNamespace() ?? namespaces[0] ?? 'default';

@@ -26,6 +26,15 @@ describe('parseOperatorConfig', () => {
     expect(c.leaderElection.enabled).toBe(false);
   });
 
+  test.each<[string, string | undefined, string[]]>([
+    ['unset: all namespaces', undefined, []],
+    ['empty, as the chart sets it without watchNamespaces: all namespaces', '', []],
+    ['the chart\'s list: only those', 'team-a,team-b', ['team-a', 'team-b']],
+    ['blanks and repeats dropped (one watch per namespace)', ' team-a, ,team-b,team-a ', ['team-a', 'team-b']],
+  ])('watched namespaces from RLKUBE_WATCH_NAMESPACES, %s', (_name, value, namespaces) => {
+    expect(parseOperatorConfig([], { ...env, RLKUBE_WATCH_NAMESPACES: value }).namespaces).toEqual(namespaces);
+  });
+
   test('per-job credentials: on with the system creds and the operator signing key, off without', () => {
     expect(parseOperatorConfig([], env).jobCredentials).toBeUndefined();
     const c = parseOperatorConfig([], { ...env, RLKUBE_NATS_CREDS: '/c', RLKUBE_NATS_SYSTEM_CREDS: '/s', RLKUBE_NATS_OPERATOR_SIGNING_KEY: '/k' });
@@ -38,6 +47,8 @@ describe('parseOperatorConfig', () => {
     ['port out of range', ['--metrics-port', '70000'], env, '--metrics-port (RLKUBE_METRICS_PORT)'],
     ['port from env not a number', [], { ...env, RLKUBE_METRICS_PORT: 'eighty' }, '--metrics-port'],
     ['bad namespace', ['--namespaces', 'Team_A'], env, '--namespaces'],
+    ['namespace name over 63 characters', [], { ...env, RLKUBE_WATCH_NAMESPACES: `team-a,${'n'.repeat(64)}` }, '--namespaces (RLKUBE_WATCH_NAMESPACES)'],
+    ['WebSocket NATS URL (the operator speaks TCP)', ['--nats-url', 'nats://a:4222,wss://b:443'], env, '--nats-url'],
     ['leader-elect not a boolean', ['--leader-elect', 'maybe'], env, '--leader-elect'],
     ['zero workers', ['--workers', '0'], env, '--workers'],
     ['unknown log level', ['--log-level', 'loud'], env, '--log-level'],
