@@ -1,5 +1,6 @@
 // Schema pieces shared by the three kinds: conditions, pod placement, resources, pool and learner templates.
 import { Type, type Static } from '@sinclair/typebox';
+import { mountsNameVolumes, podOverrideFields } from './pod-overrides.js';
 import { DnsLabel, Enum, Image, Quantity, StringMap, defaultsToFilled, withRules } from './schema-kit.js';
 
 export const GROUP = 'rlkube.dev';
@@ -79,12 +80,13 @@ export const poolFields = {
   agent: AgentSpec,
   nodeSelector: Type.Optional(StringMap()),
   tolerations: Type.Optional(Type.Array(Toleration, { maxItems: 32 })),
+  ...podOverrideFields,
 };
 
-export const PoolTemplate = Type.Object({
+export const PoolTemplate = withRules(Type.Object({
   name: DnsLabel(MAX_POOL_NAME),
   ...poolFields,
-}, { additionalProperties: false });
+}, { additionalProperties: false }), [mountsNameVolumes]);
 export type PoolTemplate = Static<typeof PoolTemplate>;
 
 export const Checkpoint = defaultsToFilled(Type.Object({
@@ -104,6 +106,7 @@ export const learnerFields = {
   checkpoint: Checkpoint,
   nodeSelector: Type.Optional(StringMap()),
   tolerations: Type.Optional(Type.Array(Toleration, { maxItems: 32 })),
+  ...podOverrideFields,
 };
 const multiNodeNeedsGpus = {
   rule: 'self.nodes == 1 || self.gpusPerNode >= 1',
@@ -111,7 +114,7 @@ const multiNodeNeedsGpus = {
   fieldPath: '.gpusPerNode',
   check: (self: any) => self.nodes === 1 || self.gpusPerNode >= 1,
 };
-export const LearnerTemplate = defaultsToFilled(withRules(Type.Object(learnerFields, { additionalProperties: false }), [multiNodeNeedsGpus]));
+export const LearnerTemplate = defaultsToFilled(withRules(Type.Object(learnerFields, { additionalProperties: false }), [multiNodeNeedsGpus, mountsNameVolumes]));
 export type LearnerTemplate = Static<typeof LearnerTemplate>;
 export { multiNodeNeedsGpus };
 

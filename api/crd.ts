@@ -46,6 +46,8 @@ function convert(node: Json): Json {
     if (required.length > 0) out.required = required; else delete out.required;
   }
   if (out.items) out.items = convert(out.items);
+  // An opaque core-type object (left to the Pod API) lists no properties.
+  if (out['x-kubernetes-preserve-unknown-fields'] && out.properties && Object.keys(out.properties).length === 0) delete out.properties;
   // type first, so the YAML reads like hand-written CRDs
   const { type, ...rest } = out;
   return type === undefined ? rest : { type, ...rest };

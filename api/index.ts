@@ -1,5 +1,6 @@
 // rlkube's API: the RLJob / RolloutPool / Learner schemas and types, validation, and the agent environment contract.
 export * from './common.js';
+export * from './pod-overrides.js';
 export * from './rljob.js';
 export * from './rolloutpool.js';
 export * from './learner.js';

@@ -1,6 +1,7 @@
 // Learner (rlkube.dev/v1alpha1): the training side of one job (nodes x GPUs, trainer, checkpoints).
 import { Type, type Static } from '@sinclair/typebox';
 import { Conditions, JobRef, MAX_JOB_NAME, Metadata, learnerFields, multiNodeNeedsGpus } from './common.js';
+import { mountsNameVolumes } from './pod-overrides.js';
 import { withRules } from './schema-kit.js';
 import type { ObjectMeta } from './rljob.js';
 
@@ -10,6 +11,7 @@ export const LearnerSpec = withRules(Type.Object({
   ...learnerFields,
 }, { additionalProperties: false }), [
   multiNodeNeedsGpus,
+  mountsNameVolumes,
   { rule: 'self.jobRef == oldSelf.jobRef', message: 'jobRef is immutable', fieldPath: '.jobRef' },
 ]);
 export type LearnerSpec = Static<typeof LearnerSpec>;

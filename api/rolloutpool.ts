@@ -1,6 +1,7 @@
 // RolloutPool (rlkube.dev/v1alpha1): a homogeneous group of inference workers serving one job.
 import { Type, type Static } from '@sinclair/typebox';
 import { Conditions, JobRef, MAX_JOB_NAME, MAX_POOL_NAME, Metadata, poolFields } from './common.js';
+import { mountsNameVolumes } from './pod-overrides.js';
 import { withRules } from './schema-kit.js';
 import type { ObjectMeta } from './rljob.js';
 
@@ -10,7 +11,7 @@ export const RolloutPoolSpec = withRules(Type.Object({
   /** Scales the pool to zero without deleting it (the job's own suspend applies too). */
   suspend: Type.Boolean({ default: false }),
   ...poolFields,
-}, { additionalProperties: false }), [{
+}, { additionalProperties: false }), [mountsNameVolumes, {
   rule: 'self.jobRef == oldSelf.jobRef',
   message: 'jobRef is immutable',
   fieldPath: '.jobRef',

@@ -40,6 +40,7 @@ function checkRules(schema: TSchema, value: unknown, path: string, out: FieldErr
     try { ok = rule.check(value); } catch { ok = false; }
     if (!ok) out.push({ path: path + (rule.fieldPath ?? ''), message: rule.message });
   }
+  checkListMapKeys(schema, value, path, out);
   const s = schema as { properties?: Record<string, TSchema>; patternProperties?: Record<string, TSchema>; items?: TSchema };
   if (s.properties && typeof value === 'object') {
     for (const [key, child] of Object.entries(s.properties)) {
@@ -51,6 +52,19 @@ function checkRules(schema: TSchema, value: unknown, path: string, out: FieldErr
     for (const [key, v] of Object.entries(value as object)) checkRules(child, v, `${path}[${JSON.stringify(key)}]`, out);
   }
   if (s.items && Array.isArray(value)) value.forEach((v, i) => checkRules(s.items!, v, `${path}[${i}]`, out));
+}
+
+/** A list-map (x-kubernetes-list-type: map) holds each key once: the API server refuses a duplicate, so do we. */
+function checkListMapKeys(schema: TSchema, value: unknown, path: string, out: FieldError[]): void {
+  const keys = (schema as { 'x-kubernetes-list-map-keys'?: string[] })['x-kubernetes-list-map-keys'];
+  if (schema['x-kubernetes-list-type'] !== 'map' || !keys || !Array.isArray(value)) return;
+  const seen = new Map<string, number>();
+  value.forEach((item, i) => {
+    const key = JSON.stringify(keys.map((k) => (item as Record<string, unknown>)[k]));
+    const first = seen.get(key);
+    if (first === undefined) seen.set(key, i);
+    else out.push({ path: `${path}[${i}]`, message: `duplicate ${keys.join(' and ')}: the same as ${path}[${first}]` });
+  });
 }
 
 /** Fills defaults (as the API server would) into a copy of value. */

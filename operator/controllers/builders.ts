@@ -2,9 +2,10 @@
 import type { V1Container, V1EnvVar, V1PodSpec, V1PodTemplateSpec, V1ResourceRequirements, V1SecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import {
   AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, agentJobSpec, engineServerArgs, trainerServerArgs,
-  type AgentRole, type EngineKind, type EngineSpec, type LearnerTemplate, type RLJob, type Resources, type Toleration,
+  type AgentRole, type EngineKind, type EngineSpec, type LearnerTemplate, type PodOverrides, type RLJob, type Resources, type Toleration,
 } from '../../api/index.js';
 import { natsCredentialsName } from './meta.js';
+import { withPodOverrides } from './pod-overrides.js';
 
 /** What the operator decides that the spec does not: images, and where the bus is. */
 export interface BuildConfig {
@@ -203,6 +204,8 @@ export interface PodTemplateInput {
   nodeSelector?: Record<string, string>;
   tolerations: V1Toleration[];
   subdomain?: string;
+  /** The pool's or learner's env, volumes, pull secrets, affinity, priority class and service account. */
+  overrides?: PodOverrides;
 }
 
 /** Non-root pods, no service-account token (agents talk to NATS, not to the API server). */
@@ -217,5 +220,5 @@ export function podTemplate(input: PodTemplateInput): V1PodTemplateSpec {
     ...(input.tolerations.length > 0 ? { tolerations: input.tolerations } : {}),
     ...(input.subdomain ? { subdomain: input.subdomain } : {}),
   };
-  return { metadata: { labels: input.labels }, spec };
+  return { metadata: { labels: input.labels }, spec: withPodOverrides(spec, input.overrides) };
 }

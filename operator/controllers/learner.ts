@@ -58,6 +58,7 @@ export function buildStatefulSet(learner: Learner, job: RLJob, config: BuildConf
         nodeSelector: spec.nodeSelector,
         tolerations: podTolerations(spec.tolerations, spec.gpusPerNode),
         subdomain: name,
+        overrides: spec,
       }),
       volumeClaimTemplates: [{
         apiVersion: 'v1',

@@ -44,6 +44,7 @@ export function buildDeployment(pool: RolloutPool, job: RLJob, config: BuildConf
         ]),
         nodeSelector: pool.spec.nodeSelector,
         tolerations: podTolerations(pool.spec.tolerations, gpus),
+        overrides: pool.spec,
       }),
     },
   };

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import type { ControlPlane } from '../harness/kube.js';
+import { OVERRIDE_INVALID_CASES } from '../harness/pod-overrides.js';
 
 export { EXAMPLES_DIR, readExample } from '../harness/examples.js';
 
@@ -77,6 +78,7 @@ export const INVALID_CASES: InvalidCase[] = [
   },
   { name: 'job name too long', field: 'metadata.name', mutate: (m) => { m.metadata.name = 'j'.repeat(41); return m; } },
   { name: 'misspelt field', field: 'spec.algorithm.groupsize', mutate: (m) => { m.spec.algorithm.groupsize = 4; return m; } },
+  ...OVERRIDE_INVALID_CASES,
 ];
 
 export const yamlOf = (m: Manifest): string => JSON.stringify(m);

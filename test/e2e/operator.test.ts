@@ -5,6 +5,7 @@
 import { connectBus, ControlStore, jobProvisioned } from '../../bus/index.js';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
+import { podOverrides } from '../harness/pod-overrides.js';
 import {
   INVALID_CASES, baseJob, cpuJob, kube, kubeJson, persistentVolumes, readExample, startOperator, type OperatorProcess,
 } from './operator-fixtures.js';
@@ -197,6 +198,60 @@ describe('rlkube operator (e2e)', () => {
       return r.code !== 0 && r.stderr.includes('NotFound');
     }, { ...WAIT, what: 'job short to be deleted by its TTL' });
     expect(await provisioned('short')).toBe(false);
+  }, TEST_MS);
+
+  test('pod overrides of an RLJob reach its pools, learner and pods; the operator\'s names are refused; a volume the Pod API refuses shows as Degraded', async () => {
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
+      { apiVersion: 'scheduling.k8s.io/v1', kind: 'PriorityClass', metadata: { name: 'rl-high' }, value: 1000 },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'rl-runner', namespace: 'default' } },
+      { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'model-cache', namespace: 'default' },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: '', resources: { requests: { storage: '1Gi' } } } },
+    ] }));
+    const overrides = podOverrides();
+    const m = cpuJob('overrides', 2);
+    Object.assign(m.spec.rollout.pools[0], overrides);
+    Object.assign(m.spec.learner, overrides);
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify(m));
+    await waitCondition('rljob', 'overrides', 'Ready', 'True', 'AllChildrenReady');
+    expect((await get('rolloutpool', 'overrides-cpu')).spec).toMatchObject(overrides);
+    expect((await get('learner', 'overrides-learner')).spec).toMatchObject(overrides);
+    const pods = await list('pods', 'rlkube.dev/job=overrides');
+    expect(pods.map((p) => p.spec.containers.map((c: { name: string }) => c.name).join('+')).sort()).toEqual(['engine+agent', 'engine+agent', 'trainer+agent']);
+    for (const p of pods) {
+      // the required node affinity, honoured by the real scheduler (without it a CPU pod may land on cpu-0)
+      expect({ pod: p.metadata.name, node: p.spec.nodeName }).toEqual({ pod: p.metadata.name, node: 'gpu-h100-0' });
+      expect(p.spec).toMatchObject({
+        priorityClassName: 'rl-high', priority: 1000, serviceAccountName: 'rl-runner', automountServiceAccountToken: false,
+        imagePullSecrets: overrides.imagePullSecrets, affinity: overrides.affinity,
+      });
+      expect(p.spec.volumes).toContainEqual(overrides.volumes[0]);
+      for (const c of p.spec.containers) {
+        expect({ container: c.name, env: c.env.slice(-3) }).toEqual({ container: c.name, env: overrides.env });
+        expect(c.envFrom).toEqual(overrides.envFrom);
+        expect(c.volumeMounts).toContainEqual(overrides.volumeMounts[0]);
+      }
+    }
+
+    // A standalone pool or learner is held to the same rules as the job's templates.
+    const pool = await cp.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'rlkube.dev/v1alpha1', kind: 'RolloutPool', metadata: { name: 'overrides-extra' },
+      spec: { jobRef: { name: 'overrides' }, engine: { kind: 'tiny' }, volumeMounts: [{ name: 'policies', mountPath: '/data' }] },
+    }));
+    expect({ code: pool.code === 0 ? 0 : 1, namesField: pool.stderr.includes('spec.volumeMounts') }).toEqual({ code: 1, namesField: true });
+    const learner = await cp.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'rlkube.dev/v1alpha1', kind: 'Learner', metadata: { name: 'overrides-extra' },
+      spec: { jobRef: { name: 'overrides' }, env: [{ name: 'WORLD_SIZE', value: '64' }] },
+    }));
+    expect({ code: learner.code === 0 ? 0 : 1, namesField: learner.stderr.includes('spec.env[0].name') }).toEqual({ code: 1, namesField: true });
+
+    // Volume sources are checked by the Pod API when the Deployment is written: the pool says why it was refused.
+    await kube(cp, ['patch', 'rljob', 'overrides', '--type', 'json', '-p',
+      JSON.stringify([{ op: 'replace', path: '/spec/rollout/pools/0/volumes/0', value: { name: 'cache', persistentVolumeClaim: {} } }])]);
+    const rejected = await waitCondition('rolloutpool', 'overrides-cpu', 'Degraded', 'True', 'DeploymentRejected');
+    expect(condition(rejected, 'Degraded').message).toContain('persistentVolumeClaim.claimName');
+    await waitCondition('rljob', 'overrides', 'Degraded', 'True', 'PoolDegraded');
+    await kube(cp, ['delete', 'rljob', 'overrides', '--wait=true', '--timeout=60s']);
+    await kube(cp, ['delete', 'pvc/model-cache', 'serviceaccount/rl-runner', 'priorityclass/rl-high', '--wait=false']);
   }, TEST_MS);
 
   test('deleting an RLJob removes its children (garbage collector) and its NATS resources (finalizer)', async () => {
