@@ -1,19 +1,40 @@
 // The Pulumi program (`cd infra && pulumi up`): reads the stack's `rlkube:*` settings and stands up the platform.
+// A bad setting stops the program before any resource is registered, so nothing is created.
 import * as pulumi from '@pulumi/pulumi';
-import { parsePlatformConfig } from './config.js';
+import { InfraConfigError, parsePlatformConfig, type PlatformConfig } from './config.js';
 import { RlkubePlatform } from './platform.js';
 
 const settings = new pulumi.Config('rlkube');
-const platform = new RlkubePlatform(
-  'rlkube',
-  parsePlatformConfig({
-    systemNamespace: settings.get('systemNamespace'),
-    jobNamespaces: settings.getObject('jobNamespaces'),
-    nats: settings.getObject('nats'),
-    gpu: settings.getObject('gpu'),
-    operator: settings.getObject('operator'),
-  }),
-);
+
+/**
+ * Every `rlkube:*` key the stack sets, objects and lists parsed, so that a key the schema does not know is refused
+ * too (a misspelt or flat key would otherwise be ignored without a word).
+ */
+function givenSettings(): Record<string, unknown> {
+  const keys = Object.keys(pulumi.runtime.allConfig()).filter((k) => k.startsWith('rlkube:')).map((k) => k.slice('rlkube:'.length));
+  const flat = keys.find((key) => key.includes('.'));
+  if (flat) throw new InfraConfigError(`rlkube:${flat}: not a setting; nested settings are set with --path: pulumi config set --path rlkube:${flat} <value>`);
+  return Object.fromEntries(keys.map((key) => {
+    const text = settings.require(key);
+    try {
+      return [key, JSON.parse(text)];
+    } catch {
+      return [key, text]; // a plain string (systemNamespace)
+    }
+  }));
+}
+
+function readSettings(): PlatformConfig {
+  try {
+    return parsePlatformConfig(givenSettings());
+  } catch (err) {
+    // RunError: Pulumi prints the message alone, not the program's stack trace.
+    if (err instanceof InfraConfigError) throw new pulumi.RunError(err.message);
+    throw err;
+  }
+}
+
+const platform = new RlkubePlatform('rlkube', readSettings());
 
 export const natsUrl = platform.natsUrl;
 export const systemNamespace = platform.systemNamespace;

@@ -1,10 +1,11 @@
-// The Pulumi program under Pulumi's own mocks (the CLI and a cluster are not needed, nor installable here):
-// what it would create, wired how, for the default and the non-default settings; bad settings refused.
+// The Pulumi program under Pulumi's own mocks: what it would create, wired how, for the default and the
+// non-default settings; bad settings refused with the setting named. `pulumi up` for real: test/e2e/pulumi.test.ts.
 import * as pulumi from '@pulumi/pulumi';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePlatformConfig, type PlatformConfig } from '../../infra/config.js';
-import { RlkubePlatform, splitImage } from '../../infra/platform.js';
+import { NATS_ADMIN_SECRET, NATS_CREDS_SECRET, RlkubePlatform, splitImage } from '../../infra/platform.js';
 
 interface Created {
   type: string;
@@ -50,6 +51,11 @@ const list = (value: unknown) => Object.values(value as object);
 
 const RELEASE = 'kubernetes:helm.sh/v3:Release';
 const NAMESPACE = 'kubernetes:core/v1:Namespace';
+const SECRET = 'kubernetes:core/v1:Secret';
+const OPERATOR_CHART = join(process.cwd(), 'charts/rlkube-operator');
+/** How a Pulumi secret reaches the (mock) engine: a value wrapped with this signature key. */
+const SECRET_SIG = pulumi.runtime.specialSigKey;
+const SECRET_VALUE = pulumi.runtime.specialSecretSig;
 
 describe('infra (Pulumi program)', () => {
   it('by default: system and job namespaces, NATS with JetStream on file storage, the device plugin, the operator wired to NATS', async () => {
@@ -73,7 +79,14 @@ describe('infra (Pulumi program)', () => {
     expect(existsSync(join(operator.chart, 'Chart.yaml'))).toBe(true); // this repository's chart
     expect(existsSync(join(operator.chart, 'crds'))).toBe(true);
 
-    expect(one(RELEASE, 'nvidia-device-plugin').values.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(nats).toMatchObject({ chart: 'nats', version: '1.3.13', repositoryOpts: { repo: 'https://nats-io.github.io/k8s/helm/charts/' } });
+    // one image is all an offline cluster needs for NATS
+    expect(nats.values).toMatchObject({ reloader: { enabled: false }, natsBox: { enabled: false } });
+    expect(operator.values.images).toBeUndefined(); // the chart's default images
+
+    const devicePlugin = one(RELEASE, 'nvidia-device-plugin');
+    expect(devicePlugin.values.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(devicePlugin.values).not.toHaveProperty('affinity'); // the chart's node-feature affinity stays
     expect(created().map((c) => c.type).sort()).toEqual([NAMESPACE, NAMESPACE, RELEASE, RELEASE, RELEASE, 'rlkube:infra:Platform'].sort());
   });
 
@@ -83,16 +96,52 @@ describe('infra (Pulumi program)', () => {
       jobNamespaces: ['team-a', 'team-b'],
       nats: { replicas: 3, storageSize: '100Gi', storageClass: 'fast-ssd' },
       gpu: { devicePlugin: false },
-      operator: { image: 'registry.example.com:5000/rlkube/operator:1.2.3', replicas: 3 },
+      images: { operator: 'registry.example.com:5000/rlkube/operator:1.2.3', agent: 'r.example/agent:7', trainer: 'r.example/trainer:7', vllm: 'r.example/vllm:7', nats: 'r.example/nats:2.12' },
+      operator: { replicas: 3, chartPath: OPERATOR_CHART },
     });
     expect(outputs).toEqual(['nats://nats.rl-platform.svc:4222', 'rl-platform', ['team-a', 'team-b']]);
     expect(one(RELEASE, 'nats').values.config.cluster).toEqual({ enabled: true, replicas: 3 });
     expect(one(RELEASE, 'nats').values.config.jetstream.fileStore.pvc).toMatchObject({ size: '100Gi', storageClassName: 'fast-ssd' });
     const operator = one(RELEASE, 'rlkube-operator');
     expect(operator.values).toMatchObject({ replicaCount: 3, image: { repository: 'registry.example.com:5000/rlkube/operator', tag: '1.2.3' } });
+    expect(operator.values.images).toEqual({ agent: 'r.example/agent:7', trainer: 'r.example/trainer:7', vllm: 'r.example/vllm:7' });
+    expect(operator.chart).toBe(OPERATOR_CHART);
+    expect(one(RELEASE, 'nats').values.container).toEqual({ image: { fullImageName: 'r.example/nats:2.12' } });
     expect(list(operator.values.watchNamespaces)).toEqual(['team-a', 'team-b']);
     expect(created().filter((c) => c.name === 'nvidia-device-plugin')).toHaveLength(0);
     expect(created().filter((c) => c.type === NAMESPACE).map((c) => c.name).sort()).toEqual(['rl-platform', 'team-a', 'team-b']);
+  });
+
+  it('with an existing NATS: no NATS chart, the operator pointed at it, its credentials in the Secrets the chart mounts', async () => {
+    const { outputs, one, created } = await plan({
+      nats: { url: 'nats://bus-a.example:4222,nats://bus-b.example:4222', credentials: 'OPERATOR CREDS', jobCredentials: { systemCreds: 'SYS CREDS', operatorSigningKey: 'SOKEY' } },
+    });
+    expect(outputs[0]).toBe('nats://bus-a.example:4222,nats://bus-b.example:4222');
+    expect(created().filter((c) => c.name === 'nats')).toHaveLength(0);
+    // the credentials are Pulumi secrets: encrypted in the stack's state
+    const creds = one(SECRET, NATS_CREDS_SECRET);
+    expect(creds).toMatchObject({ metadata: { namespace: 'rlkube-system' }, stringData: { [SECRET_SIG]: SECRET_VALUE, value: { creds: 'OPERATOR CREDS' } } });
+    expect(one(SECRET, NATS_ADMIN_SECRET).stringData).toEqual({ [SECRET_SIG]: SECRET_VALUE, value: { 'system.creds': 'SYS CREDS', 'operator-signing.nk': 'SOKEY' } });
+    expect(one(RELEASE, 'rlkube-operator').values.nats).toEqual({
+      url: outputs[0], credentialsSecret: NATS_CREDS_SECRET, jobCredentials: { secret: NATS_ADMIN_SECRET },
+    });
+  });
+
+  it('takes the charts from local paths (clusters without internet), and puts the device plugin on the labelled GPU nodes', async () => {
+    const natsChart = mkdtempSync(join(tmpdir(), 'rlkube-nats-chart-'));
+    writeFileSync(join(natsChart, 'Chart.yaml'), 'apiVersion: v2\nname: nats\nversion: 1.3.13\n');
+    const { one } = await plan({
+      nats: { chartPath: natsChart },
+      gpu: { devicePluginChartPath: natsChart, nodeSelector: { 'node.example/gpu': 'h100' } },
+    });
+    const nats = one(RELEASE, 'nats');
+    expect(nats.chart).toBe(natsChart);
+    expect(nats).not.toHaveProperty('repositoryOpts');
+    const devicePlugin = one(RELEASE, 'nvidia-device-plugin');
+    expect(devicePlugin.chart).toBe(natsChart);
+    // the chart's own affinity (node-feature labels) is dropped: the selector alone decides
+    expect(devicePlugin.values).toMatchObject({ nodeSelector: { 'node.example/gpu': 'h100' }, affinity: null });
+    rmSync(natsChart, { recursive: true });
   });
 
   it('refuses bad settings, naming the setting', () => {
@@ -112,7 +161,21 @@ describe('infra (Pulumi program)', () => {
     expect(refused({ nats: { maxPayloadBytes: 1024 } })).toMatch(/^rlkube:nats\.maxPayloadBytes: /);
     expect(refused({ gpu: { devicePlugin: 'yes' } })).toMatch(/^rlkube:gpu\.devicePlugin: /);
     expect(refused({ operator: { replicas: 0 } })).toMatch(/^rlkube:operator\.replicas: /);
-    expect(refused({ natsUrl: 'nats://x' })).toMatch(/^rlkube:/);
+    expect(refused({ natsUrl: 'nats://x' })).toMatch(/^rlkube:natsUrl: unknown field/);
+    expect(refused({ operator: { image: 'x:1' } })).toMatch(/^rlkube:operator\.image: unknown field/);
+    expect(refused({ images: { operator: 'ghcr.io/rlkube/operator@sha256:abc' } })).toMatch(/^rlkube:images\.operator: a digest/);
+    expect(refused({ images: { agent: 'has space:1' } })).toMatch(/^rlkube:images\.agent: /);
+    expect(refused({ images: { engine: 'x:1' } })).toMatch(/^rlkube:images\.engine: unknown field/);
+    expect(refused({ nats: { url: 'http://x:4222' } })).toMatch(/^rlkube:nats\.url: .*nats:\/\/host:port/);
+    expect(refused({ nats: { credentials: 'CREDS' } })).toMatch(/^rlkube:nats\.credentials: only with rlkube:nats\.url/);
+    expect(refused({ nats: { url: 'nats://x:4222', jobCredentials: { systemCreds: 'S', operatorSigningKey: 'K' } } })).toMatch(/^rlkube:nats\.jobCredentials: needs rlkube:nats\.credentials/);
+    expect(refused({ nats: { url: 'nats://x:4222', credentials: 'C', jobCredentials: { systemCreds: 'S' } } })).toMatch(/^rlkube:nats\.jobCredentials\.operatorSigningKey: /);
+    expect(refused({ nats: { url: 'nats://x:4222', replicas: 3 } })).toMatch(/^rlkube:nats\.replicas: not used with rlkube:nats\.url/);
+    expect(refused({ nats: { url: 'nats://x:4222' }, images: { nats: 'nats:2' } })).toMatch(/^rlkube:images\.nats: not used with rlkube:nats\.url/);
+    expect(refused({ nats: { chartPath: '/no/such/chart' } })).toMatch(/^rlkube:nats\.chartPath: no chart at \/no\/such\/chart/);
+    expect(refused({ operator: { chartPath: 'charts' } })).toMatch(/^rlkube:operator\.chartPath: no chart at /);
+    expect(refused({ gpu: { nodeSelector: {} } })).toMatch(/^rlkube:gpu\.nodeSelector: /);
+    expect(refused({ jobNamespaces: ['ok', 'Not_OK'] })).toMatch(/^rlkube:jobNamespaces\[1\]: .*DNS label/);
     const defaults: PlatformConfig = parsePlatformConfig({});
     expect(defaults).toMatchObject({ systemNamespace: 'rlkube-system', nats: { replicas: 1 }, gpu: { devicePlugin: true }, operator: { replicas: 2 } });
   });
