@@ -245,12 +245,13 @@ describe('rlkube operator (e2e)', () => {
     expect({ code: learner.code === 0 ? 0 : 1, namesField: learner.stderr.includes('spec.env[0].name') }).toEqual({ code: 1, namesField: true });
 
     // Volume sources are checked by the Pod API when the Deployment is written: the pool says why it was refused.
-    await kube(cp, ['patch', 'rljob', 'overrides', '--type', 'json', '-p',
-      JSON.stringify([{ op: 'replace', path: '/spec/rollout/pools/0/volumes/0', value: { name: 'cache', persistentVolumeClaim: {} } }])]);
-    const rejected = await waitCondition('rolloutpool', 'overrides-cpu', 'Degraded', 'True', 'DeploymentRejected');
+    const bad = cpuJob('overrides-bad', 1);
+    Object.assign(bad.spec.rollout.pools[0], { volumes: [{ name: 'cache', persistentVolumeClaim: {} }], volumeMounts: overrides.volumeMounts });
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify(bad));
+    const rejected = await waitCondition('rolloutpool', 'overrides-bad-cpu', 'Degraded', 'True', 'DeploymentRejected');
     expect(condition(rejected, 'Degraded').message).toContain('persistentVolumeClaim.claimName');
-    await waitCondition('rljob', 'overrides', 'Degraded', 'True', 'PoolDegraded');
-    await kube(cp, ['delete', 'rljob', 'overrides', '--wait=true', '--timeout=60s']);
+    await waitCondition('rljob', 'overrides-bad', 'Degraded', 'True', 'PoolDegraded');
+    await kube(cp, ['delete', 'rljob', 'overrides', 'overrides-bad', '--wait=true', '--timeout=60s']);
     await kube(cp, ['delete', 'pvc/model-cache', 'serviceaccount/rl-runner', 'priorityclass/rl-high', '--wait=false']);
   }, TEST_MS);
 
