@@ -81,6 +81,7 @@ describe('operator chart values', () => {
     ['one replica without leader election', ['--set', 'replicaCount=1,leaderElection.enabled=false']],
     ['namespaced mode', ['--set', 'watchNamespaces={team-a,team-b}']],
     ['own registry and images', ['--set', 'image.repository=registry.example.com:5000/me/operator,image.tag=0.2.0-rc.1,images.agent=registry.example.com:5000/me/agent:0.2.0,images.trainer=me/trainer@sha256:' + 'a'.repeat(64)]],
+    ['a whole-number image tag (what --set makes of image.tag=2)', ['--set', 'image.tag=2']],
     ['several NATS servers and credentials', ['--set', 'nats.url=nats://a:4222\\,tls://b:4222,nats.credentialsSecret=rlkube-nats,nats.jobCredentials.secret=rlkube-nats-admin']],
     ['an existing ServiceAccount', ['--set', 'serviceAccount.create=false,serviceAccount.name=platform-operator']],
     ['numeric quantities, pod placement', ['--set-json', 'resources={"requests":{"cpu":0.5,"memory":"128Mi"},"limits":{"memory":"1Gi","ephemeral-storage":"1G"}}',
