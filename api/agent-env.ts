@@ -18,6 +18,10 @@ export const AGENT_ENV = {
   /** tiny | hf | vllm: how the rollout agent hands a policy version to its engine (docs/contracts.md). */
   engineKind: 'RLKUBE_ENGINE_KIND',
   trainerUrl: 'RLKUBE_TRAINER_URL',
+  /** The agent's own environment server (docs/contracts.md): prompts for the rollout agent, re-scoring for the learner's. */
+  environmentUrl: 'RLKUBE_ENVIRONMENT_URL',
+  /** Not the agents': the hub token the environment server reads (spec.environment.tokenSecret), beside HF_TOKEN. */
+  hfToken: 'RLKUBE_HF_TOKEN',
   jobSpec: 'RLKUBE_JOB_SPEC',
   metricsPort: 'RLKUBE_METRICS_PORT',
 } as const;
@@ -55,6 +59,7 @@ interface CommonAgentConfig {
   workerId: string;
   jobSpec: AgentJobSpec;
   metricsPort: number;
+  environmentUrl: string;
 }
 export interface RolloutAgentConfig extends CommonAgentConfig {
   role: 'rollout';
@@ -127,6 +132,7 @@ export function parseAgentEnv(env: Env): AgentConfig {
     workerId: required(env, AGENT_ENV.workerId),
     jobSpec,
     metricsPort,
+    environmentUrl: httpUrl(env, AGENT_ENV.environmentUrl),
   };
   const role = required(env, AGENT_ENV.role);
   if (role === 'rollout') {
@@ -151,6 +157,7 @@ export function formatAgentEnv(config: AgentConfig): Record<string, string> {
     [AGENT_ENV.workerId]: config.workerId,
     [AGENT_ENV.jobSpec]: JSON.stringify(config.jobSpec),
     [AGENT_ENV.metricsPort]: String(config.metricsPort),
+    [AGENT_ENV.environmentUrl]: config.environmentUrl,
   };
   if (config.natsCreds) env[AGENT_ENV.natsCreds] = config.natsCreds;
   if (config.role === 'rollout') {

@@ -2,6 +2,7 @@
 export * from './common.js';
 export * from './pod-overrides.js';
 export * from './rljob.js';
+export * from './environment-check.js';
 export * from './rolloutpool.js';
 export * from './learner.js';
 export { validate, withDefaults, formatErrors, fieldPath, type FieldError } from './validate.js';

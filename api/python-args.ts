@@ -1,7 +1,7 @@
 // The command lines of the Python servers (images/trainer) for a job, in one place: the operator's pod
 // builders and `rlkube run` both start them, and must start them alike.
 import type { LearnerTemplate } from './common.js';
-import { TINY_MODEL, type RLJobSpec } from './rljob.js';
+import { TINY_MODEL, type EnvironmentSpec, type RLJobSpec } from './rljob.js';
 
 /** Model argument of the Python servers: the built-in model, or a Hugging Face hub id / model folder. */
 export const modelArg = (name: string) => (name === TINY_MODEL ? TINY_MODEL : `hf:${name}`);
@@ -43,3 +43,19 @@ export function trainerServerArgs(spec: RLJobSpec, learner: LearnerTemplate, pla
     ...(place.initWeights ? ['--init-weights', place.initWeights] : []),
   ];
 }
+
+/** `python -m rlkube_env.server …`: the environment server beside each agent (docs/contracts.md). */
+export function environmentServerArgs(spec: RLJobSpec, place: { host: string; port: number; cacheDir: string }): string[] {
+  return [
+    '-m', 'rlkube_env.server', '--host', place.host, '--port', String(place.port),
+    '--spec', JSON.stringify(environmentOf(spec.environment)), '--seed', String(spec.algorithm.seed), '--cache-dir', place.cacheDir,
+  ];
+}
+
+/** `python -m rlkube_env.cli check …`: makes the environment once (datasets fetched, args checked) and says why not. */
+export function environmentCheckArgs(spec: RLJobSpec, cacheDir: string): string[] {
+  return ['-m', 'rlkube_env.cli', 'check', '--spec', JSON.stringify(environmentOf(spec.environment)), '--seed', String(spec.algorithm.seed), '--cache-dir', cacheDir];
+}
+
+/** What the environment server is told: what it builds (where its image and token come from is the pod's business). */
+const environmentOf = ({ name, args, dataset }: EnvironmentSpec) => ({ name, ...(args ? { args } : {}), ...(dataset ? { dataset } : {}) });

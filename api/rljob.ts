@@ -2,12 +2,12 @@
 // the runtime validation and the CRD.
 import { Type, type Static } from '@sinclair/typebox';
 import { Conditions, LearnerTemplate, MAX_JOB_NAME, Metadata, PoolTemplate } from './common.js';
-import { Enum, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
+import { Enum, Image, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
 
 export const SyncMode = Enum(['SequentialPull', 'AsyncPushPull'] as const, { default: 'SequentialPull' });
 export type SyncMode = Static<typeof SyncMode>;
-export const EnvironmentName = Enum(['reverse', 'arithmetic', 'gsm8k', 'math'] as const);
-export type EnvironmentName = Static<typeof EnvironmentName>;
+/** The environments the environment server (images/trainer/rlkube_env) knows; any other name needs environment.image. */
+export const ENVIRONMENT_NAMES = ['reverse', 'arithmetic', 'gsm8k', 'math', 'reasoning-gym', 'verifiers'] as const;
 /** The built-in character-level policy; any other model name is a Hugging Face hub id or a model folder's path. */
 export const TINY_MODEL = 'tiny';
 
@@ -26,12 +26,26 @@ export const ModelSpec = withRules(Type.Object({
 }]);
 
 const ArgValue = Type.Union([Type.String({ maxLength: 1024 }), Type.Number()], { 'x-kubernetes-preserve-unknown-fields': true });
-export const EnvironmentSpec = Type.Object({
-  name: EnvironmentName,
+export const EnvironmentSpec = withRules(Type.Object({
+  /** A built-in (ENVIRONMENT_NAMES), or any name for a custom environment image. */
+  name: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$' }),
   // Values are strings or numbers; the CRD cannot type a map of either, so only local validation checks it.
   args: Type.Optional(Type.Record(Type.String({ maxLength: 63 }), ArgValue, { maxProperties: 32 })),
   dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
-}, { additionalProperties: false });
+  /** A custom environment server speaking the contract of docs/contracts.md instead of the built-in one. */
+  image: Type.Optional(Image()),
+  /** A Secret whose key (default `token`) the environment servers get as HF_TOKEN (private hub datasets). */
+  tokenSecret: Type.Optional(Type.Object({
+    name: Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 }),
+    key: Type.String({ minLength: 1, maxLength: 253, default: 'token' }),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false }), [{
+  rule: `has(self.image) || self.name in [${ENVIRONMENT_NAMES.map((n) => `'${n}'`).join(', ')}]`,
+  message: `environment.name must be one of ${ENVIRONMENT_NAMES.join(', ')} (or environment.image names a custom environment server)`,
+  fieldPath: '.name',
+  check: (self) => self.image !== undefined || (ENVIRONMENT_NAMES as readonly string[]).includes(self.name),
+}]);
+export type EnvironmentSpec = Static<typeof EnvironmentSpec>;
 
 export const AlgorithmSpec = defaultsToFilled(Type.Object({
   groupSize: Type.Integer({ minimum: 2, maximum: 1024, default: 8 }),

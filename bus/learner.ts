@@ -27,7 +27,7 @@ export interface LearnerBusOptions {
   vocabSize: number;
   maxGroupBytes: number;
   /** The environment item for task `seq`: a pure function, so a restarted learner re-issues the same task. */
-  taskPayload: (seq: number) => unknown;
+  taskPayload: (seq: number) => unknown | Promise<unknown>;
   /** Old policy versions kept in the object store for slow workers. */
   keepVersions?: number;
   /** No group for this long: re-count what is in flight and re-issue what was lost. */
@@ -484,7 +484,7 @@ export class LearnerBus {
   private async publishTasks(firstSeq: number, lastSeq: number, version: number): Promise<void> {
     const publishes: Promise<unknown>[] = [];
     for (let seq = firstSeq; seq <= lastSeq; seq++) {
-      const task: Task = { v: WIRE_VERSION, job: this.names.key, taskId: taskIdOf(seq), seq, policyVersion: version, payload: this.options.taskPayload(seq) };
+      const task: Task = { v: WIRE_VERSION, job: this.names.key, taskId: taskIdOf(seq), seq, policyVersion: version, payload: await this.options.taskPayload(seq) };
       const data = codecs.task.encode(task);
       const subject = this.names.tasksSubject(version);
       publishes.push(this.retry(`issue ${task.taskId}`, () => this.js.publish(subject, data, { msgID: task.taskId })));

@@ -1,10 +1,14 @@
 // `rlkube run FILE.yaml`: the RLJob on one machine, no cluster — an embedded nats-server, the pools' engines
 // and rollout agents, the trainer and the learner agent as local processes, live progress, a summary.
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { agentJobSpec, engineServerArgs, formatAgentEnv, trainerServerArgs, type AgentConfig, type RLJob } from '../api/index.js';
+import {
+  agentJobSpec, engineServerArgs, environmentCheckArgs, environmentProblem, environmentServerArgs, formatAgentEnv, trainerServerArgs,
+  type AgentConfig, type RLJob, type RLJobSpec,
+} from '../api/index.js';
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
 import { natsServerProcess, waitForNatsReady } from '../local/nats-server.js';
 import { freePort } from '../local/ports.js';
@@ -45,6 +49,11 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
   if (job.spec.rollout.pools.some((p) => p.engine.kind === 'vllm')) {
     throw new RunError('EngineNotLocal', 'rollout.pools[].engine.kind vllm needs GPUs: rlkube run starts tiny and hf engines only (run the job on a cluster)');
   }
+  if (job.spec.environment.image) {
+    throw new RunError('EnvironmentNotLocal', 'environment.image: a custom environment image runs on a cluster; rlkube run starts the built-in environment server');
+  }
+  // A bad environment stops the run here, naming the field, before any process starts.
+  await checkEnvironment(job.spec, python);
   const started = performance.now();
   const spec = job.spec;
   const name = job.metadata.name;
@@ -64,8 +73,15 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
   // Where to reach this run's bus (tools and tests join it, e.g. a second pool or a misbehaving worker).
   writeFileSync(join(outDir, 'run.json'), JSON.stringify({ natsUrl: nats.url, namespace: NAMESPACE, job: name }, null, 2));
 
-  const pythonEnv = { PYTHONPATH: join(repoRoot, 'images/trainer'), OMP_NUM_THREADS: '1' };
+  const pythonEnv = pythonEnvironment();
   const agentCommand = { command: process.execPath, args: ['--import', 'tsx', join(repoRoot, 'images/agent/src/main.ts')] };
+  // One environment server for the rollout agents, and the learner's own: it re-scores what the workers claim.
+  const environmentUrl = async (processName: string) => {
+    const port = await freePort();
+    supervisor.start({ name: processName, command: python, args: environmentServerArgs(spec, { host: '127.0.0.1', port, cacheDir: datasetCache() }), env: pythonEnv });
+    return `http://127.0.0.1:${port}`;
+  };
+  const rolloutEnvironment = await environmentUrl('environment-rollout');
   const common = { natsServers: [nats.url], namespace: NAMESPACE, job: name, metricsPort: 0 };
   const trainerPort = await freePort();
   const algorithm = spec.algorithm;
@@ -77,7 +93,10 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
     args: trainerServerArgs(spec, { ...spec.learner, gpusPerNode: 0 }, { host: '127.0.0.1', port: trainerPort, checkpointDir: join(outDir, 'trainer'), ...warm }),
     env: pythonEnv,
   });
-  const learner: AgentConfig = { ...common, role: 'learner', workerId: `${name}-learner-0`, trainerUrl: `http://127.0.0.1:${trainerPort}`, jobSpec: agentJobSpec(spec, 'learner') };
+  const learner: AgentConfig = {
+    ...common, role: 'learner', workerId: `${name}-learner-0`, trainerUrl: `http://127.0.0.1:${trainerPort}`,
+    environmentUrl: await environmentUrl('environment-learner'), jobSpec: agentJobSpec(spec, 'learner'),
+  };
   supervisor.start({ name: 'learner-agent', ...agentCommand, env: formatAgentEnv(learner) });
 
   for (const pool of spec.rollout.pools) {
@@ -90,7 +109,7 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
         args: engineServerArgs(spec, { host: '127.0.0.1', port: enginePort, sampleSeed: algorithm.seed * 1000 + replica + 1, ...warm }),
         env: pythonEnv,
       });
-      const rollout: AgentConfig = { ...common, role: 'rollout', workerId: worker, pool: pool.name, engineUrl: `http://127.0.0.1:${enginePort}`, engineKind: pool.engine.kind, jobSpec: agentJobSpec(spec, 'rollout') };
+      const rollout: AgentConfig = { ...common, role: 'rollout', workerId: worker, pool: pool.name, engineUrl: `http://127.0.0.1:${enginePort}`, engineKind: pool.engine.kind, environmentUrl: rolloutEnvironment, jobSpec: agentJobSpec(spec, 'rollout') };
       supervisor.start({ name: `agent-${pool.name}-${replica}`, ...agentCommand, env: formatAgentEnv(rollout) });
     }
   }
@@ -135,6 +154,34 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
 function finalReward(curve: Array<{ reward: number }>): number | null {
   const tail = curve.slice(-5);
   return tail.length ? tail.reduce((a, p) => a + p.reward, 0) / tail.length : null;
+}
+
+/** The Python servers' environment: our packages first, then what the caller adds (a verifiers module's folder). */
+function pythonEnvironment(): Record<string, string> {
+  const inherited = process.env.PYTHONPATH ? `:${process.env.PYTHONPATH}` : '';
+  return { PYTHONPATH: `${join(repoRoot, 'images/trainer')}${inherited}`, OMP_NUM_THREADS: '1' };
+}
+
+/** Downloaded datasets, kept across runs. */
+const datasetCache = () => join(toolchainHome(), 'datasets');
+
+/** spec.environment as far as TypeScript can tell, then as the environment server makes it (datasets fetched). */
+async function checkEnvironment(spec: RLJobSpec, python: string): Promise<void> {
+  const problem = environmentProblem(spec.environment);
+  if (problem) throw new RunError(problem.reason, problem.message);
+  const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolveRun) => {
+    execFile(python, environmentCheckArgs(spec, datasetCache()), { env: { ...process.env, ...pythonEnvironment() }, timeout: 15 * 60_000 },
+      (err, out, errOut) => resolveRun({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: out, stderr: errOut }));
+  });
+  if (code === 0) return;
+  let refusal: { reason?: string; message?: string } = {};
+  try {
+    refusal = JSON.parse(stdout.trim().split('\n').at(-1) ?? '');
+  } catch {
+    // not the checker's answer: Python itself failed (reported below)
+  }
+  if (refusal.reason && refusal.message) throw new RunError(refusal.reason, refusal.message);
+  throw new RunError('EnvironmentCheckFailed', `environment check (${python} -m rlkube_env.cli) exited ${code}: ${stderr.trim().slice(-2000)}`);
 }
 
 /** The venv `npm run setup` makes with the trainer's pinned stack (images/trainer/requirements.txt). */

@@ -36,7 +36,9 @@ pins=$(cat "$req" "$lock" | sha256sum | cut -c1-16)
 if [[ ! -x "$venv/bin/python" || "$(cat "$RLKUBE_HOME/stamps/venv" 2>/dev/null)" != "$pins" ]]; then
   echo "toolchain: python venv ($venv) from $req"
   start=$SECONDS
-  python3 -m pip download -q -d "$wheels" -r "$req" -c "$lock"
+  # `pip wheel`, not `pip download`: the few sdists (reasoning-gym's cellpylib, pycosat, zss) are built into wheels
+  # here, so the offline install below needs no build dependencies (setuptools) from an index.
+  python3 -m pip wheel -q -w "$wheels" -r "$req" -c "$lock"
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --no-index --find-links "$wheels" -r "$req" -c "$lock"

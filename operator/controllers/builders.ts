@@ -1,7 +1,7 @@
 // Pure builders of pod pieces shared by the RolloutPool and Learner controllers: spec in, objects out.
 import type { V1Container, V1EnvVar, V1PodSpec, V1PodTemplateSpec, V1ResourceRequirements, V1SecurityContext, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import {
-  AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, agentJobSpec, engineServerArgs, trainerServerArgs,
+  AGENT_ENV, DEFAULT_AGENT_METRICS_PORT, agentJobSpec, engineServerArgs, environmentServerArgs, trainerServerArgs,
   type AgentRole, type EngineKind, type EngineSpec, type LearnerTemplate, type PodOverrides, type RLJob, type Resources, type Toleration,
 } from '../../api/index.js';
 import { natsCredentialsName } from './meta.js';
@@ -27,6 +27,9 @@ export function natsCredentialsSecret(job: RLJob, config: BuildConfig): string |
 
 export const ENGINE_PORT = 8000;
 export const TRAINER_PORT = 8001;
+export const ENVIRONMENT_PORT = 8002;
+/** Downloaded datasets: in the pod's shared /tmp, so a user's own volume mounted there (pod overrides) keeps them. */
+export const DATASET_CACHE_DIR = '/tmp/datasets';
 export const RENDEZVOUS_PORT = 29500;
 export const NATS_CREDS_DIR = '/etc/rlkube/nats';
 export const NATS_CREDS_KEY = 'creds';
@@ -98,6 +101,7 @@ export function agentEnv({ job, role, pool, engineKind, config }: AgentEnvInput)
     ] : [
       { name: AGENT_ENV.trainerUrl, value: `http://127.0.0.1:${TRAINER_PORT}` },
     ]),
+    { name: AGENT_ENV.environmentUrl, value: `http://127.0.0.1:${ENVIRONMENT_PORT}` },
     { name: AGENT_ENV.workerId, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: AGENT_ENV.jobSpec, value: JSON.stringify(agentJobSpec(job.spec, role)) },
     { name: AGENT_ENV.metricsPort, value: String(DEFAULT_AGENT_METRICS_PORT) },
@@ -154,6 +158,30 @@ export function engineContainer(engine: EngineSpec, job: RLJob, config: BuildCon
     readinessProbe: probe,
     securityContext: containerSecurity(true),
     volumeMounts: [{ name: 'policies', mountPath: POLICIES_DIR }, { name: 'tmp', mountPath: '/tmp' }],
+  };
+}
+
+/**
+ * The environment server beside each agent (docs/contracts.md): the built-in one from the trainer image, or the
+ * job's own image (started with the same arguments). Its /health says 503 and why for an environment that cannot
+ * be used: the pod stays unready and the agent reports the reason, rather than a crash loop.
+ */
+export function environmentContainer(job: RLJob, config: BuildConfig): V1Container {
+  const { image, tokenSecret } = job.spec.environment;
+  const args = environmentServerArgs(job.spec, { host: POD_BIND_HOST, port: ENVIRONMENT_PORT, cacheDir: DATASET_CACHE_DIR });
+  return {
+    name: 'environment',
+    image: image ?? config.images.trainer,
+    ...(image ? { args: args.slice(2) } : { command: ['python3'], args }),
+    env: [
+      { name: 'HOME', value: '/tmp' },
+      ...(tokenSecret ? [{ name: AGENT_ENV.hfToken, valueFrom: { secretKeyRef: { name: tokenSecret.name, key: tokenSecret.key } } }] : []),
+    ],
+    ports: [{ name: 'environment', containerPort: ENVIRONMENT_PORT }],
+    resources: { requests: { cpu: '50m', memory: '128Mi' } },
+    readinessProbe: { httpGet: { path: '/health', port: ENVIRONMENT_PORT }, periodSeconds: 10 },
+    securityContext: containerSecurity(true),
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
   };
 }
 

@@ -4,7 +4,7 @@ import type { V1Pod, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import type { Learner, LearnerStatus, RLJob } from '../../api/index.js';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
-import { CHECKPOINT_DIR, RENDEZVOUS_PORT, agentContainer, agentEnv, agentMounts, podTemplate, podTolerations, podVolumes, trainerContainer, type BuildConfig } from './builders.js';
+import { CHECKPOINT_DIR, RENDEZVOUS_PORT, agentContainer, agentEnv, agentMounts, environmentContainer, podTemplate, podTolerations, podVolumes, trainerContainer, type BuildConfig } from './builders.js';
 import { mergeConditions, transitions, type DesiredCondition } from './conditions.js';
 import { Derived, applyChild, idOfName, isInvalid, liveJob, retryOf, writeStatus, type ControllerContext } from './context.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
@@ -51,6 +51,7 @@ export function buildStatefulSet(learner: Learner, job: RLJob, config: BuildConf
         labels,
         containers: [
           trainerContainer(spec, job, name, config),
+          environmentContainer(job, config),
           agentContainer(spec.agent.image ?? config.images.agent, agentEnv({ job, role: 'learner', config }), spec.agent.resources,
             agentMounts(job, config, { name: 'checkpoints', mountPath: CHECKPOINT_DIR })),
         ],

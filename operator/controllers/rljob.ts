@@ -1,6 +1,6 @@
 // RLJob controller: NATS resources through the bus (behind the rlkube.dev/nats finalizer), one Learner and
 // one RolloutPool per spec.rollout.pools entry, and a status summarising children and learner progress.
-import type { Learner, RLJob, RLJobStatus, RolloutPool } from '../../api/index.js';
+import { environmentProblem, type EnvironmentProblem, type Learner, type RLJob, type RLJobStatus, type RolloutPool } from '../../api/index.js';
 import type { LearnerProgress } from '../../bus/index.js';
 import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
@@ -45,6 +45,8 @@ export interface JobObservation {
   progress?: LearnerProgress;
   /** Where the job's NATS resources stand (absent: not looked at, e.g. in tests of other things). */
   bus?: BusState;
+  /** spec.environment cannot be used as written: no pods are made until it is fixed. */
+  environment?: EnvironmentProblem;
   now: Date;
 }
 
@@ -53,7 +55,7 @@ const deadlineAt = (job: RLJob, startTime: string | undefined) =>
   job.spec.activeDeadlineSeconds !== undefined && startTime ? Date.parse(startTime) + job.spec.activeDeadlineSeconds * 1000 : undefined;
 
 /** The job's status from what the children and the learner's progress record say. Pure. */
-export function summarizeJob({ job, learner, pools, progress, bus, now }: JobObservation): RLJobStatus {
+export function summarizeJob({ job, learner, pools, progress, bus, environment, now }: JobObservation): RLJobStatus {
   const before = job.status ?? {};
   const suspended = job.spec.suspend;
   let succeeded = findCondition(before.conditions, 'Succeeded');
@@ -82,6 +84,7 @@ export function summarizeJob({ job, learner, pools, progress, bus, now }: JobObs
   const conditions: DesiredCondition[] = [];
   if (finished) conditions.push({ type: 'Ready', status: 'False', reason: 'Finished', message: 'the job has finished' });
   else if (suspended) conditions.push({ type: 'Ready', status: 'False', reason: 'Suspended', message: 'the job is suspended' });
+  else if (environment) conditions.push({ type: 'Ready', status: 'False', reason: environment.reason, message: environment.message });
   else if (!learnerReady) conditions.push({ type: 'Ready', status: 'False', reason: 'LearnerNotReady', message: `learner not ready; ${readyPools}/${pools.length} pools ready` });
   else if (readyPools < pools.length) conditions.push({ type: 'Ready', status: 'False', reason: 'PoolsNotReady', message: `${readyPools}/${pools.length} pools ready` });
   else conditions.push({ type: 'Ready', status: 'True', reason: 'AllChildrenReady', message: `learner and ${pools.length} pools ready` });
@@ -96,7 +99,8 @@ export function summarizeJob({ job, learner, pools, progress, bus, now }: JobObs
     ? { type: 'Suspended', status: 'True', reason: 'JobSuspended', message: 'pods deleted; NATS state kept' }
     : { type: 'Suspended', status: 'False', reason: 'JobResumed' });
 
-  if (bus?.phase === 'Failed' && !finished) conditions.push({ type: 'Degraded', status: 'True', reason: 'BusUnavailable', message: bus.message });
+  if (environment && !finished) conditions.push({ type: 'Degraded', status: 'True', reason: environment.reason, message: environment.message });
+  else if (bus?.phase === 'Failed' && !finished) conditions.push({ type: 'Degraded', status: 'True', reason: 'BusUnavailable', message: bus.message });
   else if (degradedPool && !finished) {
     const c = findCondition(degradedPool.status?.conditions, 'Degraded')!;
     conditions.push({ type: 'Degraded', status: 'True', reason: c.reason === 'InsufficientGPU' ? 'PoolInsufficientGPU' : 'PoolDegraded', message: `pool ${degradedPool.metadata.name}: ${c.message ?? c.reason}` });
@@ -185,16 +189,18 @@ export class RLJobController {
       return;
     }
     // Children first: the garbage collector removes them with the job, so they need not wait for the
-    // finalizer. NATS resources do wait for it: nothing else would remove them.
-    const desiredPools = this.pools.of(job);
-    const [learner] = await Promise.all([
+    // finalizer. NATS resources do wait for it: nothing else would remove them. An environment that cannot be
+    // used as written gets no pods (they would only crash or idle): the job says why until the spec is fixed.
+    const environment = environmentProblem(job.spec.environment);
+    const desiredPools = environment ? [] : this.pools.of(job);
+    const [learner] = environment ? [caches.learners.get(namespace, learnerResourceName(name))] : await Promise.all([
       applyChild(this.ctx, RESOURCES.learners, this.learner.of(job), caches.learners.get(namespace, learnerResourceName(name))),
       ...desiredPools.map((p) => applyChild(this.ctx, RESOURCES.rolloutpools, p, caches.pools.get(namespace, p.metadata.name))),
     ]);
     const wanted = new Set(desiredPools.map((p) => p.metadata.name));
     for (const p of caches.pools.list(namespace)) {
       // A pool removed from spec.rollout.pools: delete ours (never one that joined on its own).
-      if (controllerOf(p as KubeObject)?.uid === uid && !wanted.has(p.metadata.name) && !p.metadata.deletionTimestamp) {
+      if (!environment && controllerOf(p as KubeObject)?.uid === uid && !wanted.has(p.metadata.name) && !p.metadata.deletionTimestamp) {
         await client.delete(RESOURCES.rolloutpools, namespace, p.metadata.name).catch((e) => { if (!isNotFound(e)) throw e; });
       }
     }
@@ -219,7 +225,10 @@ export class RLJobController {
 
     const pools = caches.pools.list(namespace).filter((p) => p.spec.jobRef.name === name && !p.metadata.deletionTimestamp);
     const now = new Date();
-    const status = summarizeJob({ job, learner: caches.learners.get(namespace, learner.metadata.name) ?? learner, pools, progress: this.busLink.progress(key), bus, now });
+    const status = summarizeJob({
+      job, learner: learner && (caches.learners.get(namespace, learner.metadata.name) ?? learner), pools, progress: this.busLink.progress(key), bus,
+      ...(environment ? { environment } : {}), now,
+    });
     const write = await writeStatus(this.ctx, RESOURCES.rljobs, job as KubeObject, status);
     if (write.written) {
       for (const c of transitions(job.status?.conditions, status.conditions ?? [])) {

@@ -5,7 +5,7 @@ import type { RLJob, RolloutPool, RolloutPoolStatus } from '../../api/index.js';
 import { RESOURCES, type KubeObject } from '../kube/client.js';
 import type { ReconcileResult } from '../kube/queue.js';
 import { splitKey } from '../kube/queue.js';
-import { agentContainer, agentEnv, agentMounts, engineContainer, podTemplate, podTolerations, podVolumes, POLICIES_DIR, type BuildConfig } from './builders.js';
+import { agentContainer, agentEnv, agentMounts, engineContainer, environmentContainer, podTemplate, podTolerations, podVolumes, POLICIES_DIR, type BuildConfig } from './builders.js';
 import { isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
 import { Derived, applyChild, idOfName, isInvalid, liveJob, retryOf, writeStatus, type ControllerContext } from './context.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
@@ -36,6 +36,7 @@ export function buildDeployment(pool: RolloutPool, job: RLJob, config: BuildConf
         labels,
         containers: [
           engineContainer(engine, job, config),
+          environmentContainer(job, config),
           agentContainer(agent.image ?? config.images.agent, agentEnv({ job, role: 'rollout', pool: name, engineKind: engine.kind, config }), agent.resources, agentMounts(job, config, shared)),
         ],
         volumes: podVolumes(job, config, [

@@ -11,6 +11,7 @@ const rolloutEnv = (): Record<string, string> => ({
   RLKUBE_POOL: 'reverse-cpu',
   RLKUBE_WORKER_ID: 'reverse-cpu-7d9f-abcde',
   RLKUBE_ENGINE_URL: 'http://127.0.0.1:8000/',
+  RLKUBE_ENVIRONMENT_URL: 'http://127.0.0.1:8002',
   RLKUBE_JOB_SPEC: JSON.stringify(agentJobSpec(spec, 'rollout')),
 });
 
@@ -19,7 +20,7 @@ describe('parseAgentEnv', () => {
     const config = parseAgentEnv(rolloutEnv());
     expect(config).toMatchObject({
       role: 'rollout', natsServers: ['nats://nats.rlkube-system:4222'], namespace: 'team-a', job: 'reverse',
-      pool: 'reverse-cpu', engineUrl: 'http://127.0.0.1:8000', metricsPort: 9090,
+      pool: 'reverse-cpu', engineUrl: 'http://127.0.0.1:8000', environmentUrl: 'http://127.0.0.1:8002', metricsPort: 9090,
     });
     expect(config.natsCreds).toBeUndefined();
     expect(config.jobSpec.algorithm.groupSize).toBe(4);
@@ -50,6 +51,7 @@ describe('parseAgentEnv', () => {
     ['missing worker id', { RLKUBE_WORKER_ID: undefined }, AGENT_ENV.workerId],
     ['engine URL not a URL', { RLKUBE_ENGINE_URL: 'localhost:8000' }, AGENT_ENV.engineUrl],
     ['learner without trainer URL', { RLKUBE_ROLE: 'learner' }, AGENT_ENV.trainerUrl],
+    ['missing environment server URL', { RLKUBE_ENVIRONMENT_URL: undefined }, AGENT_ENV.environmentUrl],
     ['spec not JSON', { RLKUBE_JOB_SPEC: '{model:' }, AGENT_ENV.jobSpec],
     ['spec invalid', { RLKUBE_JOB_SPEC: JSON.stringify({ ...spec, algorithm: { groupSize: 1 } }) }, 'spec.algorithm.groupSize'],
     ['metrics port not a number', { RLKUBE_METRICS_PORT: 'ninety' }, AGENT_ENV.metricsPort],

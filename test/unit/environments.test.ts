@@ -1,118 +1,91 @@
-// Environments and the learner's verifier: pure functions, table-tested.
-import { createEnvironment, EnvironmentError } from '../../images/agent/src/environments/index.js';
-import { lastNumber, referenceAnswer } from '../../images/agent/src/environments/gsm8k.js';
-import { lastBoxed, normaliseAnswer } from '../../images/agent/src/environments/math.js';
-import { positionalMatch } from '../../images/agent/src/environments/reverse.js';
+// What TypeScript tells of spec.environment before anything runs, and the learner's verifier against a real
+// environment server (the graders themselves are tested in images/trainer/tests/test_env.py).
+import { pino } from 'pino';
+import { environmentProblem, type EnvironmentSpec } from '../../api/index.js';
+import { EnvironmentClient, EnvironmentUnusable } from '../../images/agent/src/environment-client.js';
 import { groupVerifier } from '../../images/agent/src/verifier.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { startEnvironmentServer, type EnvironmentServer } from '../harness/environment.js';
 import { syntheticGroup } from '../harness/groups.js';
 
-describe('reverse', () => {
-  it.each([
-    ['cba', 'cba', 1],
-    ['cba', 'cbx', 2 / 3],
-    ['cba', 'cb', 2 / 3],
-    ['cba', 'cbaaa', 3 / 5],
-    ['cba', '', 0],
-    ['ab', 'ba', 0],
-  ])('target %s, completion %s → %d', (target, completion, reward) => {
-    expect(positionalMatch(target, completion)).toBeCloseTo(reward);
-  });
-
-  it('makes the same item for the same (seed, seq) and short strings over the alphabet', () => {
-    const env = createEnvironment({ name: 'reverse', args: { minLength: 2, maxLength: 4, alphabet: 'abcd' } }, 7);
-    const again = createEnvironment({ name: 'reverse', args: { minLength: 2, maxLength: 4, alphabet: 'abcd' } }, 7);
-    for (let seq = 0; seq < 200; seq++) {
-      const item = env.item(seq);
-      expect(again.item(seq)).toEqual(item);
-      expect(item.prompt).toMatch(/^[abcd]{2,4}=$/);
-      expect(item.answer).toBe([...item.prompt.slice(0, -1)].reverse().join(''));
-      expect(env.score(item, item.answer)).toBe(1);
-    }
-  });
-
-  it('refuses bad arguments with the argument named', () => {
-    expect(() => createEnvironment({ name: 'reverse', args: { maxLength: 0 } }, 1)).toThrow(/environment.args.maxLength/);
-    expect(() => createEnvironment({ name: 'nope' }, 1)).toThrow(EnvironmentError);
+describe('environmentProblem', () => {
+  it.each<[string, EnvironmentSpec, string | undefined]>([
+    ['the reverse example', { name: 'reverse', args: { minLength: 2, maxLength: 4, alphabet: 'abcd' } }, undefined],
+    ['reverse minLength above maxLength', { name: 'reverse', args: { minLength: 5, maxLength: 3 } }, 'environment.args.minLength'],
+    ['an empty alphabet', { name: 'reverse', args: { alphabet: '' } }, 'environment.args.alphabet'],
+    ['a non-integer length', { name: 'reverse', args: { maxLength: '3.5' } }, 'environment.args.maxLength'],
+    ['arithmetic out of range', { name: 'arithmetic', args: { maxOperand: 0 } }, 'environment.args.maxOperand'],
+    ['gsm8k without a dataset', { name: 'gsm8k' }, 'environment.dataset'],
+    ['gsm8k over https', { name: 'gsm8k', dataset: 'https://example.org/train.parquet' }, undefined],
+    ['a hub dataset', { name: 'math', dataset: 'hf:openai/gsm8k:main:train' }, undefined],
+    ['a malformed hub id', { name: 'math', dataset: 'hf:gsm8k' }, 'environment.dataset'],
+    ['an unread scheme', { name: 'math', dataset: 's3://bucket/x.parquet' }, 'environment.dataset'],
+    ['a dataset for reverse', { name: 'reverse', dataset: 'x.jsonl' }, 'environment.dataset'],
+    ['reasoning-gym without a task', { name: 'reasoning-gym' }, 'environment.args.task'],
+    ['verifiers without a module', { name: 'verifiers', args: {} }, 'environment.args.module'],
+    ['a custom image judges itself', { name: 'chess', image: 'me/chess:1', args: { minLength: 9 } }, undefined],
+  ])('%s', (_name, spec, field) => {
+    const problem = environmentProblem(spec);
+    expect(problem?.field).toBe(field);
+    if (problem) expect(problem.message.startsWith(`${field}: `)).toBe(true);
   });
 });
 
-describe('arithmetic, gsm8k and math', () => {
-  it('scores arithmetic exactly', () => {
-    const env = createEnvironment({ name: 'arithmetic' }, 3);
-    const item = env.item(5);
-    expect(env.score(item, item.answer)).toBe(1);
-    expect(env.score(item, `${item.answer}1`)).toBe(0);
+describe('the learner verifier, with its own environment server', () => {
+  let server: EnvironmentServer;
+  let unusable: EnvironmentServer;
+  const stop = new AbortController();
+  const log = pino({ level: 'silent' });
+  beforeAll(async () => {
+    [server, unusable] = await Promise.all([
+      startEnvironmentServer({ name: 'reverse' }, 1),
+      startEnvironmentServer({ name: 'reverse', args: { alphabet: '' } }, 1),
+    ]);
+  });
+  afterAll(async () => {
+    stop.abort();
+    await Promise.all([server.stop(), unusable.stop()]);
   });
 
-  it.each([
-    ['so 3 + 4 = 7 apples.\n#### 7', '7'],
-    ['#### 1,234', '1234'],
-    ['#### -5', '-5'],
-    ['#### $18.00', '18'],
-  ])('gsm8k reference %j → %s', (solution, answer) => expect(referenceAnswer(solution)).toBe(answer));
-
-  it.each([
-    ['The answer is 42.', '42'],
-    ['first 3, then 1,500 in total', '1500'],
-    ['no number here', undefined],
-  ])('gsm8k last number of %j → %s', (text, answer) => expect(lastNumber(text)).toBe(answer));
-
-  it.each([
-    ['so \\boxed{\\frac{1}{2}}', '\\frac{1}{2}'],
-    ['\\boxed{1} then \\boxed{2}', '2'],
-    ['\\boxed{x^{2}}', 'x^{2}'],
-    ['none', undefined],
-  ])('math last boxed of %j → %s', (text, boxed) => expect(lastBoxed(text)).toBe(boxed));
-
-  it.each([
-    ['\\dfrac{1}{2}', '\\frac{1}{2}'],
-    [' 3.0 ', '3'],
-    ['\\left( 1, 2 \\right)', '(1,2)'],
-    ['5\\text{ cm}', '5'],
-  ])('math normalises %j → %s', (raw, normal) => expect(normaliseAnswer(raw)).toBe(normal));
-
-  it('reads JSONL datasets and names a bad line', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'rlkube-ds-'));
-    const good = join(dir, 'gsm8k.jsonl');
-    writeFileSync(good, '{"question":"2+2?","answer":"#### 4"}\n{"question":"3+3?","answer":"#### 6"}\n');
-    const env = createEnvironment({ name: 'gsm8k', dataset: good }, 1);
-    const item = env.item(0);
-    expect(env.score(item, `it is ${item.answer}`)).toBe(1);
-    const bad = join(dir, 'bad.jsonl');
-    writeFileSync(bad, '{"question":"x","answer":"#### 1"}\nnot json\n');
-    expect(() => createEnvironment({ name: 'gsm8k', dataset: bad }, 1)).toThrow(/line 2/);
-    expect(() => createEnvironment({ name: 'math' }, 1)).toThrow(/environment.dataset/);
-  });
-});
-
-describe('the learner verifier', () => {
-  const environment = createEnvironment({ name: 'reverse' }, 1);
   const digest = `sha256:${'0'.repeat(64)}`;
-  const verify = groupVerifier({ environment, groupSize: 4, rewardTolerance: 1e-6, digestOf: async (v) => (v === 0 ? digest : undefined) });
-  const honest = () => {
+  const honest = async (environment: EnvironmentClient) => {
     const group = syntheticGroup({ job: 'a/b', taskSeq: 3, policyVersion: 0, groupSize: 4 });
-    const item = environment.item(3);
-    group.verifierId = environment.verifierId;
-    group.completions.forEach((c, i) => {
-      c.text = i === 0 ? item.answer : 'ab';
-      c.reward = environment.score(item, c.text);
-    });
+    const { prompt } = await environment.task(3);
+    const answer = [...prompt.slice(0, -1)].reverse().join('');
+    group.verifierId = 'reverse/v1';
+    group.completions.forEach((c, i) => (c.text = i === 0 ? answer : 'ab'));
+    const { rewards } = await environment.score(3, group.completions.map((c) => c.text));
+    group.completions.forEach((c, i) => (c.reward = rewards[i]!));
     return group;
   };
 
-  it('accepts an honest group', async () => expect(await verify(honest())).toEqual({ ok: true }));
+  it('accepts an honest group and names the grader', async () => {
+    const environment = new EnvironmentClient(server.url, log, stop.signal);
+    expect(await environment.ready()).toEqual({ status: 'ok', environment: 'reverse', verifierId: 'reverse/v1' });
+    const verify = groupVerifier({ environment, verifierId: 'reverse/v1', groupSize: 4, rewardTolerance: 1e-6, digestOf: async (v) => (v === 0 ? digest : undefined) });
+    const group = await honest(environment);
+    expect(group.completions[0]!.reward).toBe(1);
+    expect(await verify(group)).toEqual({ ok: true });
+  });
 
   it.each([
-    ['a forged reward', (g: ReturnType<typeof honest>) => (g.completions[1]!.reward = 1), 'RewardMismatch'],
-    ['a wrong group size', (g: ReturnType<typeof honest>) => g.completions.pop(), 'GroupSizeMismatch'],
-    ['a digest of another model', (g: ReturnType<typeof honest>) => (g.policyDigest = `sha256:${'1'.repeat(64)}`), 'DigestMismatch'],
-    ['an unknown policy version', (g: ReturnType<typeof honest>) => (g.policyVersion = 9), 'DigestMismatch'],
+    ['a forged reward', (g: Awaited<ReturnType<typeof honest>>) => (g.completions[1]!.reward = 1), 'RewardMismatch'],
+    ['another grader', (g: Awaited<ReturnType<typeof honest>>) => (g.verifierId = 'reverse/v0'), 'RewardMismatch'],
+    ['a wrong group size', (g: Awaited<ReturnType<typeof honest>>) => g.completions.pop(), 'GroupSizeMismatch'],
+    ['a digest of another model', (g: Awaited<ReturnType<typeof honest>>) => (g.policyDigest = `sha256:${'1'.repeat(64)}`), 'DigestMismatch'],
+    ['an unknown policy version', (g: Awaited<ReturnType<typeof honest>>) => (g.policyVersion = 9), 'DigestMismatch'],
   ])('rejects %s', async (_name, tamper, reason) => {
-    const group = honest();
+    const environment = new EnvironmentClient(server.url, log, stop.signal);
+    const verify = groupVerifier({ environment, verifierId: 'reverse/v1', groupSize: 4, rewardTolerance: 1e-6, digestOf: async (v) => (v === 0 ? digest : undefined) });
+    const group = await honest(environment);
     tamper(group);
     expect(await verify(group)).toMatchObject({ ok: false, reason });
+  });
+
+  it('reports an unusable environment with its reason and field, not as a server to wait for', async () => {
+    const environment = new EnvironmentClient(unusable.url, log, stop.signal);
+    const refusal = await environment.ready().catch((err: unknown) => err);
+    expect(refusal).toBeInstanceOf(EnvironmentUnusable);
+    expect(refusal).toMatchObject({ reason: 'InvalidEnvironmentArgs' });
+    expect((refusal as Error).message).toMatch(/^environment\.args\.alphabet: /);
   });
 });

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../../../api/index.js';
 import { BusError, LearnerBus, LearnerLease, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
-import { createEnvironment, type Environment } from './environments/index.js';
+import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
 import { TrainerClient, type TrainGroup, type TrainResult, type TrainerState } from './trainer-client.js';
@@ -34,7 +34,8 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     if (signal.aborted) return; // stopped while standing by
     throw err;
   }
-  const environment = createEnvironment(spec.environment, spec.algorithm.seed);
+  // The learner's own environment server: it re-scores every group and gives the prompts the trainer checks.
+  const environment = new EnvironmentClient(config.environmentUrl, log, signal);
   const { batchSize, maxSteps } = spec.algorithm;
   const bus = await LearnerBus.open(nc, job, {
     mode: spec.sync.mode,
@@ -43,12 +44,27 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     taskWindow: spec.sync.taskWindow ?? 2 * batchSize,
     vocabSize: vocabSizeOf(spec.model.name),
     maxGroupBytes: 8 * 1024 * 1024,
-    taskPayload: (seq) => ({ prompt: environment.item(seq).prompt }),
+    taskPayload: async (seq) => ({ prompt: (await environment.task(seq)).prompt }),
     log,
   });
   // Its records are written only while it holds the lease; losing it stops the bus at once.
   bus.control.fence(lease);
   lease.lost.addEventListener('abort', () => bus.close(), { once: true });
+  let environmentInfo: EnvironmentInfo;
+  try {
+    environmentInfo = await environment.ready();
+  } catch (err) {
+    if (!(err instanceof EnvironmentUnusable)) throw err;
+    // No restart cures a bad environment: the job fails saying why, and this agent waits to be stopped
+    // rather than exit into a restart loop.
+    await failForEnvironment(bus, maxSteps, err);
+    log.error({ reason: err.reason }, `environment unusable: ${err.message}`);
+    await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    bus.close();
+    await lease.release();
+    await nc.drain().catch(() => undefined);
+    return;
+  }
 
   // Digests of the versions a group may still claim (the staleness bound and a margin): bounded by the bound.
   const digests = new Map<number, string>();
@@ -60,7 +76,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     }
     return digests.get(version);
   };
-  const verify = groupVerifier({ environment, groupSize: spec.algorithm.groupSize, rewardTolerance: spec.verification.rewardTolerance, digestOf });
+  const verify = groupVerifier({ environment, verifierId: environmentInfo.verifierId, groupSize: spec.algorithm.groupSize, rewardTolerance: spec.verification.rewardTolerance, digestOf });
   const ledger: Record<string, { accepted: number; rejected: number }> = {};
   const verifyAndRecord: typeof verify = async (group) => {
     const verdict = await verify(group);
@@ -119,7 +135,8 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       const batch = await bus.nextBatch(step, trainerState.version, verifyAndRecord);
       const collectedMs = performance.now() - started;
       lease.assertHeld(); // only the holder trains
-      const result = await untilTrainerAnswers(() => trainer.trainStep(step - 1, toTrainGroups(batch, environment)), log, signal);
+      const trainGroups = await toTrainGroups(batch, environment);
+      const result = await untilTrainerAnswers(() => trainer.trainStep(step - 1, trainGroups), log, signal);
       const excluded = result.rejected.map((r) => ({ index: r.index, reason: trainerReason(r.reason) }));
       for (const { index, reason } of excluded) {
         const group = batch.groups[index];
@@ -162,6 +179,16 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
   }
 }
 
+/** The job's Failed record for an environment no restart can cure, its reason first (what the operator shows). */
+async function failForEnvironment(bus: LearnerBus, maxSteps: number, err: EnvironmentUnusable): Promise<void> {
+  const previous = await bus.control.progress();
+  const empty: LearnerProgress = {
+    v: 1, step: 0, maxSteps, state: 'Starting', policyVersion: 0, reward: null,
+    groups: { accepted: 0, stale: 0, rejected: 0, published: 0 }, rejectedByReason: {}, updatedAt: '',
+  };
+  await bus.control.putProgress({ ...(previous ?? empty), state: 'Failed', message: `${err.reason}: ${err.message}`, updatedAt: new Date().toISOString() });
+}
+
 /** "<Reason>: <message>" for the Failed record: the machine reason first, as a condition would carry it. */
 function failureOf(err: unknown): string {
   const reason = (err as { reason?: unknown }).reason;
@@ -170,10 +197,11 @@ function failureOf(err: unknown): string {
 }
 
 /** The batch for the trainer, with the task's prompt and the scored texts, so it can check the tokens say the same. */
-function toTrainGroups(batch: Batch, environment: Environment): TrainGroup[] {
-  return batch.groups.map((g) => ({
+async function toTrainGroups(batch: Batch, environment: EnvironmentClient): Promise<TrainGroup[]> {
+  const prompts = await Promise.all(batch.groups.map(async (g) => (await environment.task(g.taskSeq)).prompt));
+  return batch.groups.map((g, i) => ({
     policy_version: g.policyVersion,
-    prompt: environment.item(g.taskSeq).prompt,
+    prompt: prompts[i]!,
     prompt_token_ids: Array.from(g.promptTokenIds),
     completions: g.completions.map((c) => ({ token_ids: Array.from(c.tokenIds), logprobs: Array.from(c.logprobs), reward: c.reward, text: c.text })),
   }));

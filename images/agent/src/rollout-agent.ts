@@ -9,7 +9,7 @@ import { TINY_MODEL, type RolloutAgentConfig } from '../../../api/index.js';
 import { BusError, WorkerBus, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../../../bus/index.js';
 import { EngineClient } from './engine-client.js';
 import { EngineError } from './http.js';
-import { createEnvironment } from './environments/index.js';
+import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
 import type { AgentMetrics } from './metrics.js';
 
 export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal) {
@@ -17,7 +17,7 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
   const job = { namespace: config.namespace, name: config.job };
   const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
   const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool, log, maxDeliveries: spec.sync.maxTaskDeliveries });
-  const environment = createEnvironment(spec.environment, spec.algorithm.seed);
+  const environment = new EnvironmentClient(config.environmentUrl, log, signal);
   const engine = new EngineClient(config.engineUrl, config.engineKind ?? (spec.model.name === TINY_MODEL ? 'tiny' : 'hf'), spec.model.name);
   // The engine reads the policy files from here: /tmp is a volume the pod's two containers share.
   const weightsDir = join(tmpdir(), `rlkube-${config.workerId}`);
@@ -64,15 +64,15 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
     // A SequentialPull task of an older version than the newest policy is a leftover: its group would be stale.
     if (sequential && newest && newest.version > task.policyVersion) return claimed.drop('Superseded');
     const version = sequential ? task.policyVersion : Math.max(newest?.version ?? 0, task.policyVersion);
-    const item = environment.item(task.seq);
     const started = performance.now();
     try {
+      const { prompt } = await environment.task(task.seq);
       await ensureLoaded(version);
       await beat('Generating');
-      const samples = await engine.complete(item.prompt, spec.algorithm.groupSize, spec.model.maxTokens, spec.algorithm.temperature);
+      const samples = await engine.complete(prompt, spec.algorithm.groupSize, spec.model.maxTokens, spec.algorithm.temperature);
       const generateMs = performance.now() - started;
       const scoring = performance.now();
-      const rewards = samples.map((s) => environment.score(item, s.text));
+      const { rewards } = await environment.score(task.seq, samples.map((s) => s.text));
       await bus.publish(
         {
           job: jobNames(job).key,
@@ -82,7 +82,7 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
           policyDigest: loaded!.digest,
           workerId: config.workerId,
           pool: config.pool,
-          verifierId: environment.verifierId,
+          verifierId: environmentInfo.verifierId,
           promptTokenIds: Int32Array.from(samples[0]!.promptTokenIds),
           completions: samples.map((s, i) => ({
             tokenIds: Int32Array.from(s.tokenIds),
@@ -114,8 +114,22 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
     }
   }
 
+  let environmentInfo: EnvironmentInfo;
+  try {
+    environmentInfo = await environment.ready();
+  } catch (err) {
+    if (!(err instanceof EnvironmentUnusable)) throw err;
+    // No restart cures a bad environment: say why and wait to be stopped (the learner fails the job with the
+    // same reason), rather than exit into a restart loop.
+    log.error({ reason: err.reason }, `environment unusable: ${err.message}`);
+    await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    clearInterval(heartbeats);
+    await policyWatch.stop();
+    await nc.drain().catch(() => undefined);
+    return;
+  }
   await waitForEngine(engine, log, signal);
-  log.info({ pool: config.pool, mode: spec.sync.mode }, 'rollout agent ready');
+  log.info({ pool: config.pool, mode: spec.sync.mode, verifier: environmentInfo.verifierId }, 'rollout agent ready');
   try {
     while (!signal.aborted) {
       // claim() rides out a stalled or restarting server itself; what it throws (the job's queue is gone, the
