@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { InvalidManifestError, parseRLJobManifest } from '../api/index.js';
 import { RunError, defaultPython, runJob } from './run.js';
 import { makeTinyModel } from './tiny-model.js';
+import { scoreFile } from './env-score.js';
 
 const program = new Command('rlkube').description('RL post-training of language models: operator, agents and local runs');
 
@@ -30,7 +31,7 @@ program
     return n;
   })
   .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
-  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; seed?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
     const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
     let job;
     try {
@@ -75,6 +76,28 @@ program
   .argument('<dir>', 'the model folder to write (e.g. examples/models/tiny-qwen2)')
   .option('--seed <n>', 'init seed', (value) => Number(value), 1)
   .option('--format-for <alphabet:min-max>', 'teach the output format first: strings over the alphabet, min–max long, then EOS (not the task)')
+program
+  .command('env')
+  .description('environments (the environment server of images/trainer/rlkube_env)')
+  .command('score')
+  .description('score completions with an environment\'s grader: FILE has {"answer"|"seq", "completion"} per line; prints {"line", "reward"} per line')
+  .argument('<environment>', 'environment name (reverse, arithmetic, gsm8k, math, reasoning-gym, verifiers)')
+  .argument('<file>', 'JSONL file (- for stdin)')
+  .option('--args <k=v...>', 'environment.args entries (numbers stay numbers)')
+  .option('--dataset <path-or-url>', 'environment.dataset (needed for {"seq"} lines of gsm8k and math)')
+  .option('--seed <n>', 'algorithm.seed (which task a seq is)', (value) => Number(value), 1)
+  .option('--python <path>', 'Python with the environment stack', defaultPython())
+  .action((name: string, file: string, options: { args?: string[]; dataset?: string; seed: number; python: string }) => {
+    const args: Record<string, string | number> = {};
+    for (const entry of options.args ?? []) {
+      const at = entry.indexOf('=');
+      if (at < 1) throw new InvalidArgumentError(`--args ${entry}: expected key=value`);
+      const value = entry.slice(at + 1);
+      args[entry.slice(0, at)] = value.trim() !== '' && Number.isFinite(Number(value)) ? Number(value) : value;
+    }
+    process.exit(scoreFile(options.python, { name, ...(Object.keys(args).length ? { args } : {}), ...(options.dataset ? { dataset: options.dataset } : {}) }, file, options.seed));
+  });
+
   .option('--python <path>', 'Python with the trainer stack', defaultPython())
   .action((dir: string, options: { seed: number; formatFor?: string; python: string }) => {
     const path = makeTinyModel(options.python, dir, { seed: options.seed, ...(options.formatFor ? { formatFor: options.formatFor } : {}) });

@@ -15,10 +15,11 @@ export interface Run {
   pids(): Record<string, number>;
 }
 
-export function startRun(args: string[], manifest = 'examples/reverse-cpu.yaml'): Run {
+export function startRun(args: string[], manifest = 'examples/reverse-cpu.yaml', env: Record<string, string> = {}): Run {
   const outDir = mkdtempSync(join(tmpdir(), 'rlkube-run-'));
   const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', manifest, '--out', outDir, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
