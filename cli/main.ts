@@ -31,7 +31,7 @@ program
     return n;
   })
   .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
-  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; seed?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
     const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
     let job;
     try {
@@ -71,12 +71,6 @@ program
   });
 
 program
-  .command('make-tiny-model')
-  .description('write the tiny Hugging Face model the HF examples train (random init, character tokenizer; made offline)')
-  .argument('<dir>', 'the model folder to write (e.g. examples/models/tiny-qwen2)')
-  .option('--seed <n>', 'init seed', (value) => Number(value), 1)
-  .option('--format-for <alphabet:min-max>', 'teach the output format first: strings over the alphabet, min–max long, then EOS (not the task)')
-program
   .command('env')
   .description('environments (the environment server of images/trainer/rlkube_env)')
   .command('score')
@@ -98,6 +92,12 @@ program
     process.exit(scoreFile(options.python, { name, ...(Object.keys(args).length ? { args } : {}), ...(options.dataset ? { dataset: options.dataset } : {}) }, file, options.seed));
   });
 
+program
+  .command('make-tiny-model')
+  .description('write the tiny Hugging Face model the HF examples train (random init, character tokenizer; made offline)')
+  .argument('<dir>', 'the model folder to write (e.g. examples/models/tiny-qwen2)')
+  .option('--seed <n>', 'init seed', (value) => Number(value), 1)
+  .option('--format-for <alphabet:min-max>', 'teach the output format first: strings over the alphabet, min–max long, then EOS (not the task)')
   .option('--python <path>', 'Python with the trainer stack', defaultPython())
   .action((dir: string, options: { seed: number; formatFor?: string; python: string }) => {
     const path = makeTinyModel(options.python, dir, { seed: options.seed, ...(options.formatFor ? { formatFor: options.formatFor } : {}) });
