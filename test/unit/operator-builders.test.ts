@@ -1,6 +1,6 @@
 // Builders are pure: spec in, child objects out. Table-driven checks of what each piece must hold.
-import { parseAgentEnv, parseRLJobManifest, type Learner, type RLJob, type RolloutPool } from '../../api/index.js';
-import { agentEnv, engineContainer, gpuResources, podTolerations, trainerContainer, type BuildConfig } from '../../operator/controllers/builders.js';
+import { AGENT_ENV, parseAgentEnv, parseRLJobManifest, type Learner, type RLJob, type RolloutPool } from '../../api/index.js';
+import { ENVIRONMENT_PORT, agentEnv, engineContainer, gpuResources, podTolerations, trainerContainer, type BuildConfig } from '../../operator/controllers/builders.js';
 import { contains } from '../../operator/controllers/context.js';
 import { buildLearnerService, buildStatefulSet } from '../../operator/controllers/learner.js';
 import { FINALIZER, LABELS } from '../../operator/controllers/meta.js';
@@ -154,10 +154,26 @@ describe('Deployment of a pool', () => {
     expect(d.spec?.replicas).toBe(replicas);
   });
 
+  test('the environment server beside the agent: built-in from the trainer image, or the job\'s own image, with the hub token', () => {
+    const d = buildDeployment({ ...pool, spec: { ...pool.spec, suspend: false } }, gpuJob, config);
+    const [, environment, agent] = d.spec!.template.spec!.containers;
+    expect(environment).toMatchObject({ image: config.images.trainer, command: ['python3'], ports: [{ containerPort: ENVIRONMENT_PORT }] });
+    expect(environment!.args!.slice(0, 2)).toEqual(['-m', 'rlkube_env.server']);
+    expect(JSON.parse(environment!.args![environment!.args!.indexOf('--spec') + 1]!)).toEqual({ name: 'gsm8k', dataset: gpuJob.spec.environment.dataset });
+    expect(environment!.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(agent!.env).toContainEqual({ name: AGENT_ENV.environmentUrl, value: `http://127.0.0.1:${ENVIRONMENT_PORT}` });
+    const custom = { ...gpuJob, spec: { ...gpuJob.spec, environment: { name: 'chess', image: 'me/chess:1', tokenSecret: { name: 'hub', key: 'token' } } } };
+    const [, own] = buildDeployment({ ...pool, spec: { ...pool.spec, suspend: false } }, custom, config).spec!.template.spec!.containers;
+    expect(own).toMatchObject({ image: 'me/chess:1' });
+    expect(own!.command).toBeUndefined();
+    expect(own!.args!.slice(0, 4)).toEqual(['--host', '0.0.0.0', '--port', String(ENVIRONMENT_PORT)]);
+    expect(own!.env).toContainEqual({ name: AGENT_ENV.hfToken, valueFrom: { secretKeyRef: { name: 'hub', key: 'token' } } });
+  });
+
   test('engine + agent, GPU request, placement, non-root, owned by the pool', () => {
     const d = buildDeployment({ ...pool, spec: { ...pool.spec, suspend: false } }, gpuJob, config);
     const pod = d.spec!.template.spec!;
-    expect(pod.containers.map((c) => c.name)).toEqual(['engine', 'agent']);
+    expect(pod.containers.map((c) => c.name)).toEqual(['engine', 'environment', 'agent']);
     expect(pod.containers[0]!.resources?.requests?.['nvidia.com/gpu']).toBe('1');
     expect(pod.nodeSelector).toEqual({ 'rlkube.dev/gpu': 'a100' });
     expect(pod.tolerations).toEqual([{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }]);
@@ -175,7 +191,7 @@ describe('StatefulSet and Service of a learner', () => {
     const sts = buildStatefulSet({ ...learner, spec: { ...learner.spec, suspend: false } }, cpuJob, config);
     expect(sts.spec?.replicas).toBe(1);
     expect(sts.spec?.serviceName).toBe('reverse-cpu-learner');
-    expect(sts.spec?.template.spec?.containers.map((c) => c.name)).toEqual(['trainer', 'agent']);
+    expect(sts.spec?.template.spec?.containers.map((c) => c.name)).toEqual(['trainer', 'environment', 'agent']);
     expect(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests).toEqual({ storage: '1Gi' });
     const svc = buildLearnerService(learner);
     expect(svc.spec).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true, selector: { [LABELS.learner]: 'reverse-cpu-learner' } });
