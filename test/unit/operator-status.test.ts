@@ -41,6 +41,12 @@ describe('summarizeJob', () => {
       { Degraded: ['True', 'BusUnavailable'] }, 'Degraded'],
     ['the learner reached maxSteps', { job: job(), learner: readyLearner, pools: [readyPool], progress: progress({ state: 'Succeeded', step: 150 }), now: T0 },
       { Succeeded: ['True', 'MaxStepsReached'], Ready: ['False', 'Finished'], Progressing: ['False', 'Finished'] }, 'Succeeded'],
+    ['an environment that cannot be used as written', {
+      job: job(), pools: [], bus: { phase: 'Ready' }, now: T0,
+      environment: { reason: 'InvalidEnvironmentArgs', field: 'environment.args.minLength', message: 'environment.args.minLength: 5 is above environment.args.maxLength 3' },
+    }, { Ready: ['False', 'InvalidEnvironmentArgs'], Degraded: ['True', 'InvalidEnvironmentArgs'] }, 'Degraded'],
+    ['an agent found its environment unusable', { job: job(), pools: [], progress: progress({ state: 'Failed', message: 'DatasetUnreadable: environment.dataset: x.txt: line 1 is not JSON' }), now: T0 },
+      { Failed: ['True', 'LearnerFailed'] }, 'Failed'],
     ['the learner failed', { job: job(), pools: [], progress: progress({ state: 'Failed', message: 'NaN loss' }), now: T0 },
       { Failed: ['True', 'LearnerFailed'] }, 'Failed'],
     ['the deadline passed', { job: job({ activeDeadlineSeconds: 60 }, { startTime: T0.toISOString() }), pools: [], now: later(61) },
@@ -58,6 +64,14 @@ describe('summarizeJob', () => {
     const status = summarizeJob({ job: job(), learner: readyLearner, pools: [readyPool, gpuShortPool], progress: progress({}), now: T0 });
     expect(status).toMatchObject({ step: 12, maxSteps: 150, progress: '12/150', policyVersion: 12, reward: 0.5, readyPools: '1/2' });
     expect(status.groups).toEqual({ accepted: 10, stale: 1, rejected: 0, published: 11 });
+  });
+
+  test('every rejection counted by reason, as the learner counted it', () => {
+    const counted = progress({ groups: { accepted: 10, stale: 1, rejected: 3, published: 14 }, rejectedByReason: { Copied: 1, BadSignature: 2 } });
+    const status = summarizeJob({ job: job(), learner: readyLearner, pools: [readyPool], progress: counted, now: T0 });
+    expect(status.rejectedByReason).toEqual({ Copied: 1, BadSignature: 2 });
+    // kept while the learner's record is away (e.g. the bus restarting)
+    expect(summarizeJob({ job: { ...job(), status }, learner: readyLearner, pools: [readyPool], now: T0 }).rejectedByReason).toEqual({ Copied: 1, BadSignature: 2 });
   });
 
   test('no reward yet (null before the first step) leaves the field out', () => {
