@@ -147,6 +147,34 @@ describe('rlkube operator (e2e)', () => {
     await kube(cp, ['delete', 'rljob', 'greedy', '--wait=true', '--timeout=60s']);
   }, TEST_MS);
 
+  test('an environment the operator can tell is unusable gets no pods and says why, naming the field; fixed, the job starts', async () => {
+    const bad = baseJob('badenv');
+    bad.spec.environment = { name: 'reverse', args: { minLength: 5, maxLength: 3, alphabet: 'abcd' } };
+    await kube(cp, ['apply', '-f', '-'], JSON.stringify(bad));
+    const job = await waitCondition('rljob', 'badenv', 'Degraded', 'True', 'InvalidEnvironmentArgs');
+    expect(condition(job, 'Degraded').message).toMatch(/^environment\.args\.minLength: /);
+    expect(condition(job, 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidEnvironmentArgs' });
+    expect(job.status.summary).toBe('Degraded');
+    expect(await list('learners', 'rlkube.dev/job=badenv')).toHaveLength(0);
+    expect(await list('rolloutpools', 'rlkube.dev/job=badenv')).toHaveLength(0);
+    const events = await kubeJson<{ items: Array<{ reason: string }> }>(cp, ['get', 'events', '--field-selector', 'involvedObject.name=badenv,involvedObject.kind=RLJob']);
+    expect(events.items.map((e) => e.reason)).toContain('InvalidEnvironmentArgs');
+
+    await kube(cp, ['patch', 'rljob', 'badenv', '--type=merge', '-p', JSON.stringify({ spec: { environment: { args: { minLength: 2, alphabet: '' } } } })]);
+    const empty = await pollUntil(async (observe) => {
+      const obj = await get('rljob', 'badenv');
+      const message = condition(obj, 'Degraded')?.message ?? '';
+      observe(message);
+      return message.startsWith('environment.args.alphabet: ') ? obj : undefined;
+    }, { ...WAIT, what: 'the empty alphabet named' });
+    expect(condition(empty, 'Degraded').reason).toBe('InvalidEnvironmentArgs');
+
+    await kube(cp, ['patch', 'rljob', 'badenv', '--type=merge', '-p', JSON.stringify({ spec: { environment: { args: { alphabet: 'abcd' } } } })]);
+    await waitCondition('rljob', 'badenv', 'Degraded', 'False', 'AsExpected');
+    await pollUntil(async () => ((await list('learners', 'rlkube.dev/job=badenv')).length === 1 || undefined), { ...WAIT, what: 'the learner of the fixed job' });
+    await kube(cp, ['delete', 'rljob', 'badenv', '--wait=true', '--timeout=60s']);
+  }, TEST_MS);
+
   test('suspend deletes the pods and keeps the NATS state; resume brings the same pods back', async () => {
     const replicaSetsBefore = (await list('replicasets', 'rlkube.dev/job=reverse-cpu')).map((r) => r.metadata.name);
     await kube(cp, ['patch', 'rljob', 'reverse-cpu', '--type', 'merge', '-p', '{"spec":{"suspend":true}}']);
