@@ -1,11 +1,18 @@
 // Environments end to end through the CLI: the graders agree with math-verify on pairs of our own, a bad
 // environment is refused before anything starts (naming the field), and `rlkube run` trains a reasoning-gym
 // task and a verifiers environment (real nats-server, tiny policy, trainer and environment servers).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { agentJobSpec, formatAgentEnv, parseRLJobManifest, trainerServerArgs, type AgentConfig } from '../../api/index.js';
+import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../../bus/index.js';
+import { defaultPython } from '../../cli/run.js';
+import { freePort } from '../../local/ports.js';
+import { startEnvironmentServer } from '../harness/environment.js';
+import { waitFor } from '../harness/groups.js';
+import { startNats } from '../harness/nats.js';
 import { countsAddUp, startRun } from '../harness/run.js';
 
 const rlkube = (args: string[], env: NodeJS.ProcessEnv = {}) =>
@@ -85,5 +92,53 @@ describe('rlkube run trains plug-in environments', () => {
     expect(summary.steps).toBe(3);
     expect(summary.groups.accepted).toBeGreaterThanOrEqual(12);
     countsAddUp(summary);
+  });
+});
+
+describe('an agent that finds its environment unusable (what a cluster cannot check before the pods run)', () => {
+  it('the learner fails the job with the reason and the field, and neither agent exits into a restart loop', async () => {
+    const notADataset = join(mkdtempSync(join(tmpdir(), 'rlkube-env-')), 'notes.txt');
+    writeFileSync(notADataset, 'these are my notes, not a dataset\n');
+    const job = parseRLJobManifest(readFileSync(manifest({ name: 'gsm8k', dataset: notADataset }), 'utf8'));
+    const nats = await startNats({});
+    const nc = await connectBus({ servers: nats.url });
+    const ref = { namespace: 'local', name: job.metadata.name };
+    await provisionJob(nc, ref);
+    let latest: LearnerProgress | undefined;
+    const watch = await watchLearnerProgress(nc, ref, (p) => (latest = p));
+    const environment = await startEnvironmentServer(job.spec.environment, job.spec.algorithm.seed);
+    const trainerPort = await freePort();
+    const checkpoints = mkdtempSync(join(tmpdir(), 'rlkube-ckpt-'));
+    const children: ChildProcess[] = [spawn(defaultPython(), trainerServerArgs(job.spec, { ...job.spec.learner, gpusPerNode: 0 }, { host: '127.0.0.1', port: trainerPort, checkpointDir: checkpoints }), {
+      env: { ...process.env, PYTHONPATH: 'images/trainer', OMP_NUM_THREADS: '1' }, stdio: 'ignore',
+    })];
+    const common = { natsServers: [nats.url], namespace: ref.namespace, job: ref.name, metricsPort: 0, environmentUrl: environment.url };
+    const agents: AgentConfig[] = [
+      { ...common, role: 'learner', workerId: 'learner-0', trainerUrl: `http://127.0.0.1:${trainerPort}`, jobSpec: agentJobSpec(job.spec, 'learner') },
+      { ...common, role: 'rollout', workerId: 'rollout-0', pool: 'cpu', engineUrl: 'http://127.0.0.1:9', engineKind: 'tiny', jobSpec: agentJobSpec(job.spec, 'rollout') },
+    ];
+    const logs: string[] = ['', ''];
+    for (const [i, config] of agents.entries()) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'images/agent/src/main.ts'], { env: { ...process.env, ...formatAgentEnv(config) }, stdio: ['ignore', 'pipe', 'inherit'] });
+      child.stdout!.on('data', (d: Buffer) => (logs[i] += d.toString()));
+      children.push(child);
+    }
+    try {
+      const failed = await waitFor('the job to fail', () => (latest?.state === 'Failed' ? latest : undefined), 120_000);
+      expect(failed.message).toMatch(/^DatasetUnreadable: environment\.dataset: /);
+      await waitFor('the rollout agent to report it', () => logs[1]!.includes('environment unusable') || undefined, 60_000);
+      await waitFor('the learner agent to report it', () => logs[0]!.includes('environment unusable') || undefined, 60_000);
+      // Both said why and still run: a pod would not restart them over and over.
+      expect(children.slice(1).map((c) => c.exitCode)).toEqual([null, null]);
+    } finally {
+      for (const child of children) child.kill('SIGTERM');
+      await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+      await watch.stop();
+      await nc.close();
+      await environment.stop();
+      await nats.stop();
+    }
+    // Stopped on SIGTERM, they exit cleanly.
+    expect(children.slice(1).map((c) => c.exitCode)).toEqual([0, 0]);
   });
 });
