@@ -31,6 +31,7 @@ export const EnvironmentSpec = withRules(Type.Object({
   name: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$' }),
   // Values are strings or numbers; the CRD cannot type a map of either, so only local validation checks it.
   args: Type.Optional(Type.Record(Type.String({ maxLength: 63 }), ArgValue, { maxProperties: 32 })),
+  /** JSONL or Parquet: a path in the pods, an http(s) URL (downloaded once), or hf:<owner>/<name>[:<config>[:<split>]]. */
   dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
   /** A custom environment server speaking the contract of docs/contracts.md instead of the built-in one. */
   image: Type.Optional(Image()),
