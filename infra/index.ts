@@ -28,9 +28,12 @@ function readSettings(): PlatformConfig {
   try {
     return parsePlatformConfig(givenSettings());
   } catch (err) {
-    // RunError: Pulumi prints the message alone, not the program's stack trace.
-    if (err instanceof InfraConfigError) throw new pulumi.RunError(err.message);
-    throw err;
+    if (!(err instanceof InfraConfigError)) throw err;
+    // RunError: Pulumi prints the message alone. It still formats the error's stack with util.inspect, which for
+    // frames of this module's evaluation under tsx took ~13 CPU-seconds (a refusal in 44 s instead of 4 s).
+    const refusal = new pulumi.RunError(err.message);
+    refusal.stack = `${refusal.name}: ${refusal.message}`;
+    throw refusal;
   }
 }
 

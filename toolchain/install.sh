@@ -26,6 +26,8 @@ for t in "${tools[@]}"; do install_go_tool $t; done
 
 # Kubernetes binaries come from the wrapper module in toolchain/kube (replace lines for the staging modules).
 if [[ -f "$here/kube/install.sh" ]]; then bash "$here/kube/install.sh"; fi
+# The Pulumi CLI, its Node.js language host and the Kubernetes provider (toolchain/pulumi: `pulumi up` of infra/).
+bash "$here/pulumi/install.sh"
 
 # Python: the trainer's and the Python engines' stack (images/trainer/requirements.txt, every version fixed by
 # requirements.lock) in a venv outside the repository. The wheels stay in $RLKUBE_HOME/wheels: the image

@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
 import type { ControlPlane } from '../harness/kube.js';
 import { OVERRIDE_INVALID_CASES } from '../harness/pod-overrides.js';
 
@@ -125,14 +126,18 @@ export const COMPILED_OPERATOR = 'dist/operator/operator/main.js';
  * Runs the operator as a child process (as it runs in its pod) and waits for /healthz: operator/main.ts
  * through tsx, or with `compiled`, the JavaScript in COMPILED_OPERATOR (what the image runs).
  */
-export async function startOperator(opts: { kubeconfig: string; natsUrl: string; identity: string; args?: string[]; logLevel?: string; compiled?: boolean }): Promise<OperatorProcess> {
+export async function startOperator(opts: {
+  kubeconfig: string; natsUrl: string; identity: string; args?: string[]; logLevel?: string; compiled?: boolean;
+  /** Environment beyond this process's (a Deployment's container env, say); the flags above win over it. */
+  env?: Record<string, string>;
+}): Promise<OperatorProcess> {
   const port = await freePort();
   let output = '';
   const entry = opts.compiled ? [COMPILED_OPERATOR] : ['--import', 'tsx', 'operator/main.ts'];
   const child = spawn(process.execPath, [...entry,
     '--kubeconfig', opts.kubeconfig, '--nats-url', opts.natsUrl, '--metrics-port', String(port), '--identity', opts.identity,
     '--lease-namespace', 'default', '--log-level', opts.logLevel ?? 'info', ...(opts.args ?? [])], {
-    cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBERNETES_SERVICE_HOST: '' },
+    cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env, KUBERNETES_SERVICE_HOST: '' },
   });
   const onData = (d: Buffer) => { output = (output + d.toString()).slice(-5_000_000); };
   child.stdout!.on('data', onData);
@@ -182,4 +187,15 @@ export function cpuJob(name: string, replicas = 1, extra: Record<string, unknown
   m.spec.rollout.pools[0].replicas = replicas;
   Object.assign(m.spec, extra);
   return m;
+}
+
+/** Writes a kubeconfig that authenticates to `cp` as a ServiceAccount (a token, as its pods would get). */
+export async function serviceAccountKubeconfig(cp: ControlPlane, namespace: string, serviceAccount: string, file: string): Promise<void> {
+  const token = (await kube(cp, ['create', 'token', serviceAccount, '-n', namespace, '--duration=1h'])).trim();
+  const admin = parse(readFileSync(cp.kubeconfig, 'utf8'));
+  writeFileSync(file, stringify({
+    apiVersion: 'v1', kind: 'Config', clusters: admin.clusters, 'current-context': 'sa',
+    contexts: [{ name: 'sa', context: { cluster: admin.clusters[0].name, user: 'sa' } }],
+    users: [{ name: 'sa', user: { token } }],
+  }));
 }
