@@ -6,16 +6,15 @@
 // removed and revoked at the server with the job. Bad values are refused by `helm install` with nothing
 // created. In namespaced mode (watchNamespaces), the operator, with only the Roles the chart grants there,
 // reconciles a job in a watched namespace and never sends the API server a request outside them (audit log).
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { connect, credsAuthenticator } from '@nats-io/transport-node';
 import { jobNames } from '../../bus/index.js';
 import { CHART, helm } from '../harness/helm.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, type OperatorProcess } from './operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, writeServiceAccountKubeconfig, type OperatorProcess } from './operator-fixtures.js';
 
 const WAIT = { timeoutMs: 90_000, intervalMs: 500 };
 const SCOPED_SA = 'system:serviceaccount:rlkube-scoped:scoped-rlkube-operator';
@@ -47,15 +46,9 @@ describe('Helm chart rlkube-operator (e2e)', () => {
 
   /** A kubeconfig that authenticates with a token of this ServiceAccount: a process using it has the SA's RBAC only. */
   async function serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
-    const token = (await kube(cp, ['create', 'token', name, '-n', namespace, '--duration=1h'])).trim();
-    const admin = parse(readFileSync(cp.kubeconfig, 'utf8'));
     const file = join(tmpdir(), `rlkube-chart-${name}-${process.pid}.kubeconfig`);
     kubeconfigs.push(file);
-    writeFileSync(file, stringify({
-      apiVersion: 'v1', kind: 'Config', clusters: admin.clusters, 'current-context': 'sa',
-      contexts: [{ name: 'sa', context: { cluster: admin.clusters[0].name, user: 'sa' } }],
-      users: [{ name: 'sa', user: { token } }],
-    }));
+    await writeServiceAccountKubeconfig(cp, namespace, name, file);
     return file;
   }
 

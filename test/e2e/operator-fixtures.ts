@@ -190,7 +190,7 @@ export function cpuJob(name: string, replicas = 1, extra: Record<string, unknown
 }
 
 /** Writes a kubeconfig that authenticates to `cp` as a ServiceAccount (a token, as its pods would get). */
-export async function serviceAccountKubeconfig(cp: ControlPlane, namespace: string, serviceAccount: string, file: string): Promise<void> {
+export async function writeServiceAccountKubeconfig(cp: ControlPlane, namespace: string, serviceAccount: string, file: string): Promise<void> {
   const token = (await kube(cp, ['create', 'token', serviceAccount, '-n', namespace, '--duration=1h'])).trim();
   const admin = parse(readFileSync(cp.kubeconfig, 'utf8'));
   writeFileSync(file, stringify({

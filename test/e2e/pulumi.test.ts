@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
 import { createPulumiStack, type PulumiStack } from '../harness/pulumi.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, serviceAccountKubeconfig, startOperator, type OperatorProcess } from './operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, writeServiceAccountKubeconfig, startOperator, type OperatorProcess } from './operator-fixtures.js';
 
 const WAIT = { timeoutMs: 120_000, intervalMs: 500 };
 const SYSTEM = 'rlkube-system';
@@ -174,7 +174,7 @@ describe('pulumi up of infra/ (e2e)', () => {
       env[e.name] = mounted.get(value) ?? value;
     }
     const kubeconfig = join(files, 'operator-sa.kubeconfig');
-    await serviceAccountKubeconfig(cp, namespace, pod.serviceAccountName, kubeconfig);
+    await writeServiceAccountKubeconfig(cp, namespace, pod.serviceAccountName, kubeconfig);
     return startOperator({ kubeconfig, natsUrl: env.RLKUBE_NATS_URL!, identity, env, args: ['--lease-namespace', namespace] });
   }
 });
