@@ -6,7 +6,7 @@ import re
 from typing import List, Optional
 
 from .datasets import Row, load_rows
-from .environment import Args, EnvironmentError, Score, Task, int_arg, known_args, rng
+from .environment import Args, EnvironmentUnusable, Score, Task, int_arg, known_args, rng
 
 
 class Reverse:
@@ -18,11 +18,11 @@ class Reverse:
         self.min_length = int_arg(args, "minLength", 2, 1, 16)
         self.max_length = int_arg(args, "maxLength", 4, 1, 16)
         if self.min_length > self.max_length:
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.minLength",
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.minLength",
                                    f"{self.min_length} is above environment.args.maxLength {self.max_length}")
         self.alphabet = str(args.get("alphabet", "abcd"))
         if not re.fullmatch(r"[a-z]{2,26}", self.alphabet):
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.alphabet",
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.alphabet",
                                    f"must be 2-26 lowercase letters, got {self.alphabet!r}")
         self.seed = seed
 
@@ -73,7 +73,7 @@ class Arithmetic:
 def pick_row(rows: List[Row], seed: int, seq: int) -> Row:
     """Task seq → row: a seeded pick, so every process maps a seq to the same row."""
     if not rows:
-        raise EnvironmentError("InvalidEnvironmentArgs", "environment.dataset", "tasks by seq need a dataset")
+        raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.dataset", "tasks by seq need a dataset")
     return rows[int(rng(seed, seq)() * len(rows))]
 
 

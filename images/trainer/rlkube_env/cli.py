@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from .environment import EnvironmentError
+from .environment import EnvironmentUnusable
 from .registry import create_environment
 
 UNUSABLE = 3
@@ -33,7 +33,7 @@ def score_lines(env, lines, out) -> int:
                 raise ValueError('needs "answer" (a string) or "seq" (an integer >= 0)')
             score = env.score(task, completion)
             result = {"line": number, "reward": score.reward, **({"details": score.details} if score.details else {})}
-        except EnvironmentError as e:
+        except EnvironmentUnusable as e:
             failed += 1
             result = {"line": number, "error": e.message}
         except (ValueError, KeyError, TypeError) as e:
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     a = p.parse_intermixed_args(argv)
     try:
         env = create_environment(json.loads(a.spec), a.seed, a.cache_dir, tasks=a.command == "check")
-    except EnvironmentError as e:
+    except EnvironmentUnusable as e:
         print(json.dumps(e.to_json()), flush=True)
         sys.exit(UNUSABLE)
     if a.command == "check":

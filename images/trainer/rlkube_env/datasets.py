@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .environment import EnvironmentError
+from .environment import EnvironmentUnusable
 
 FIELD = "environment.dataset"
 HF_PREFIX = "hf:"
@@ -29,19 +29,19 @@ class Row:
 
 def load_rows(dataset: Optional[str], cache_dir: str, environment: str) -> List[Row]:
     if not dataset:
-        raise EnvironmentError("InvalidEnvironmentArgs", FIELD, f"environment {environment} needs a dataset (JSONL or Parquet: a path, an http(s) URL or hf:<owner>/<name>)")
+        raise EnvironmentUnusable("InvalidEnvironmentArgs", FIELD, f"environment {environment} needs a dataset (JSONL or Parquet: a path, an http(s) URL or hf:<owner>/<name>)")
     if dataset.startswith(HF_PREFIX):
         resolved = resolve_hf(dataset, dict(os.environ))
         paths = [download(url, cache_dir, resolved.headers_for(url)) for url in parquet_urls(resolved)]
     elif dataset.startswith(("http://", "https://")):
         paths = [download(dataset, cache_dir, {})]
     elif "://" in dataset:
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{dataset}: only local paths, http(s) URLs and hf:<owner>/<name> are read")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{dataset}: only local paths, http(s) URLs and hf:<owner>/<name> are read")
     else:
         paths = [dataset]
     rows = [row for path in paths for row in read_rows(path, dataset)]
     if not rows:
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{dataset} has no rows")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{dataset} has no rows")
     return rows
 
 
@@ -50,7 +50,7 @@ def read_rows(path: str, name: str) -> List[Row]:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError as e:
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{name}: {e.strerror or e}") from None
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: {e.strerror or e}") from None
     records = read_parquet(path, name) if head == b"PAR1" else read_jsonl(path, name)
     return [row_of(record, i, name) for i, record in enumerate(records)]
 
@@ -64,9 +64,9 @@ def read_jsonl(path: str, name: str) -> List[dict]:
             try:
                 record = json.loads(line)
             except (ValueError, UnicodeDecodeError):
-                raise EnvironmentError("DatasetUnreadable", FIELD, f"{name}: line {number} is not JSON (a dataset is JSONL or Parquet)") from None
+                raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: line {number} is not JSON (a dataset is JSONL or Parquet)") from None
             if not isinstance(record, dict):
-                raise EnvironmentError("DatasetUnreadable", FIELD, f"{name}: line {number} is not a JSON object")
+                raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: line {number} is not a JSON object")
             records.append(record)
     return records
 
@@ -76,14 +76,14 @@ def read_parquet(path: str, name: str) -> List[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds for a broken file
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{name}: not a readable Parquet file ({e})") from None
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: not a readable Parquet file ({e})") from None
 
 
 def row_of(record: dict, index: int, name: str) -> Row:
     question = record.get("question", record.get("problem"))
     answer = record.get("answer", record.get("solution"))
     if not isinstance(question, str) or not isinstance(answer, str):
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{name}: row {index + 1} needs string question/answer (or problem/solution) fields")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: row {index + 1} needs string question/answer (or problem/solution) fields")
     return Row(question, answer)
 
 
@@ -102,7 +102,7 @@ def download(url: str, cache_dir: str, headers: Dict[str, str]) -> str:
                 out.write(chunk)
         os.replace(partial, path)
     except (OSError, urllib.error.URLError) as e:
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{url}: download failed ({getattr(e, 'reason', None) or e})") from None
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{url}: download failed ({getattr(e, 'reason', None) or e})") from None
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -134,7 +134,7 @@ def resolve_hf(dataset: str, env: Dict[str, str]) -> HubDataset:
     parts = dataset[len(HF_PREFIX):].split(":")
     repo = parts[0]
     if len(parts) > 3 or not repo or repo.count("/") != 1 or any(not p for p in repo.split("/")) or any(p == "" for p in parts[1:]):
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"{dataset}: a hub dataset is hf:<owner>/<name>[:<config>[:<split>]]")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{dataset}: a hub dataset is hf:<owner>/<name>[:<config>[:<split>]]")
     config = parts[1] if len(parts) > 1 else "default"
     split = parts[2] if len(parts) > 2 else "train"
     endpoint = (env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
@@ -147,7 +147,7 @@ def parquet_urls(hub: HubDataset) -> List[str]:
         with urllib.request.urlopen(urllib.request.Request(hub.api_url, headers=hub.headers_for(hub.api_url)), timeout=60) as response:
             urls = json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError) as e:
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"hf:{hub.repo}: listing its parquet files failed ({getattr(e, 'reason', None) or e})") from None
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"hf:{hub.repo}: listing its parquet files failed ({getattr(e, 'reason', None) or e})") from None
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise EnvironmentError("DatasetUnreadable", FIELD, f"hf:{hub.repo}: config {hub.config!r} split {hub.split!r} has no parquet files")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"hf:{hub.repo}: config {hub.config!r} split {hub.split!r} has no parquet files")
     return urls

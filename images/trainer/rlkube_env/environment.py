@@ -37,7 +37,7 @@ class Environment(Protocol):
         """Reward in [0, 1] of one completion."""
 
 
-class EnvironmentError(Exception):
+class EnvironmentUnusable(Exception):
     """An environment this job cannot use. reason: CamelCase (UnknownEnvironment, InvalidEnvironmentArgs,
     DatasetUnreadable, PluginUnavailable, ...); field: the manifest field at fault (environment.args.minLength)."""
 
@@ -80,7 +80,7 @@ def int_arg(args: Args, name: str, default: int, minimum: int, maximum: int) -> 
         number = None
     n = int(number) if number is not None and number.is_integer() else None
     if n is None or n < minimum or n > maximum:
-        raise EnvironmentError("InvalidEnvironmentArgs", f"environment.args.{name}",
+        raise EnvironmentUnusable("InvalidEnvironmentArgs", f"environment.args.{name}",
                                f"must be an integer in [{minimum}, {maximum}], got {value!r}")
     return n
 
@@ -88,5 +88,5 @@ def int_arg(args: Args, name: str, default: int, minimum: int, maximum: int) -> 
 def known_args(args: Args, allowed: tuple, environment: str) -> None:
     for key in args:
         if key not in allowed:
-            raise EnvironmentError("InvalidEnvironmentArgs", f"environment.args.{key}",
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", f"environment.args.{key}",
                                    f"is not an argument of {environment} (it takes {', '.join(allowed) or 'none'})")

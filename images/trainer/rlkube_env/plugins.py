@@ -9,7 +9,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Dict, List
 
-from .environment import Args, EnvironmentError, Score, Task
+from .environment import Args, EnvironmentUnusable, Score, Task
 
 DATASET_SIZE = 1_000_000
 
@@ -25,17 +25,17 @@ class ReasoningGym:
             import reasoning_gym
             from reasoning_gym.factory import DATASETS
         except ImportError as e:
-            raise EnvironmentError("PluginUnavailable", "environment.name", f"reasoning-gym is not installed in this image ({e})") from None
+            raise EnvironmentUnusable("PluginUnavailable", "environment.name", f"reasoning-gym is not installed in this image ({e})") from None
         config = dict(args)
         task = config.pop("task", None)
         if not isinstance(task, str) or task not in DATASETS:
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.task",
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.task",
                                    f"{task!r} is not a reasoning-gym task (known: {', '.join(sorted(DATASETS))})")
         size = config.pop("size", DATASET_SIZE)
         try:
             self.dataset = reasoning_gym.create_dataset(task, size=int(size), seed=seed, **config)
         except (TypeError, ValueError, AssertionError) as e:
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args",
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args",
                                    f"reasoning-gym task {task} refuses its config {config}: {type(e).__name__} {e}".rstrip()) from None
         self.verifier_id = f"reasoning-gym/{task}/{_version('reasoning-gym')}"
 
@@ -68,27 +68,27 @@ class Verifiers:
         kwargs = dict(args)
         module_name = kwargs.pop("module", None)
         if not isinstance(module_name, str) or not re.fullmatch(r"[A-Za-z_][\w.-]*", module_name):
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.module", f"must name a Python module, got {module_name!r}")
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module", f"must name a Python module, got {module_name!r}")
         try:
             module = importlib.import_module(module_name.replace("-", "_"))
         except ImportError as e:
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.module", f"cannot import {module_name}: {e}") from None
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module", f"cannot import {module_name}: {e}") from None
         load = getattr(module, "load_environment", None)
         if not callable(load):
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.module", f"{module_name} has no load_environment()")
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module", f"{module_name} has no load_environment()")
         try:
             self.env = load(**kwargs)
         except TypeError as e:
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args", f"{module_name}.load_environment refuses {kwargs}: {e}") from None
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args", f"{module_name}.load_environment refuses {kwargs}: {e}") from None
         self.rows = self.env.dataset
         if self.rows is None or len(self.rows) == 0:
-            raise EnvironmentError("DatasetUnreadable", "environment.args.module", f"{module_name}'s environment has an empty dataset")
+            raise EnvironmentUnusable("DatasetUnreadable", "environment.args.module", f"{module_name}'s environment has an empty dataset")
         rubric = self.env.rubric
         self.funcs = list(getattr(rubric, "funcs", None) or getattr(rubric, "reward_funcs", None) or [])
         weights = getattr(rubric, "weights", None) or getattr(rubric, "reward_weights", None)
         self.weights = list(weights) if weights else [1.0] * len(self.funcs)
         if not self.funcs or len(self.weights) != len(self.funcs):
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.args.module", f"{module_name}'s rubric has no reward functions (or a weight missing)")
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module", f"{module_name}'s rubric has no reward functions (or a weight missing)")
         self.chat = getattr(self.env, "message_type", "completion") == "chat"
         self.seed = seed
         self.verifier_id = f"verifiers/{module_name}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from .builtins import Arithmetic, Gsm8k, Math, Reverse
-from .environment import Environment, EnvironmentError
+from .environment import Environment, EnvironmentUnusable
 from .plugins import ReasoningGym, Verifiers
 
 PROCEDURAL = {"reverse": Reverse, "arithmetic": Arithmetic, "reasoning-gym": ReasoningGym, "verifiers": Verifiers}
@@ -17,12 +17,12 @@ def create_environment(spec: Dict[str, Any], seed: int, cache_dir: str, tasks: b
     name = spec.get("name")
     args = spec.get("args") or {}
     if not isinstance(args, dict):
-        raise EnvironmentError("InvalidEnvironmentArgs", "environment.args", "must be a map of names to strings or numbers")
+        raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args", "must be a map of names to strings or numbers")
     dataset = spec.get("dataset")
     if name in FROM_DATASET:
         return FROM_DATASET[name](args, seed, dataset, cache_dir, tasks)
     if name in PROCEDURAL:
         if dataset is not None:
-            raise EnvironmentError("InvalidEnvironmentArgs", "environment.dataset", f"environment {name} takes no dataset")
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.dataset", f"environment {name} takes no dataset")
         return PROCEDURAL[name](args, seed)
-    raise EnvironmentError("UnknownEnvironment", "environment.name", f"{name!r} is not one of {', '.join(NAMES)}")
+    raise EnvironmentUnusable("UnknownEnvironment", "environment.name", f"{name!r} is not one of {', '.join(NAMES)}")

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from rlkube_trainer.httpjson import ApiError, announce_ready, make_server, req_int, req_list, serve_in_thread
 
-from .environment import Environment, EnvironmentError, Task
+from .environment import Environment, EnvironmentUnusable, Task
 from .registry import create_environment
 
 MAX_COMPLETIONS = 4096
@@ -46,7 +46,7 @@ class MainThread:
                 future.set_exception(e)
 
 
-def environment_routes(env: Optional[Environment], problem: Optional[EnvironmentError], run: Callable):
+def environment_routes(env: Optional[Environment], problem: Optional[EnvironmentUnusable], run: Callable):
     def usable() -> Environment:
         if env is None:
             raise ApiError(problem.reason, problem.message, 503)
@@ -84,7 +84,7 @@ def environment_routes(env: Optional[Environment], problem: Optional[Environment
 def open_environment(spec: dict, seed: int, cache_dir: str):
     try:
         return create_environment(spec, seed, cache_dir), None
-    except EnvironmentError as e:
+    except EnvironmentUnusable as e:
         return None, e
 
 

@@ -16,7 +16,7 @@ import yaml
 from rlkube_env.builtins import positional_match
 from rlkube_env.cli import score_lines
 from rlkube_env.datasets import load_rows, resolve_hf
-from rlkube_env.environment import EnvironmentError
+from rlkube_env.environment import EnvironmentUnusable
 from rlkube_env.registry import create_environment
 from rlkube_env.server import MainThread, environment_routes, open_environment
 from rlkube_trainer.httpjson import make_server, serve_in_thread
@@ -32,7 +32,7 @@ def make(spec, seed=1, cache_dir="/nonexistent", tasks=True):
 
 
 def refused(spec, field, reason="InvalidEnvironmentArgs", cache_dir="/nonexistent"):
-    with pytest.raises(EnvironmentError) as e:
+    with pytest.raises(EnvironmentUnusable) as e:
         make(spec, cache_dir=cache_dir)
     assert (e.value.reason, e.value.field) == (reason, field), e.value.message
     return e.value
@@ -189,7 +189,7 @@ class TestDatasets:
 
     @pytest.mark.parametrize("dataset", ["hf:gsm8k", "hf:a/b/c", "hf:", "hf:a/b:c:d:e", "hf:a/:x"])
     def test_bad_hub_ids_are_named(self, dataset):
-        with pytest.raises(EnvironmentError) as e:
+        with pytest.raises(EnvironmentUnusable) as e:
             resolve_hf(dataset, {})
         assert e.value.field == "environment.dataset"
 
