@@ -154,7 +154,7 @@ describe('Helm chart rlkube-operator (e2e)', () => {
     expect(await Promise.all([may(['create', 'learners', '-n', 'team-a']), may(['list', 'rljobs', '-n', 'team-b']), may(['list', 'rljobs', '--all-namespaces'])]))
       .toEqual(['yes', 'no', 'no']);
 
-    // The operator as the chart runs it: its ServiceAccount, and the watched namespaces from the Deployment's env.
+    // The operator as the chart runs it: its ServiceAccount, and the Deployment's RLKUBE_WATCH_NAMESPACES.
     const deployment = await kubeJson(cp, ['get', 'deployment', 'scoped-rlkube-operator', '-n', 'rlkube-scoped']);
     const watched = deployment.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === 'RLKUBE_WATCH_NAMESPACES').value as string;
     expect(watched).toBe('team-a');
@@ -163,7 +163,7 @@ describe('Helm chart rlkube-operator (e2e)', () => {
     await kube(cp, ['apply', '-n', 'team-b', '-f', '-'], JSON.stringify(cpuJob('outside', 1)));
     await kube(cp, ['apply', '-n', 'team-a', '-f', '-'], JSON.stringify(cpuJob('inside', 1)));
     const kubeconfig = await serviceAccountKubeconfig('rlkube-scoped', 'scoped-rlkube-operator');
-    operator = await startOperator({ kubeconfig, natsUrl: nats.url, identity: 'scoped-sa', args: ['--lease-namespace', 'rlkube-scoped', '--namespaces', watched, ...nats.operatorArgs] });
+    operator = await startOperator({ kubeconfig, natsUrl: nats.url, identity: 'scoped-sa', env: { RLKUBE_WATCH_NAMESPACES: watched }, args: ['--lease-namespace', 'rlkube-scoped', ...nats.operatorArgs] });
 
     await pollUntil(async (observe) => {
       const job = await kubeJson(cp, ['get', 'rljob', 'inside', '-n', 'team-a']);
