@@ -122,6 +122,9 @@ const refusal = (path: string, message: string) => new InfraConfigError(`rlkube:
  */
 export function parsePlatformConfig(raw: Record<string, unknown>, baseDir = process.cwd()): PlatformConfig {
   const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
+  // `pulumi config set rlkube:nats.replicas 3` without --path makes a key with a dot, not a nested setting.
+  const flat = Object.keys(given).find((key) => key.includes('.'));
+  if (flat) throw refusal(flat, `not a setting; a nested setting is set with --path: pulumi config set --path rlkube:${flat} <value>`);
   const nats = (given.nats ?? {}) as Record<string, unknown>;
   if (typeof nats === 'object' && nats.url !== undefined) {
     const chartSetting = NATS_CHART_SETTINGS.find((key) => nats[key] !== undefined);

@@ -12,8 +12,6 @@ const settings = new pulumi.Config('rlkube');
  */
 function givenSettings(): Record<string, unknown> {
   const keys = Object.keys(pulumi.runtime.allConfig()).filter((k) => k.startsWith('rlkube:')).map((k) => k.slice('rlkube:'.length));
-  const flat = keys.find((key) => key.includes('.'));
-  if (flat) throw new InfraConfigError(`rlkube:${flat}: not a setting; nested settings are set with --path: pulumi config set --path rlkube:${flat} <value>`);
   return Object.fromEntries(keys.map((key) => {
     const text = settings.require(key);
     try {

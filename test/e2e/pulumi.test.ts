@@ -79,6 +79,14 @@ describe('pulumi up of infra/ (e2e)', () => {
     expect(up.output).not.toMatch(/at .*\.ts:\d+/); // the message alone, no stack trace
     expect((await stack.resources()).filter((r) => r.type !== 'pulumi:pulumi:Stack')).toEqual([]);
     expect([...await oursInCluster(), await kube(cp, ['get', 'crds', '-o', 'name'])]).toEqual(before);
+
+    // a key that is not a setting is refused too (here the usual slip: a nested setting set without --path)
+    expect((await stack.run(['config', 'rm', '--path', 'rlkube:nats.replicas'])).code).toBe(0);
+    expect((await stack.run(['config', 'set', 'rlkube:operator.replicas', '1'])).code).toBe(0);
+    const flat = await stack.run(['up', '--yes']);
+    expect(flat.code).not.toBe(0);
+    expect(flat.output).toContain('rlkube:operator.replicas: not a setting; a nested setting is set with --path');
+    expect([...await oursInCluster(), await kube(cp, ['get', 'crds', '-o', 'name'])]).toEqual(before);
   }, 300_000);
 
   test('pulumi up installs the platform, the operator it installed reconciles an RLJob with the images and NATS credentials set, pulumi destroy removes it all but the CRDs', async () => {

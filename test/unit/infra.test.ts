@@ -162,6 +162,7 @@ describe('infra (Pulumi program)', () => {
     expect(refused({ gpu: { devicePlugin: 'yes' } })).toMatch(/^rlkube:gpu\.devicePlugin: /);
     expect(refused({ operator: { replicas: 0 } })).toMatch(/^rlkube:operator\.replicas: /);
     expect(refused({ natsUrl: 'nats://x' })).toMatch(/^rlkube:natsUrl: unknown field/);
+    expect(refused({ 'nats.replicas': 3 })).toBe('rlkube:nats.replicas: not a setting; a nested setting is set with --path: pulumi config set --path rlkube:nats.replicas <value>');
     expect(refused({ operator: { image: 'x:1' } })).toMatch(/^rlkube:operator\.image: unknown field/);
     expect(refused({ images: { operator: 'ghcr.io/rlkube/operator@sha256:abc' } })).toMatch(/^rlkube:images\.operator: a digest/);
     expect(refused({ images: { agent: 'has space:1' } })).toMatch(/^rlkube:images\.agent: /);
