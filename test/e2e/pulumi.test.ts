@@ -104,7 +104,7 @@ describe('pulumi up of infra/ (e2e)', () => {
     expect({ code: up.code, output: up.code === 0 ? '' : up.output }).toEqual({ code: 0, output: '' });
     const outputs = JSON.parse((await stack.run(['stack', 'output', '--json'], { configFile: false })).output);
     expect(outputs).toEqual({ natsUrl: nats.url, systemNamespace: SYSTEM, jobNamespaces: [JOBS] });
-    // the credentials are encrypted in the stack's config and state, not written in the clear
+    // the credentials are Pulumi secrets: the stack's state holds them encrypted, not in the clear
     expect((await stack.run(['stack', 'export'], { configFile: false })).output).not.toContain(readFileSync(nats.operatorSigningKey, 'utf8').trim());
 
     for (const crd of CRDS) await kube(cp, ['wait', '--for=condition=Established', `crd/${crd}`, '--timeout=60s']);
