@@ -39,6 +39,8 @@ export function trainerServerArgs(spec: RLJobSpec, learner: LearnerTemplate, pla
     '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
     '--logprob-tolerance', String(verification.logprobTolerance), '--sampled-positions', String(verification.sampledPositions),
     '--checkpoint-every', String(learner.checkpoint.everySteps), '--nproc-per-node', String(Math.max(1, learner.gpusPerNode)),
+    // every group is checked against the weights of the version it claims: those of the staleness bound stay on disk
+    '--keep-policies', String(spec.sync.maxStaleness + 2),
     ...loraArgs(spec),
     ...(place.initWeights ? ['--init-weights', place.initWeights] : []),
   ];

@@ -163,6 +163,8 @@ export const RLJobStatus = Type.Object({
   policyVersion: Type.Optional(Type.Integer({ minimum: 0 })),
   reward: Type.Optional(Type.Number()),
   groups: Type.Optional(GroupCounts),
+  /** The rejected groups by reason (Copied, BadSignature, RewardMismatch, LogprobMismatch, …): they add up to groups.rejected. */
+  rejectedByReason: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.Integer({ minimum: 0 }))),
   /** "ready/total" pools, for the printer column. */
   readyPools: Type.Optional(Type.String({ maxLength: 16 })),
   /** One word summarising the conditions, for the printer column (not an API: read the conditions). */

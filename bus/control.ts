@@ -15,6 +15,8 @@ import {
 } from './messages.js';
 import { controlKeys, jobNames, type JobRef } from './names.js';
 
+const encoder = new TextEncoder();
+
 export interface Watch {
   stop(): Promise<void>;
 }
@@ -59,6 +61,30 @@ export class ControlStore {
 
   /** One attempt: the next heartbeat follows in seconds, so a stalled server must not queue them up. */
   putHeartbeat = (beat: Heartbeat) => this.kv.put(controlKeys.worker(beat.worker), codecs.heartbeat.encode(beat));
+
+  /**
+   * Registers `publicKey` as the signing key of `workerId`, once: the first registration of an id stands. The same
+   * key again (a restarted worker) is fine; another one is refused (KeyConflict).
+   */
+  async registerWorkerKey(workerId: string, publicKey: string): Promise<void> {
+    const key = controlKeys.workerKey(workerId);
+    try {
+      await withRetry(`register ${key}`, () => this.kv.create(key, encoder.encode(publicKey)));
+      return;
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE)) throw err;
+    }
+    const registered = await this.workerKey(workerId);
+    if (registered !== publicKey) {
+      throw new BusError('KeyConflict', `worker ${workerId} is registered with another signing key: a second worker of that name, or a lost key file`);
+    }
+  }
+
+  /** The signing key registered for `workerId`; undefined when none is. */
+  async workerKey(workerId: string): Promise<string | undefined> {
+    const entry = await withRetry(`get ${controlKeys.workerKey(workerId)}`, () => this.kv.get(controlKeys.workerKey(workerId)));
+    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+  }
 
   /** Calls onChange with every valid value of `key`, the current one first; invalid values are skipped. */
   async watch<T>(key: string, codec: JsonCodec<T>, onChange: (value: T) => void): Promise<Watch> {

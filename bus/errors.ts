@@ -11,16 +11,21 @@ export type RejectReason =
   | 'DigestMismatch'
   | 'RewardMismatch'
   | 'GroupSizeMismatch'
+  // The group's signature is missing or not by the key registered for the worker it names (bus/signing.ts).
+  | 'BadSignature'
+  // The same completions as a group another worker published before, too unlikely to be drawn twice.
+  | 'Copied'
   // Found by the trainer, which re-reads every token it trains on (see LearnerBus.commit).
   | 'LogprobMismatch'
   | 'InvalidTokens'
   | 'InvalidLogprobs'
   | 'PromptMismatch'
-  | 'TextMismatch';
+  | 'TextMismatch'
+  | 'UnknownVersion';
 
 export class BusError extends Error {
   constructor(
-    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed' | 'LeaseLost',
+    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed' | 'LeaseLost' | 'KeyConflict',
     message: string,
   ) {
     super(message);

@@ -9,4 +9,5 @@ export { jobNames, type JobRef } from './names.js';
 export { defaultBusLimits, jobProvisioned, provisionJob, teardownJob, type BusLimits } from './provision.js';
 export { decodeGroup, encodeGroup, type Completion, type TrajectoryGroup } from './trajectory.js';
 export { digestOf } from './weights.js';
+export { WorkerKey } from './signing.js';
 export { WorkerBus, type ClaimedTask } from './worker.js';

@@ -5,12 +5,15 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { SyncMode } from '../api/rljob.js';
 import { ControlStore } from './control.js';
+import { CopyDetector } from './copies.js';
 import { BusError, type RejectReason } from './errors.js';
 import { backoffMs, isTransient, withRetry, type RetryOptions } from './retry.js';
 import { WIRE_VERSION, codecs, type GroupCounts, type LearnerState, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
+import { RegisteredKeys, digestOfMessage } from './signing.js';
 import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajectory.js';
 import { WeightsStore, digestOf } from './weights.js';
+import { SIGNATURE_HEADER } from './worker.js';
 
 export type { SyncMode };
 
@@ -32,6 +35,11 @@ export interface LearnerBusOptions {
   keepVersions?: number;
   /** No group for this long: re-count what is in flight and re-issue what was lost. */
   stallMs?: number;
+  /**
+   * Told of every group the bus rejects itself whose signature is its worker's (not of those with a bad one:
+   * the worker they name did not send them). The learner agent's per-worker ledger.
+   */
+  onRejected?: (workerId: string, reason: RejectReason) => void;
   log?: Logger;
 }
 
@@ -73,6 +81,9 @@ export class LearnerBus {
   /** Stream sequence → how this learner settled it (acked: trained on; termed: stale or rejected). */
   private readonly settled = new Map<number, 'ack' | 'term'>();
   private held: Held[] = [];
+  /** Every group's signature is checked against the key its worker registered. */
+  private readonly keys: RegisteredKeys;
+  private readonly copies = new CopyDetector();
   private closed = false;
   private keepAlive: NodeJS.Timeout | undefined;
   private readonly names;
@@ -90,6 +101,7 @@ export class LearnerBus {
     private readonly options: LearnerBusOptions,
   ) {
     this.names = jobNames(job);
+    this.keys = new RegisteredKeys((workerId) => control.workerKey(workerId));
     this.used = new UsedTasks(Math.max(65_536, 4 * options.taskWindow, 4 * options.batchSize));
     this.decodeLimits = { job: this.names.key, vocabSize: options.vocabSize, maxBytes: options.maxGroupBytes };
   }
@@ -176,6 +188,7 @@ export class LearnerBus {
   async nextBatch(step: number, policyVersion: number, verify: GroupVerifier): Promise<Batch> {
     const { batchSize, mode } = this.options;
     if (mode === 'SequentialPull') await this.issueStepTasks(step, policyVersion);
+    this.copies.forgetBefore(this.oldestUsable(policyVersion));
     this.startKeepAlive();
     let idleSince = Date.now();
     let toppedUpAt = 0;
@@ -325,11 +338,20 @@ export class LearnerBus {
     this.stopKeepAlive();
   }
 
-  /** Synchronous unless the verifier returns a promise (one await per group adds up on the hot path). */
+  /** The oldest policy version a group may have to be used at `version`. */
+  private oldestUsable(version: number): number {
+    return this.options.mode === 'SequentialPull' ? version : version - this.options.maxStaleness;
+  }
+
+  /**
+   * Synchronous unless the verifier returns a promise or the worker's key is not known yet (one await per group
+   * adds up on the hot path).
+   */
   private judge(msg: JsMsg, version: number, verify: GroupVerifier): Judgement | Promise<Judgement> {
     // Not only redeliveries: a nats-server killed before it stored its consumer's state delivers again, as if
     // for the first time (delivery count 1), messages it had delivered and seen settled (seen in the chaos test).
     if (this.settleAgain(msg)) return { outcome: 'redelivered' };
+    const digest = digestOfMessage(msg.data); // what the worker signed, before the decoder may move the bytes
     let group: TrajectoryGroup;
     try {
       // The message is only acked, termed or kept alive after this: the group may take its bytes over.
@@ -337,16 +359,31 @@ export class LearnerBus {
     } catch (err) {
       return { outcome: this.reject(err instanceof BusError && isRejectReason(err.reason) ? err.reason : 'Malformed', msg) };
     }
+    // In the stream's order, whatever the key lookups below take: the first publisher of a group is the original.
+    const copiedFrom = this.copies.copiedFrom(group);
+    const signed = this.keys.check(group.workerId, digest, msg.headers?.get(SIGNATURE_HEADER));
+    if (isPromiseLike(signed)) return Promise.resolve(signed).then((ok) => this.judgeSigned(ok, copiedFrom, msg, group, version, verify));
+    return this.judgeSigned(signed, copiedFrom, msg, group, version, verify);
+  }
+
+  private judgeSigned(signed: boolean, copiedFrom: string | undefined, msg: JsMsg, group: TrajectoryGroup, version: number, verify: GroupVerifier): Judgement | Promise<Judgement> {
+    // Not counted against the worker the group names: it did not send it.
+    if (!signed) return { outcome: this.reject('BadSignature', msg), taskConsumed: true };
     if (this.trainedBefore.delete(group.taskId)) {
       this.settle(msg, 'ack');
       return { outcome: 'accepted' };
     }
     if (group.taskId !== taskIdOf(group.taskSeq) || group.taskSeq > this.state.issuedSeq) {
-      return { outcome: this.reject('UnknownTask', msg) };
+      return { outcome: this.reject('UnknownTask', msg, group) };
     }
-    if (this.used.has(group.taskSeq)) return { outcome: this.reject('Duplicate', msg) };
-    if (group.policyVersion > version) return { outcome: this.reject('FutureVersion', msg) };
-    const oldest = this.options.mode === 'SequentialPull' ? version : version - this.options.maxStaleness;
+    if (this.used.has(group.taskSeq)) return { outcome: this.reject('Duplicate', msg, group) };
+    if (copiedFrom !== undefined) {
+      this.used.add(group.taskSeq);
+      this.options.log?.warn({ task: group.taskId, worker: group.workerId, original: copiedFrom }, 'group copied from another worker');
+      return { outcome: this.reject('Copied', msg, group), taskConsumed: true };
+    }
+    if (group.policyVersion > version) return { outcome: this.reject('FutureVersion', msg, group) };
+    const oldest = this.oldestUsable(version);
     this.used.add(group.taskSeq);
     if (group.policyVersion < oldest) {
       this.counts.stale++;
@@ -363,7 +400,7 @@ export class LearnerBus {
   private apply(verdict: Verdict, msg: JsMsg, group: TrajectoryGroup): Judgement {
     if (!verdict.ok) {
       this.options.log?.debug({ task: group.taskId, worker: group.workerId, reason: verdict.reason }, verdict.message);
-      return { outcome: this.reject(verdict.reason, msg), taskConsumed: true };
+      return { outcome: this.reject(verdict.reason, msg), taskConsumed: true }; // the verifier's caller keeps its own ledger
     }
     this.held.push({ msg, group });
     return { outcome: 'accepted' };
@@ -408,9 +445,11 @@ export class LearnerBus {
     if (this.settled.size > 65_536) this.settled.delete(this.settled.keys().next().value!);
   }
 
-  private reject(reason: RejectReason, msg: JsMsg): RejectReason {
+  /** `group`: a group whose signature checked out, counted against its worker (onRejected). */
+  private reject(reason: RejectReason, msg: JsMsg, group?: TrajectoryGroup): RejectReason {
     this.remember(msg.seq, 'term'); // termed by the caller, once the counts are saved
     this.countRejected(reason);
+    if (group) this.options.onRejected?.(group.workerId, reason);
     this.options.log?.debug({ reason, seq: msg.seq }, 'group rejected');
     return reason;
   }

@@ -45,6 +45,8 @@ export const controlKeys = {
   learnerLease: 'learner.lease',
   learnerLeaseRenewal: 'learner.lease.renewal',
   worker: (workerId: string) => `worker.${workerId}`,
+  /** A worker's public signing key (bus/signing.ts), registered once: outside worker.>, which holds heartbeats. */
+  workerKey: (workerId: string) => `workerkey.${workerId}`,
   workerPrefix: 'worker.>',
 };
 

@@ -8,6 +8,7 @@ import { BusError } from './errors.js';
 import { WIRE_VERSION, codecs, type Heartbeat, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
 import { backoffMs, isTransient, withRetry } from './retry.js';
+import { WorkerKey } from './signing.js';
 import { encodeGroup, type TrajectoryGroup } from './trajectory.js';
 import { WeightsStore } from './weights.js';
 
@@ -42,6 +43,8 @@ export class WorkerBus {
     private readonly log: Logger | undefined,
     /** A task delivered more often than this is dead-lettered on its next claim; undefined: never. */
     private readonly maxDeliveries: number | undefined,
+    /** Signs every group this worker publishes; its public key is registered under workerId. */
+    private readonly key: WorkerKey,
   ) {
     this.names = jobNames(job);
   }
@@ -49,24 +52,29 @@ export class WorkerBus {
   static async open(
     nc: NatsConnection,
     job: JobRef,
-    identity: { workerId: string; pool: string; log?: Logger; maxDeliveries?: number },
+    identity: { workerId: string; pool: string; log?: Logger; maxDeliveries?: number; key?: WorkerKey },
   ): Promise<WorkerBus> {
     const names = jobNames(job);
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
     const info = await withRetry('workers consumer info', () => jsm.consumers.info(names.tasksStream, names.workersConsumer));
+    const control = await ControlStore.open(nc, job);
+    // Without a key of its own (tests, benchmarks) the worker signs with one made for this process.
+    const key = identity.key ?? WorkerKey.create();
+    await control.registerWorkerKey(identity.workerId, key.publicKey);
     return new WorkerBus(
       nc,
       js,
       await js.consumers.get(names.tasksStream, names.workersConsumer),
       (info.config.ack_wait ?? 30e9) / 1e6,
-      await ControlStore.open(nc, job),
+      control,
       await WeightsStore.open(nc, job, identity.log ? { log: identity.log } : {}),
       job,
       identity.workerId,
       identity.pool,
       identity.log,
       identity.maxDeliveries,
+      key,
     );
   }
 
@@ -137,7 +145,8 @@ export class WorkerBus {
   }
 
   /**
-   * Publishes a group under its task id, so a retry (or another worker redoing a lost task) is stored once.
+   * Publishes a group under its task id, so a retry (or another worker redoing a lost task) is stored once, signed
+   * with this worker's key (whatever worker the group names: the learner checks it against that worker's key).
    * Retries, with back-off, while the error is one the server recovers from — a full stream pushing back
    * (503), a stalled or restarting server, a leader election — until `signal` aborts; any other error (a
    * message the stream refuses, a stream that is gone) is thrown at once.
@@ -146,11 +155,12 @@ export class WorkerBus {
     const spare = this.spareBuffers.pop();
     if (spare) this.spareBytes -= spare.byteLength;
     const data = encodeGroup(group, spare);
+    const headers = alignedHeaders(group.taskId, this.key.sign(data));
     const ack = await withRetry(
       `publish ${group.taskId}`,
       () => this.js.publish(this.names.trajSubject(group.policyVersion), data, {
         msgID: group.taskId,
-        headers: alignedHeaders(group.taskId),
+        headers,
         timeout: 10_000,
       }),
       { ...(signal ? { signal } : {}), ...(this.log ? { log: this.log } : {}) },
@@ -196,21 +206,25 @@ const MSG_ID_HEADER = 'Nats-Msg-Id';
 const PAD_HEADER = 'Rlkube-Pad';
 const DELIVERIES_HEADER = 'Rlkube-Deliveries';
 const WORKER_HEADER = 'Rlkube-Worker';
+/** The group's signature by its worker's key (bus/signing.ts). */
+export const SIGNATURE_HEADER = 'Rlkube-Signature';
 
 /**
- * The message-id header, padded to a whole number of 4-byte words. A consumer receives a large message into
- * a fresh buffer, headers first: with them a multiple of 4 long, the group's body (4-byte aligned within the
- * group) lands aligned, and the learner views its token ids and log-probs in place instead of moving them.
+ * The message-id and signature headers, padded to a whole number of 4-byte words. A consumer receives a large
+ * message into a fresh buffer, headers first: with them a multiple of 4 long, the group's body (4-byte aligned
+ * within the group) lands aligned, and the learner views its token ids and log-probs in place instead of moving them.
  */
-export function alignedHeaders(taskId: string): MsgHdrs {
+export function alignedHeaders(taskId: string, signature?: string): MsgHdrs {
   const h = natsHeaders();
   h.set(MSG_ID_HEADER, taskId);
+  if (signature !== undefined) h.set(SIGNATURE_HEADER, signature);
   // The header block on the wire: "NATS/1.0", then "\r\n<name>: <value>" per header, then "\r\n\r\n".
-  const length = 8 + (4 + MSG_ID_HEADER.length + Buffer.byteLength(taskId)) + 4;
+  const line = (name: string, value: string) => 4 + name.length + Buffer.byteLength(value);
+  const length = 8 + line(MSG_ID_HEADER, taskId) + (signature === undefined ? 0 : line(SIGNATURE_HEADER, signature)) + 4;
   if (length % 4 !== 0) {
     // The padding line is "\r\n<name>: " + value; values are trimmed, so the value is 1 to 4 dots, not blank.
-    const line = 4 + PAD_HEADER.length;
-    h.set(PAD_HEADER, '.'.repeat(1 + (((-(length + line + 1) % 4) + 4) % 4)));
+    const padLine = 4 + PAD_HEADER.length;
+    h.set(PAD_HEADER, '.'.repeat(1 + (((-(length + padLine + 1) % 4) + 4) % 4)));
   }
   return h;
 }

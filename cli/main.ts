@@ -23,6 +23,11 @@ program
     if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
     return n;
   })
+  .option('--seed <n>', 'override spec.algorithm.seed (the model init, sampling and task seeds)', (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+    return n;
+  })
   .option('--out <dir>', 'where summary.json, reward.svg, logs and checkpoints go (default runs/<job>-<time>)')
   .option('--init-weights <file>', 'start from this policy file (e.g. from images/trainer/scripts/warm_start.py) instead of a random init')
   .option('--ack-wait <ms>', "the bus's ack wait for tasks and groups: how soon a stalled or dead worker's task goes to another", (value) => {
@@ -31,7 +36,7 @@ program
     return n;
   })
   .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
-  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; seed?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
     const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
     let job;
     try {
@@ -47,6 +52,7 @@ program
     if (/^\.\.?\//.test(job.spec.model.name)) job.spec.model.name = resolve(dirname(file), job.spec.model.name);
     if (options.mode) job.spec.sync.mode = options.mode;
     if (options.maxSteps) job.spec.algorithm.maxSteps = options.maxSteps;
+    if (options.seed !== undefined) job.spec.algorithm.seed = options.seed;
     const outDir = options.out ?? join('runs', `${job.metadata.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
     const controller = new AbortController();
     process.once('SIGINT', () => controller.abort());

@@ -125,7 +125,7 @@ export function summarizeJob({ job, learner, pools, progress, bus, environment, 
     step,
     maxSteps,
     progress: `${step}/${maxSteps}`,
-    ...defined({ policyVersion: progress?.policyVersion ?? before.policyVersion, reward: progress?.reward ?? before.reward, groups: progress?.groups ?? before.groups }),
+    ...defined({ policyVersion: progress?.policyVersion ?? before.policyVersion, reward: progress?.reward ?? before.reward, groups: progress?.groups ?? before.groups, rejectedByReason: progress?.rejectedByReason ?? before.rejectedByReason }),
     readyPools: `${readyPools}/${pools.length}`,
     summary: summaryWord(merged),
   };

@@ -24,7 +24,9 @@ export function syntheticGroup(options: {
     verifierId: 'test',
     promptTokenIds: Int32Array.from({ length: 6 }, (_, i) => i + 3),
     completions: Array.from({ length: groupSize }, (_, c) => ({
-      tokenIds: Int32Array.from({ length: tokens }, (_, i) => (i * 7 + c) % 40 + 3),
+      // The first tokens spell the task's number: two tasks' groups differ, as sampled ones do (the learner takes
+      // an unlikely group seen twice from two workers for a copy).
+      tokenIds: Int32Array.from({ length: tokens }, (_, i) => (i < 3 ? Math.floor(options.taskSeq / 40 ** i) % 40 : (i * 7 + c) % 40) + 3),
       logprobs: Float32Array.from({ length: tokens }, (_, i) => -0.1 * ((i + c) % 5)),
       reward: options.reward ?? c / groupSize,
       text: 'x'.repeat(Math.min(tokens, 16)),

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import {
   LearnerBus,
   WorkerBus,
+  WorkerKey,
   connectBus,
   encodeGroup,
   jobNames,
@@ -14,6 +15,7 @@ import {
   type JobRef,
   type LearnerBusOptions,
 } from '../../bus/index.js';
+import { alignedHeaders } from '../../bus/worker.js';
 import { runSyntheticWorker, syntheticGroup, waitFor } from '../harness/groups.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
 
@@ -237,27 +239,29 @@ describe('failures cost time, not data', () => {
 
   it('stores a re-published group once and never uses a redelivered group twice', async () => {
     const job = await newJob();
-    const key = jobNames(job).key;
-    const worker = await WorkerBus.open(nc, job, { workerId: 'w', pool: 'test' });
+    const jobKey = jobNames(job).key;
+    const key = WorkerKey.create();
+    const worker = await WorkerBus.open(nc, job, { workerId: 'w', pool: 'test', key });
     const learner = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 2 }));
     await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
     const collecting = learner.nextBatch(1, 0, accept);
     const first = await waitFor('a task', () => worker.claim(1000));
     const second = await waitFor('a task', () => worker.claim(1000));
-    const group = syntheticGroup({ job: key, taskSeq: first.task.seq, policyVersion: 0 });
+    const group = syntheticGroup({ job: jobKey, taskSeq: first.task.seq, policyVersion: 0, workerId: 'w' });
     const ack1 = await worker.publish(group);
     const ack2 = await worker.publish(group); // a retry after a lost ack
     expect(ack2.duplicate).toBe(true);
     expect(ack2.seq).toBe(ack1.seq);
-    await worker.publish(syntheticGroup({ job: key, taskSeq: second.task.seq, policyVersion: 0 }));
+    await worker.publish(syntheticGroup({ job: jobKey, taskSeq: second.task.seq, policyVersion: 0, workerId: 'w' }));
     first.done();
     second.done();
     const batch = await collecting;
     expect(batch.groups.map((g) => g.taskSeq).sort()).toEqual([first.task.seq, second.task.seq].sort());
     await learner.commit(batch);
-    // The same task's group again, past JetStream's dedup (another message id): the learner turns it away.
+    // The same task's group again, signed, past JetStream's dedup (another message id): the learner turns it away.
     const js = jetstream(nc);
-    await js.publish(jobNames(job).trajSubject(0), encodeGroup(group), { msgID: 'bypass-dedup' });
+    const again = encodeGroup(group);
+    await js.publish(jobNames(job).trajSubject(0), again, { headers: alignedHeaders('bypass-dedup', key.sign(again)) });
     await learner.publishPolicy(1, { bytes: new Uint8Array([1]) });
     const workers = await startWorkers(job, 1);
     const next = await learner.nextBatch(2, 1, accept);
@@ -453,19 +457,27 @@ describe('malformed and forged messages', () => {
     const subject = jobNames(job).trajSubject(0);
     const learner = await LearnerBus.open(nc, job, learnerOptions({ batchSize: 1, vocabSize: 64 }));
     await learner.publishPolicy(0, { bytes: new Uint8Array([0]) });
+    // Signed by the key registered for the worker they name (tester), so that what is checked after the signature is.
+    const signer = WorkerKey.create();
+    await WorkerBus.open(nc, job, { workerId: 'tester', pool: 'test', key: signer });
+    const unsigned = encodeGroup(syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0, workerId: 'tester' }));
     const kinds = [
       () => Uint8Array.from({ length: 64 }, () => Math.floor(Math.random() * 256)), // noise
       () => new Uint8Array(0), // empty
-      () => encodeGroup(syntheticGroup({ job: 'other/job', taskSeq: 1, policyVersion: 0 })), // wrong job
-      () => encodeGroup(syntheticGroup({ job: key, taskSeq: 999_999, policyVersion: 0 })), // a task never issued
-      () => encodeGroup({ ...syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0 }), promptTokenIds: Int32Array.of(1, 9999) }), // token out of range
-      () => encodeGroup(syntheticGroup({ job: key, taskSeq: 1, policyVersion: 7 })), // a future policy
-      () => encodeGroup(syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0 })).subarray(0, 40), // truncated
+      () => encodeGroup(syntheticGroup({ job: 'other/job', taskSeq: 1, policyVersion: 0, workerId: 'tester' })), // wrong job
+      () => encodeGroup(syntheticGroup({ job: key, taskSeq: 999_999, policyVersion: 0, workerId: 'tester' })), // a task never issued
+      () => encodeGroup({ ...syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0, workerId: 'tester' }), promptTokenIds: Int32Array.of(1, 9999) }), // token out of range
+      () => encodeGroup(syntheticGroup({ job: key, taskSeq: 1, policyVersion: 7, workerId: 'tester' })), // a future policy
+      () => encodeGroup(syntheticGroup({ job: key, taskSeq: 1, policyVersion: 0, workerId: 'tester' })).subarray(0, 40), // truncated
       () => new TextEncoder().encode('{"v":1,"job":"test/x"}'), // JSON, not a group
     ];
     const total = 10_000;
     for (let i = 0; i < total; i += 500) {
-      await Promise.all(Array.from({ length: 500 }, (_, j) => js.publish(subject, kinds[(i + j) % kinds.length]!())));
+      await Promise.all(Array.from({ length: 500 }, (_, j) => {
+        if ((i + j) % (kinds.length + 1) === kinds.length) return js.publish(subject, unsigned); // no signature
+        const data = kinds[(i + j) % (kinds.length + 1)]!();
+        return js.publish(subject, data, { headers: alignedHeaders(`m${i + j}`, signer.sign(data)) });
+      }));
     }
     const workers = await startWorkers(job, 1);
     const batch = await learner.nextBatch(1, 0, accept);
@@ -473,7 +485,7 @@ describe('malformed and forged messages', () => {
     expect(batch.groups).toHaveLength(1);
     expect(learner.counts.rejected).toBe(total);
     expect(Object.keys(learner.counts.rejectedByReason).sort()).toEqual(
-      ['FutureVersion', 'Malformed', 'TokenOutOfRange', 'UnknownTask', 'WrongJob'].sort(),
+      ['BadSignature', 'FutureVersion', 'Malformed', 'TokenOutOfRange', 'UnknownTask', 'WrongJob'].sort(),
     );
     learner.close();
   });

@@ -66,6 +66,14 @@ describe('summarizeJob', () => {
     expect(status.groups).toEqual({ accepted: 10, stale: 1, rejected: 0, published: 11 });
   });
 
+  test('every rejection counted by reason, as the learner counted it', () => {
+    const counted = progress({ groups: { accepted: 10, stale: 1, rejected: 3, published: 14 }, rejectedByReason: { Copied: 1, BadSignature: 2 } });
+    const status = summarizeJob({ job: job(), learner: readyLearner, pools: [readyPool], progress: counted, now: T0 });
+    expect(status.rejectedByReason).toEqual({ Copied: 1, BadSignature: 2 });
+    // kept while the learner's record is away (e.g. the bus restarting)
+    expect(summarizeJob({ job: { ...job(), status }, learner: readyLearner, pools: [readyPool], now: T0 }).rejectedByReason).toEqual({ Copied: 1, BadSignature: 2 });
+  });
+
   test('no reward yet (null before the first step) leaves the field out', () => {
     expect(summarizeJob({ job: job(), pools: [], progress: progress({ reward: null, step: 0 }), now: T0 }).reward).toBeUndefined();
   });

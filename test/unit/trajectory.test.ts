@@ -1,6 +1,6 @@
 // The trajectory group codec: round trip, and every kind of bad input refused with its reason.
 import { BusError, decodeGroup, encodeGroup } from '../../bus/index.js';
-import { alignedHeaders } from '../../bus/worker.js';
+import { SIGNATURE_HEADER, alignedHeaders } from '../../bus/worker.js';
 import { syntheticGroup } from '../harness/groups.js';
 
 const limits = { job: 'ns/job', vocabSize: 64, maxBytes: 1 << 20 };
@@ -194,13 +194,16 @@ describe('trajectory group codec: every position of the body is checked', () => 
 });
 
 describe('trajectory message headers', () => {
-  it('carry the task id as the message id and are padded to whole 4-byte words, whatever the id length', () => {
+  it('carry the task id as the message id and the signature, padded to whole 4-byte words, whatever their lengths', () => {
     for (let digits = 1; digits <= 12; digits++) {
       const taskId = `t${'7'.repeat(digits)}`;
-      const headers = alignedHeaders(taskId);
-      expect(headers.get('Nats-Msg-Id')).toBe(taskId);
-      // (encode() is the client's wire encoding, not in its public types)
-      expect((headers as unknown as { encode(): Uint8Array }).encode().byteLength % 4).toBe(0);
+      for (const signature of [undefined, 's', 'x'.repeat(86), 'y'.repeat(87)]) {
+        const headers = alignedHeaders(taskId, signature);
+        expect(headers.get('Nats-Msg-Id')).toBe(taskId);
+        expect(headers.get(SIGNATURE_HEADER)).toBe(signature ?? '');
+        // (encode() is the client's wire encoding, not in its public types)
+        expect((headers as unknown as { encode(): Uint8Array }).encode().byteLength % 4).toBe(0);
+      }
     }
   });
 });

@@ -37,6 +37,8 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
   // The learner's own environment server: it re-scores every group and gives the prompts the trainer checks.
   const environment = new EnvironmentClient(config.environmentUrl, log, signal);
   const { batchSize, maxSteps } = spec.algorithm;
+  // The ledger: verdicts per worker identity (the bus's own rejections of signed groups, the verifier's, the trainer's).
+  const ledger: Record<string, { accepted: number; rejected: number }> = {};
   const bus = await LearnerBus.open(nc, job, {
     mode: spec.sync.mode,
     batchSize,
@@ -44,6 +46,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     taskWindow: spec.sync.taskWindow ?? 2 * batchSize,
     vocabSize: vocabSizeOf(spec.model.name),
     maxGroupBytes: 8 * 1024 * 1024,
+    onRejected: (workerId) => (ledger[workerId] ??= { accepted: 0, rejected: 0 }).rejected++,
     taskPayload: async (seq) => ({ prompt: (await environment.task(seq)).prompt }),
     log,
   });
@@ -77,7 +80,6 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     return digests.get(version);
   };
   const verify = groupVerifier({ environment, verifierId: environmentInfo.verifierId, groupSize: spec.algorithm.groupSize, rewardTolerance: spec.verification.rewardTolerance, digestOf });
-  const ledger: Record<string, { accepted: number; rejected: number }> = {};
   const verifyAndRecord: typeof verify = async (group) => {
     const verdict = await verify(group);
     const entry = (ledger[group.workerId] ??= { accepted: 0, rejected: 0 });
@@ -155,7 +157,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       if (lastReward !== null) metrics.reward.set(lastReward);
       await writeProgress('Running');
       log.info(
-        { step, version: result.version, reward: lastReward, collectMs: Math.round(collectedMs), trainMs: Math.round(performance.now() - started - collectedMs), loss: metricOf(result, 'loss'), excluded: result.rejected.length },
+        { step, version: result.version, reward: lastReward, collectMs: Math.round(collectedMs), trainMs: Math.round(performance.now() - started - collectedMs), loss: metricOf(result, 'loss'), offPolicy: metricOf(result, 'groups_offpolicy'), isWeight: metricOf(result, 'is_weight_mean'), excluded: result.rejected.length },
         'step done',
       );
     }
@@ -207,7 +209,7 @@ async function toTrainGroups(batch: Batch, environment: EnvironmentClient): Prom
   }));
 }
 
-const trainerReasons = new Set<string>(['LogprobMismatch', 'InvalidTokens', 'InvalidLogprobs', 'PromptMismatch', 'TextMismatch', 'FutureVersion']);
+const trainerReasons = new Set<string>(['LogprobMismatch', 'InvalidTokens', 'InvalidLogprobs', 'PromptMismatch', 'TextMismatch', 'FutureVersion', 'UnknownVersion']);
 /** The trainer's rejection reasons are the bus's words for the same findings (an unknown one is Malformed). */
 const trainerReason = (reason: string): RejectReason => (trainerReasons.has(reason) ? (reason as RejectReason) : 'Malformed');
 

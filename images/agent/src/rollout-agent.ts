@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TINY_MODEL, type RolloutAgentConfig } from '../../../api/index.js';
-import { BusError, WorkerBus, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../../../bus/index.js';
+import { BusError, WorkerBus, WorkerKey, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../../../bus/index.js';
 import { EngineClient } from './engine-client.js';
 import { EngineError } from './http.js';
 import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
@@ -16,7 +16,10 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
   const spec = config.jobSpec;
   const job = { namespace: config.namespace, name: config.job };
   const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
-  const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool, log, maxDeliveries: spec.sync.maxTaskDeliveries });
+  // The worker's signing key lives beside the weights, on the pod's /tmp volume: a restarted agent keeps the key it
+  // registered (a new one under the same worker id would be refused).
+  const key = WorkerKey.loadOrCreate(join(tmpdir(), 'rlkube-keys', `${config.workerId}.nk`));
+  const bus = await WorkerBus.open(nc, job, { workerId: config.workerId, pool: config.pool, log, maxDeliveries: spec.sync.maxTaskDeliveries, key });
   const environment = new EnvironmentClient(config.environmentUrl, log, signal);
   const engine = new EngineClient(config.engineUrl, config.engineKind ?? (spec.model.name === TINY_MODEL ? 'tiny' : 'hf'), spec.model.name);
   // The engine reads the policy files from here: /tmp is a volume the pod's two containers share.

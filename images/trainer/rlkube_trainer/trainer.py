@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -338,9 +339,43 @@ class Trainer:
                 return "TextMismatch", f"completions[{ci}].text is not the text of its token_ids"
         return None
 
+    @contextmanager
+    def _weights_of(self, version: int):
+        """The policy holds the weights of an earlier `version` (its policy file, read by rank 0 and sent to the
+        others) inside the block and the current ones again after it. The current weights are copied, not
+        re-read: the optimizer keeps its references to the same parameters."""
+        current = {k: v.detach().clone() for k, v in self.policy.policy_state().items()}
+        older = None
+        if self.dist.rank == 0:
+            older = read_policy(self._policy_path(version))[0]
+        self.policy.load_policy_state(self.dist.broadcast(older))
+        try:
+            yield
+        finally:
+            self.policy.load_policy_state(current)
+
+    def _has_policy(self, version: int) -> bool:
+        """Every rank's answer is rank 0's: only rank 0 has the files."""
+        return bool(self.dist.broadcast(os.path.exists(self._policy_path(version)) if self.dist.rank == 0 else None))
+
+    def _behavior_log_probs(self, groups: List[Group], current: dict) -> tuple:
+        """Each group's log-probs under the version it claims: the current policy's (`current`) for groups of
+        this version, those of the version's policy file for older ones (one load per version). Returns
+        ({group index: [G, T]}, [groups whose version's policy file is gone])."""
+        out = {g.index: current[g.index] for g in groups if g.policy_version == self.version}
+        gone = []
+        for version in sorted({g.policy_version for g in groups if g.policy_version < self.version}):
+            of_version = [g for g in groups if g.policy_version == version]
+            if not self._has_policy(version):
+                gone += of_version
+                continue
+            with self._weights_of(version):
+                out.update(self._old_log_probs(of_version))
+        return out, gone
+
     def _old_log_probs(self, groups: List[Group]) -> dict:
-        """The current policy's log-probs of every completion (no grad), micro-batched and shared out over
-        the ranks: {group index: [G, T]}."""
+        """The policy's log-probs of every completion (no grad), micro-batched and shared out over the ranks:
+        {group index: [G, T]}."""
         pairs = [(g.prompt, c["token_ids"]) for g in groups for c in g.completions]
         t_max = max((len(c) for _, c in pairs), default=0)
         lp = torch.zeros(len(pairs), t_max)
@@ -370,22 +405,28 @@ class Trainer:
                 continue
             usable.append(g)
 
-        # 1. The current policy's log-probs of every usable token (no grad): the ratio's old policy, the
-        #    GRAIL-style check against the worker's behavior log-probs, the IS weights of stale groups.
+        # 1. The current policy's log-probs of every usable token (no grad): the ratio's old policy. Then each
+        #    group's log-probs under the version it claims, whatever its age: the GRAIL-style check against the
+        #    worker's behavior log-probs, and, once it passed, the behavior side of the IS weights of older
+        #    groups. The trainer's own numbers, not the worker's: a worker cannot up-weight its group by
+        #    reporting low log-probs at the positions the check did not sample.
         accepted, mismatches = [], []
         old = self._old_log_probs(usable)
+        behavior, gone = self._behavior_log_probs(usable, old)
+        for g in gone:
+            rejected.append({"index": g.index, "reason": "UnknownVersion",
+                             "value": f"policy v{g.policy_version} is no longer kept (keep-policies {cfg.keep_policies})"})
         for g in usable:
-            flat_t = [float(x) for row, c in zip(old[g.index], g.completions) for x in row[: len(c["token_ids"])]]
+            if g.index not in behavior:
+                continue
+            flat_t = [float(x) for row, c in zip(behavior[g.index], g.completions) for x in row[: len(c["token_ids"])]]
             flat_b = [x for c in g.completions for x in c["logprobs"]]
             pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, random.Random(f"{self.check_key}:{step}:{g.index}"))
             mm = grpo.logprob_mismatch(flat_t, flat_b, pos) if pos else 0.0
-            if g.policy_version == self.version:
-                # only groups of the current version must match; older ones differ by design and are
-                # re-weighted by truncated IS instead
-                mismatches.append(mm)
-                if mm > cfg.logprob_tolerance:
-                    rejected.append({"index": g.index, "reason": "LogprobMismatch", "value": mm})
-                    continue
+            mismatches.append(mm)
+            if mm > cfg.logprob_tolerance:
+                rejected.append({"index": g.index, "reason": "LogprobMismatch", "value": mm})
+                continue
             accepted.append(g)
 
         # 2. Minibatches of whole groups, one optimizer step each, all against the same old policy; each
@@ -404,6 +445,7 @@ class Trainer:
             rows = [(g, c, float(a)) for g in mb
                     for c, a in zip(g.completions, grpo.group_advantages(torch.tensor([c["reward"] for c in g.completions])))]
             old_rows = [row for g in mb for row in old[g.index]]
+            behavior_rows = [row for g in mb for row in behavior[g.index]]
             n_tok = sum(len(c["token_ids"]) for _, c, _ in rows)
             if n_tok == 0:
                 continue
@@ -413,7 +455,7 @@ class Trainer:
                 if not self.dist.mine(j):
                     continue
                 part = rows[i:i + cfg.micro_batch]
-                sums += self._accumulate(part, old_rows[i:i + cfg.micro_batch], n_tok)
+                sums += self._accumulate(part, old_rows[i:i + cfg.micro_batch], behavior_rows[i:i + cfg.micro_batch], n_tok)
             self.dist.sum_grads(params)
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
             self.opt.step()
@@ -448,7 +490,7 @@ class Trainer:
         return {"step": step, "version": self.version, "weights_path": self.weights_path, "digest": self.digest,
                 "metrics": metrics, "rejected": sorted(rejected, key=lambda x: x["index"])}
 
-    def _accumulate(self, rows: list, old_rows: list, n_tok: int) -> torch.Tensor:
+    def _accumulate(self, rows: list, old_rows: list, behavior_rows: list, n_tok: int) -> torch.Tensor:
         """Forward + backward of one micro-batch, its loss scaled to its share of the minibatch's tokens.
         Returns its token-weighted [loss, kl, clip_frac, is_weight, tokens]."""
         cfg = self.cfg
@@ -456,17 +498,14 @@ class Trainer:
         logp, mask = completion_log_probs(self.policy, pairs, cfg.temperature)
         dev = logp.device
         logp_old = torch.stack([_pad_row(r, logp.shape[1]) for r in old_rows]).to(dev)
-        beh = torch.zeros(logp.shape, dtype=torch.float32)
-        for i, (_, c, _) in enumerate(rows):
-            if c["logprobs"]:
-                beh[i, : len(c["logprobs"])] = torch.tensor(c["logprobs"], dtype=torch.float32)
+        beh = torch.stack([_pad_row(r, logp.shape[1]) for r in behavior_rows]).to(dev)
         adv = torch.tensor([a for _, _, a in rows], dtype=torch.float32)
         stale = torch.tensor([g.policy_version < self.version for g, _, _ in rows])
         logp_ref = None
         if self.ref is not None:
             with torch.no_grad():
                 logp_ref, _ = completion_log_probs(self.ref, pairs, cfg.temperature)
-        loss, st = grpo.grpo_loss(logp, logp_old, beh.to(dev), adv.to(dev), mask, stale.to(dev),
+        loss, st = grpo.grpo_loss(logp, logp_old, beh, adv.to(dev), mask, stale.to(dev),
                                   clip_low=cfg.clip_low, clip_high=cfg.clip_high, is_cap=cfg.is_cap,
                                   kl_coef=cfg.kl_coef, logp_ref=logp_ref)
         t = st["tokens"]

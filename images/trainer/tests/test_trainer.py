@@ -117,13 +117,44 @@ def test_current_version_groups_with_wrong_logprobs_are_rejected(tmp_path):
     assert res["metrics"]["groups_accepted"] == 3
 
 
-def test_stale_groups_are_not_checked_but_reweighted(tmp_path):
+def test_older_groups_are_checked_against_the_weights_of_their_version_then_reweighted(tmp_path):
     t, e = trainer(tmp_path), Engine(seed=1)
     t.train_step(make_batch(e, 0))
-    res = t.train_step(tampered(make_batch(e, 1), 0, -0.5))  # version-0 groups at version 1
-    assert res["rejected"] == []
-    assert res["metrics"]["groups_offpolicy"] == 4
+    stale = make_batch(e, 1)  # version-0 groups at version 1
+    res = t.train_step(tampered(stale, 0, -0.5))
+    assert [(r["index"], r["reason"]) for r in res["rejected"]] == [(0, "LogprobMismatch")]
+    assert res["metrics"]["groups_offpolicy"] == 3
+    assert res["metrics"]["logprob_mismatch_median"] < 1e-4  # the honest ones match v0's weights, not v2's
     assert res["metrics"]["is_weight_mean"] != pytest.approx(1.0)
+
+
+def test_importance_weights_use_the_trainers_behavior_log_probs_not_the_workers(tmp_path):
+    # Lowering the reported log-probs at a few positions passes the median check; it must not change the
+    # weights (a worker would otherwise up-weight its own group by up to is-cap).
+    e = Engine(seed=1)
+    batch = make_batch(e, 1)
+    lowered = copy.deepcopy(batch)
+    for g in lowered["groups"]:
+        g["completions"][0]["logprobs"][0] -= 3.0
+    results = []
+    for b, d in ((batch, "honest"), (lowered, "lowered")):
+        t = trainer(tmp_path / d)
+        t.train_step(make_batch(Engine(seed=1), 0))
+        results.append(t.train_step(b))
+    assert results[1]["rejected"] == []
+    assert results[1]["metrics"]["is_weight_mean"] == pytest.approx(results[0]["metrics"]["is_weight_mean"])
+    assert results[1]["digest"] == results[0]["digest"]
+
+
+def test_a_group_whose_version_is_no_longer_kept_is_rejected(tmp_path):
+    t, e = trainer(tmp_path, keep_policies=1), Engine(seed=1)
+    v1 = t.train_step(make_batch(e, 0))
+    e.load_weights({"path": v1["weights_path"], "version": 1, "digest": v1["digest"]})
+    of_v1 = make_batch(e, 2)
+    t.train_step(make_batch(e, 1))
+    res = t.train_step(of_v1)  # version 1 is gone by now (kept: v0 and the newest)
+    assert {r["reason"] for r in res["rejected"]} == {"UnknownVersion"}
+    assert len(res["rejected"]) == len(PROMPTS)
 
 
 def test_invalid_groups_are_rejected_not_fatal(tmp_path):
