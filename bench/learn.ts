@@ -1,6 +1,5 @@
-// The learn benchmark: `rlkube run examples/reverse-cpu.yaml` in each sync mode, same machine, same run;
-// steps and wall time until the reward (5-step moving average) first reaches 0.8.
-import { execFileSync } from 'node:child_process';
+// The learn benchmark: `rlkube run examples/reverse-cpu.yaml` in each sync mode from the seeded random init, same
+// machine, same run; steps and wall time until the reward (5-step moving average) first reaches 0.8.
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,27 +19,14 @@ export function firstReach(curve: RunSummary['reward']['curve']): { step: number
   return undefined;
 }
 
-/** The warm start both modes begin from (emits short strings over the alphabet, not their reversal:
- * reward ≈ 0.2), so that the rise is the RL run's; from a random init the one-version-stale async mode
- * collapses the stop token in 2 seeds of 3 (see images/trainer/README.md). */
-function warmStart(): string {
-  const out = join(mkdtempSync(join(tmpdir(), 'rlkube-warm-')), 'warm.safetensors');
-  execFileSync(defaultPython(), ['images/trainer/scripts/warm_start.py', '--out', out], {
-    env: { ...process.env, PYTHONPATH: 'images/trainer' },
-    stdio: 'inherit',
-  });
-  return out;
-}
-
 export async function run(): Promise<Record<string, number | boolean>> {
   const figures: Record<string, number | boolean> = {};
-  const initWeights = warmStart();
   for (const [label, mode] of [['seq', 'SequentialPull'], ['async', 'AsyncPushPull']] as const) {
     const job = parseRLJobManifest(readFileSync('examples/reverse-cpu.yaml', 'utf8'));
     job.spec.sync.mode = mode;
     const outDir = mkdtempSync(join(tmpdir(), `rlkube-learn-${label}-`));
     console.log(`${mode}: running ${job.spec.algorithm.maxSteps} steps → ${outDir}`);
-    const summary = await runJob({ job, outDir, python: defaultPython(), initWeights, log: pino({ level: 'warn' }), signal: new AbortController().signal });
+    const summary = await runJob({ job, outDir, python: defaultPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
     const reached = firstReach(summary.reward.curve);
     console.log(`${mode}: reward ${summary.reward.initial?.toFixed(3)} → ${summary.reward.final?.toFixed(3)}; 0.8 ${reached ? `at step ${reached.step}, ${reached.t} s` : 'not reached'}; stale ${summary.groups.stale}`);
     figures[`${label}_reward_initial`] = Number((summary.reward.initial ?? 0).toFixed(3));

@@ -55,6 +55,22 @@ def test_a_step_trains_and_the_engine_serves_the_new_version(tmp_path, model_dir
     assert t.train_step(make_batch(e, 1))["rejected"] == []
 
 
+@pytest.mark.parametrize("lora_rank", [4, 0])
+def test_an_older_versions_groups_are_checked_against_its_weights_and_the_current_ones_stay(tmp_path, model_dir, lora_rank):
+    t = hf_trainer(tmp_path, model_dir, lora_rank=lora_rank)
+    e = Engine(model_dir, seed=1, lora_rank=lora_rank)
+    t.train_step(make_batch(e, 0))
+    loads, load = [], t.policy.load_policy_state
+    t.policy.load_policy_state = lambda state: (loads.append({k: v.clone() for k, v in state.items()}), load(state))
+    res = t.train_step(make_batch(e, 1))  # version-0 groups at version 1: v0's weights are loaded for the check
+    assert res["rejected"] == [] and res["metrics"]["groups_offpolicy"] == 4
+    assert res["metrics"]["logprob_mismatch_median"] < 1e-3
+    # v0's weights for the check, then version 1's again (what the step trains from)
+    v0, v1 = (read_policy(str(tmp_path / f"policy-v{v}.safetensors"))[0] for v in (0, 1))
+    assert len(loads) == 2
+    assert all(torch.equal(loads[0][k], v0[k]) for k in v0) and all(torch.equal(loads[1][k], v1[k]) for k in v1)
+
+
 def test_micro_batched_log_probs_equal_the_whole_batch(model_dir):
     p = build_policy(model_dir, 1)
     g = torch.Generator().manual_seed(0)
