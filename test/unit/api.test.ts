@@ -70,7 +70,7 @@ describe('parseRLJobManifest', () => {
     }));
     expect(job.spec.suspend).toBe(false);
     expect(job.spec.sync).toEqual({ mode: 'SequentialPull', maxStaleness: 1, maxTaskDeliveries: 5 });
-    expect(job.spec.algorithm).toMatchObject({ groupSize: 8, batchSize: 32, isCap: 1 });
+    expect(job.spec.algorithm).toMatchObject({ groupSize: 8, batchSize: 32, isCap: 2 });
     expect(job.spec.rollout.pools[0]).toEqual({ name: 'cpu', replicas: 1, engine: { kind: 'tiny', gpus: 0 }, agent: {} });
     expect(job.spec.learner).toMatchObject({ nodes: 1, gpusPerNode: 0, checkpoint: { size: '1Gi', everySteps: 10 } });
   });
@@ -108,6 +108,6 @@ describe('parseRLJobManifest', () => {
 
   test('parseRLJobSpec validates a bare spec with paths under spec.', () => {
     expect(() => parseRLJobSpec({ ...baseJob().spec, algorithm: { groupSize: 0 } })).toThrow('spec.algorithm.groupSize');
-    expect(parseRLJobSpec(baseJob().spec).algorithm.isCap).toBe(1);
+    expect(parseRLJobSpec(baseJob().spec).algorithm.isCap).toBe(2);
   });
 });

@@ -33,8 +33,7 @@ def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 
 
 def truncated_is_weight(logp_old: torch.Tensor, logp_behavior: torch.Tensor, cap: float) -> torch.Tensor:
-    """min(pi_old / pi_behavior, cap), detached (prime-rl/AReaL style correction for stale groups; the default cap,
-    1, only ever down-weights: see config.IS_CAP)."""
+    """min(pi_old / pi_behavior, cap), detached (prime-rl/AReaL style correction for stale groups)."""
     return torch.clamp(torch.exp(logp_old - logp_behavior), max=cap).detach()
 
 
