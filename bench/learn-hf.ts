@@ -13,7 +13,7 @@ import { firstReach } from './learn.js';
 
 const EXAMPLE = 'examples/hf-tiny-cpu.yaml';
 /** The model the example's comment makes: format-pretrained for its alphabet and lengths. */
-const FORMAT = 'abc:1-3';
+const FORMAT = 'abcd:1-3';
 /** Full fine-tuning: the example without its adapter, at the learning rate its comment gives. */
 const FULL_LR = 0.001;
 

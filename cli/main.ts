@@ -103,7 +103,7 @@ program
   .description('write the tiny Hugging Face model the HF examples train (random init, character tokenizer; made offline)')
   .argument('<dir>', 'the model folder to write (e.g. examples/models/tiny-qwen2)')
   .option('--seed <n>', 'init seed', (value) => Number(value), 1)
-  .option('--format-for <alphabet:min-max>', 'teach the output format first: strings over the alphabet, min–max long, then EOS (not the task)')
+  .option('--format-for <alphabet:min-max>', 'teach the output format first: after each prompt (min–max letters), a string over the alphabet as long as it, then EOS (not the task)')
   .option('--python <path>', 'Python with the trainer stack', defaultPython())
   .action((dir: string, options: { seed: number; formatFor?: string; python: string }) => {
     const path = makeTinyModel(options.python, dir, { seed: options.seed, ...(options.formatFor ? { formatFor: options.formatFor } : {}) });

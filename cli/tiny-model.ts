@@ -9,7 +9,7 @@ const trainerRoot = resolve(fileURLToPath(new URL('../images/trainer', import.me
 /**
  * Writes the model folder (kept when it already holds a model made with the same settings); returns its absolute
  * path. `formatFor` ("ALPHABET:MIN-MAX") adds a short supervised pass that teaches the output format only (strings
- * over the alphabet, then EOS; not the task), as a base model knows its language before RL: what a LoRA adapter
+ * over the alphabet as long as the prompt, then EOS; not the task), as a base model knows its language before RL: what a LoRA adapter
  * needs, since it cannot move a random model's frozen embeddings and LM head.
  */
 export function makeTinyModel(python: string, dir: string, options: { seed?: number; formatFor?: string } = {}): string {

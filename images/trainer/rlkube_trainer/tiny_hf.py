@@ -46,8 +46,10 @@ def make_model(seed: int, hidden: int = 64, layers: int = 2, heads: int = 4, max
 
 def pretrain_format(model, alphabet: str, min_len: int, max_len: int, seed: int, steps: int = 400, batch: int = 64) -> None:
     """A short supervised pass that teaches the output format only, as a base model knows its language before
-    RL: after "s=" a string over `alphabet` whose length and characters are drawn independently of s, then EOS.
-    It knows neither the reversal nor even "as long as s", so reverse rewards start near 0.2."""
+    RL: after "s=" a string over `alphabet` as long as s, its characters drawn independently of s, then EOS.
+    It does not know the reversal (reverse rewards start near 1/len(alphabet)). Why the length: with a
+    length drawn independently too, LoRA on this 64-wide random model reached a 0.8 reward for some seeds
+    only (learn_check: 3 of 5 at rank 16), full fine-tuning for all; with it, both do."""
     import random
 
     rng = random.Random(seed)
@@ -58,7 +60,7 @@ def pretrain_format(model, alphabet: str, min_len: int, max_len: int, seed: int,
         rows = []
         for _ in range(batch):
             s = "".join(rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len)))
-            t = "".join(rng.choice(alphabet) for _ in range(rng.randint(min_len, max_len)))
+            t = "".join(rng.choice(alphabet) for _ in range(len(s)))
             prompt, answer = [1] + tok(s + "="), tok(t) + [2]
             rows.append((prompt + answer, len(prompt)))
         width = max(len(r) for r, _ in rows)
@@ -78,7 +80,7 @@ def make_tiny_hf(out: str, seed: int = 1, init_range: float = 0.1, format_for: s
     """Writes the model folder (idempotent: an existing folder made with the same settings is kept).
     format_for "ALPHABET:MIN-MAX" pretrains the output format (pretrain_format); None leaves the random init."""
     stamp = os.path.join(out, "rlkube-tiny.json")
-    settings = {"seed": seed, "init_range": init_range, "format_for": format_for}
+    settings = {"seed": seed, "init_range": init_range, "format_for": format_for, "format_length": "same"}
     if os.path.exists(stamp):
         with open(stamp) as f:
             if json.load(f) == settings:
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--format-for", default=None, metavar="ALPHABET:MIN-MAX",
-                   help="pretrain the output format (strings over ALPHABET, MIN-MAX long, then EOS; not the task)")
+                   help="pretrain the output format (strings over ALPHABET as long as the prompt's, then EOS; not the task)")
     a = p.parse_args(argv)
     print(make_tiny_hf(a.out, a.seed, format_for=a.format_for))
     return 0
