@@ -92,7 +92,7 @@ describe('rlkube operator (e2e)', () => {
     expect(owner(await get('statefulset', 'reverse-cpu-learner'))).toEqual([expect.objectContaining({ kind: 'Learner', uid: learner.metadata.uid })]);
     expect(owner(await get('service', 'reverse-cpu-learner'))).toEqual([expect.objectContaining({ kind: 'Learner', uid: learner.metadata.uid })]);
     const pods = await list('pods', 'rlkube.dev/job=reverse-cpu');
-    expect(pods.map((p) => p.spec.containers.map((c: { name: string }) => c.name).join('+')).sort()).toEqual(['engine+agent', 'engine+agent', 'trainer+agent']);
+    expect(pods.map((p) => p.spec.containers.map((c: { name: string }) => c.name).join('+')).sort()).toEqual(['engine+environment+agent', 'engine+environment+agent', 'trainer+environment+agent']);
     expect(pods.every((p) => p.spec.nodeName && p.spec.securityContext?.runAsNonRoot === true)).toBe(true);
     expect(job.metadata).toMatchObject({ finalizers: ['rlkube.dev/nats'] });
     expect(job.status).toMatchObject({ readyPools: '1/1', summary: 'Running', progress: '0/150', observedGeneration: 1 });
@@ -244,7 +244,7 @@ describe('rlkube operator (e2e)', () => {
     expect((await get('rolloutpool', 'overrides-cpu')).spec).toMatchObject(overrides);
     expect((await get('learner', 'overrides-learner')).spec).toMatchObject(overrides);
     const pods = await list('pods', 'rlkube.dev/job=overrides');
-    expect(pods.map((p) => p.spec.containers.map((c: { name: string }) => c.name).join('+')).sort()).toEqual(['engine+agent', 'engine+agent', 'trainer+agent']);
+    expect(pods.map((p) => p.spec.containers.map((c: { name: string }) => c.name).join('+')).sort()).toEqual(['engine+environment+agent', 'engine+environment+agent', 'trainer+environment+agent']);
     for (const p of pods) {
       // the required node affinity, honoured by the real scheduler (without it a CPU pod may land on cpu-0)
       expect({ pod: p.metadata.name, node: p.spec.nodeName }).toEqual({ pod: p.metadata.name, node: 'gpu-h100-0' });
