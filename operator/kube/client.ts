@@ -188,11 +188,17 @@ export class KubeClient {
       req.once('close', () => clearTimeout(deadline));
       req.on('error', reject);
       if (!write) { req.end(body); return; }
-      // Nothing is sent before a socket is assigned: check the fence again at that moment (the process may
-      // have been frozen in between).
-      req.once('socket', () => {
-        try { this.writeWindow(method, url.pathname); } catch (err) { req.destroy(err as Error); return; }
-        req.end(body);
+      // Nothing leaves before the socket can send: check the fence again at that moment (the process may have
+      // been frozen in between). A new connection sends what was written to it once connected (TLS: once its
+      // handshake is done), so for one the check waits until then; a frozen process would otherwise send a
+      // write checked before it froze as soon as it wakes.
+      req.once('socket', (socket) => {
+        const send = () => {
+          try { this.writeWindow(method, url.pathname); } catch (err) { req.destroy(err as Error); return; }
+          req.end(body);
+        };
+        if (socket.connecting) socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', send);
+        else send();
       });
     });
   }
