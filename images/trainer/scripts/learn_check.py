@@ -10,6 +10,7 @@ body the learner agent posts), then the engine loads the new version by path + d
 line per step and a summary; exits 1 unless the first step's reward is below 0.3 and the 5-step moving
 average of the reward reaches --target within --steps (a check, not a benchmark: time is only printed).
 --lag K makes the engine lag K versions behind (async mode: stale groups, truncated IS).
+examples/reverse-cpu.yaml trains with --kl-coef 0.05 (the trainer's default is 0; see config.KL_COEF).
 """
 from __future__ import annotations
 
