@@ -146,6 +146,9 @@ export const GroupCounts = Type.Object({
   stale: Type.Integer({ minimum: 0 }),
   rejected: Type.Integer({ minimum: 0 }),
   published: Type.Integer({ minimum: 0 }),
+  /** Of the accepted: made by an older policy version than the one trained on them (AsyncPushPull, within
+   * maxStaleness), their loss importance-weighted. */
+  offPolicy: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Tasks given up after spec.sync.maxTaskDeliveries deliveries: no group came of them (not in published). */
   deadLetteredTasks: Type.Optional(Type.Integer({ minimum: 0 })),
 });

@@ -71,7 +71,7 @@ export class LearnerBus {
     stepFirstSeq: 1,
     stepLastSeq: 0,
     committedStep: 0,
-    counts: { accepted: 0, stale: 0, rejected: 0, rejectedByReason: {} },
+    counts: { accepted: 0, offPolicy: 0, stale: 0, rejected: 0, rejectedByReason: {} },
     batches: [],
   };
   /** Tasks whose group was used (trained on, counted stale or rejected by the verifier): never used again. */
@@ -142,13 +142,16 @@ export class LearnerBus {
         this.used.add(seqOf(id));
         this.trainedBefore.add(id);
       }
-      if (batch.step > saved.committedStep) this.state.counts.accepted += batch.taskIds.length;
+      if (batch.step > saved.committedStep) {
+        this.state.counts.accepted += batch.taskIds.length;
+        this.state.counts.offPolicy = (this.state.counts.offPolicy ?? 0) + (batch.offPolicy ?? 0);
+      }
     }
     this.state.batches = saved.batches.filter((b) => b.step <= trainedStep);
     this.state.committedStep = trainedStep;
   }
 
-  /** Accepted, stale and rejected groups so far (rejections also by reason). */
+  /** Accepted (and of them off-policy), stale and rejected groups so far (rejections also by reason). */
   get counts(): LearnerCounts {
     return this.state.counts;
   }
@@ -257,7 +260,8 @@ export class LearnerBus {
       }
     }
     const groups = this.held.map((h) => h.group);
-    this.state.batches = [...this.state.batches.filter((b) => b.step < step).slice(-2), { step, taskIds: groups.map((g) => g.taskId) }];
+    const offPolicy = groups.filter((g) => g.policyVersion < policyVersion).length;
+    this.state.batches = [...this.state.batches.filter((b) => b.step < step).slice(-2), { step, taskIds: groups.map((g) => g.taskId), offPolicy }];
     await this.save();
     return { step, policyVersion, groups };
   }
@@ -273,6 +277,8 @@ export class LearnerBus {
     this.held = [];
     const dropped = new Map(excluded.filter((e) => e.index >= 0 && e.index < held.length).map((e) => [e.index, e.reason]));
     this.counts.accepted += held.length - dropped.size;
+    const offPolicy = held.filter((h, i) => !dropped.has(i) && h.group.policyVersion < batch.policyVersion).length;
+    this.counts.offPolicy = (this.counts.offPolicy ?? 0) + offPolicy;
     for (const reason of dropped.values()) this.countRejected(reason);
     this.state.committedStep = batch.step;
     // No write needed for the accepted ones: the batch record says these were trained on, and a lost ack only

@@ -86,12 +86,12 @@ export const LearnerStateSchema = Type.Object({
   stepLastSeq: Int(),
   /** Last step whose groups were acked; counts include the groups of every step up to it. */
   committedStep: Int(),
-  counts: Type.Object({ accepted: Int(), stale: Int(), rejected: Int(), rejectedByReason: Type.Record(Type.String(), Int()) }),
+  counts: Type.Object({ accepted: Int(), offPolicy: Type.Optional(Int()), stale: Int(), rejected: Int(), rejectedByReason: Type.Record(Type.String(), Int()) }),
   /** Stream sequences of the groups counted (stale or rejected) just before this record was written and termed
    * just after: a restarted learner that meets one again settles it without counting it twice. */
   termed: Type.Optional(Type.Array(Int(), { maxItems: 65_536 })),
   /** Written before training, so a restarted learner never uses these groups again. */
-  batches: Type.Array(Type.Object({ step: Int(), taskIds: Type.Array(Id) }), { maxItems: 8 }),
+  batches: Type.Array(Type.Object({ step: Int(), taskIds: Type.Array(Id), offPolicy: Type.Optional(Int()) }), { maxItems: 8 }),
 });
 export type LearnerState = Static<typeof LearnerStateSchema>;
 

@@ -184,6 +184,10 @@ describe('AsyncPushPull', () => {
     }
     expectNoGroupUsedTwice(batches);
     expect(learner.counts.stale).toBeGreaterThan(0);
+    // one version old: accepted, and counted as off-policy (the trainer importance-weights them)
+    const oneVersionOld = batches.flatMap((b) => b.groups.filter((g) => g.policyVersion < b.policyVersion)).length;
+    expect(oneVersionOld).toBeGreaterThan(0);
+    expect(learner.counts.offPolicy).toBe(oneVersionOld);
     await learner.drain();
     const published = await learner.published();
     expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(published);

@@ -106,6 +106,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
       reward: lastReward,
       groups: {
         accepted: counts.accepted,
+        offPolicy: counts.offPolicy ?? 0,
         stale: counts.stale,
         rejected: counts.rejected,
         published: published ?? (await bus.published()),
