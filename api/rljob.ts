@@ -57,7 +57,7 @@ export const AlgorithmSpec = defaultsToFilled(Type.Object({
   clipLow: Type.Number({ minimum: 0, maximum: 1, default: 0.2 }),
   clipHigh: Type.Number({ minimum: 0, maximum: 10, default: 0.28 }),
   klCoef: Type.Number({ minimum: 0, default: 0 }),
-  /** Truncation of the importance weights of stale groups (1: they are only ever down-weighted, as V-trace does). */
+  /** Truncation of the importance weights of off-policy groups (older policy version, within maxStaleness; 1: they are only ever down-weighted, as V-trace does). */
   isCap: Type.Number({ minimum: 1, default: 2.0 }),
   seed: Type.Integer({ minimum: 0, default: 1 }),
 }, { additionalProperties: false }));

@@ -24,7 +24,7 @@ CLIP_HIGH = 0.28
 # 5-step mean of 0.8 within 150 steps: klCoef 0: 6/8, 4/8; 0.02: 7/8, 8/8; 0.05: 8/8, 8/8 (steps 42-122,
 # finals 0.81-0.96); 0.1: 8/8, 8/8 but finals held near 0.82. Temperature 1.3 instead: 5/8, 3/8.
 KL_COEF = 0.0
-# Stale groups' importance weights (truncated IS) are capped at 2. Capping at 1 (down-weighting only, V-trace's
+# Off-policy groups' importance weights (truncated IS) are capped at 2. Capping at 1 (down-weighting only, V-trace's
 # default) was measured against it and not kept. learn_check --lag 1 (every group one version old), step of the
 # 5-step mean reaching 0.8 / final 10-step mean, seeds 1-4: cap 2: 81/0.92, never/0.41, 124/0.71, 122/0.92;
 # cap 1: 78/0.81, 72/0.87, 63/0.73, never/0.48 — 1 seed in 4 plateaus either way (completions of the wrong

@@ -500,12 +500,12 @@ class Trainer:
         logp_old = torch.stack([_pad_row(r, logp.shape[1]) for r in old_rows]).to(dev)
         beh = torch.stack([_pad_row(r, logp.shape[1]) for r in behavior_rows]).to(dev)
         adv = torch.tensor([a for _, _, a in rows], dtype=torch.float32)
-        stale = torch.tensor([g.policy_version < self.version for g, _, _ in rows])
+        off_policy = torch.tensor([g.policy_version < self.version for g, _, _ in rows])
         logp_ref = None
         if self.ref is not None:
             with torch.no_grad():
                 logp_ref, _ = completion_log_probs(self.ref, pairs, cfg.temperature)
-        loss, st = grpo.grpo_loss(logp, logp_old, beh, adv.to(dev), mask, stale.to(dev),
+        loss, st = grpo.grpo_loss(logp, logp_old, beh, adv.to(dev), mask, off_policy.to(dev),
                                   clip_low=cfg.clip_low, clip_high=cfg.clip_high, is_cap=cfg.is_cap,
                                   kl_coef=cfg.kl_coef, logp_ref=logp_ref)
         t = st["tokens"]

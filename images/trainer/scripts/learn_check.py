@@ -9,7 +9,7 @@ server's Engine.complete (the same request the agent sends), rewards, one Traine
 body the learner agent posts), then the engine loads the new version by path + digest. Prints one JSON
 line per step and a summary; exits 1 unless the first step's reward is below 0.3 and the 5-step moving
 average of the reward reaches --target within --steps (a check, not a benchmark: time is only printed).
---lag K makes the engine lag K versions behind (async mode: stale groups, truncated IS).
+--lag K makes the engine lag K versions behind (async mode: off-policy groups, truncated IS).
 examples/reverse-cpu.yaml trains with --kl-coef 0.05 (the trainer's default is 0; see config.KL_COEF).
 """
 from __future__ import annotations

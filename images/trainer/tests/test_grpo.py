@@ -84,7 +84,7 @@ def test_grpo_loss_is_a_token_level_mean():
     assert logp.grad.flatten().tolist() == approx([-0.25, -0.25, -0.25, 0.25, 0.0, 0.0])
 
 
-def test_grpo_loss_weights_stale_completions_by_truncated_is():
+def test_grpo_loss_weights_off_policy_completions_by_truncated_is():
     logp, mask, adv = _two_completions()
     beh = logp.detach().clone()
     beh[1, 0] = ln(1.0)  # the worker gave token 0 of completion 1 prob 1.0, the trainer 0.5 -> w = 0.5

@@ -58,7 +58,7 @@ def test_a_retried_step_returns_the_stored_result_and_does_not_train_twice(tmp_p
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     e = Engine(seed=1)
     b0 = make_batch(e, 0)
-    b1 = make_batch(e, 1)  # version-0 groups used at step 1: stale by one, re-weighted by IS
+    b1 = make_batch(e, 1)  # version-0 groups used at step 1: one version old, re-weighted by IS
     # reference: two steps in one process
     ref = trainer(tmp_path / "a")
     ref.train_step(b0)
