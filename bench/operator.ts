@@ -19,7 +19,7 @@ import { KubeClient, RESOURCES, type KubeObject, type ResourceType } from '../op
 import { Informer } from '../operator/kube/informer.js';
 import { startControlPlane } from '../test/harness/kube.js';
 import { startNats } from '../test/harness/nats.js';
-import { REPO_ROOT, cpuJob, httpGet, kube, persistentVolumes, startOperator, type OperatorProcess } from '../test/e2e/operator-fixtures.js';
+import { REPO_ROOT, cpuJob, httpGet, kube, persistentVolumes, startOperator, type OperatorProcess } from '../test/harness/operator-fixtures.js';
 
 const CHILD_TYPES: ResourceType[] = [RESOURCES.learners, RESOURCES.rolloutpools, RESOURCES.deployments, RESOURCES.statefulsets, RESOURCES.services];
 const log = pino({ level: 'silent' });

@@ -18,7 +18,7 @@ import { KubeClient, RESOURCES, type KubeObject } from '../operator/kube/client.
 import { runSyntheticWorker } from '../test/harness/groups.js';
 import { startControlPlane } from '../test/harness/kube.js';
 import { startNats } from '../test/harness/nats.js';
-import { REPO_ROOT, cpuJob, kube, startOperator } from '../test/e2e/operator-fixtures.js';
+import { REPO_ROOT, cpuJob, kube, startOperator } from '../test/harness/operator-fixtures.js';
 
 const JOB: JobRef = { namespace: 'soak', name: 'learner' };
 const BATCH = 4;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { CHART, helm, renderChart, type RenderedObject } from '../harness/helm.js';
-import { REPO_ROOT } from './operator-fixtures.js';
+import { REPO_ROOT } from '../harness/operator-fixtures.js';
 
 /** Each value of values.yaml: a bad setting and where the refusal must point ("" is the top level). */
 const BAD_VALUES: Array<{ value: string; args: string[]; at: string }> = [

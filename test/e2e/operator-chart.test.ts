@@ -14,7 +14,7 @@ import { connect, credsAuthenticator } from '@nats-io/transport-node';
 import { jobNames } from '../../bus/index.js';
 import { CHART, helm } from '../harness/helm.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, writeServiceAccountKubeconfig, type OperatorProcess } from './operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, writeServiceAccountKubeconfig, type OperatorProcess } from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 90_000, intervalMs: 500 };
 const SCOPED_SA = 'system:serviceaccount:rlkube-scoped:scoped-rlkube-operator';

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, type OperatorProcess } from './operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, type OperatorProcess } from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 120_000, intervalMs: 500 };
 /** Every write to the API server, who sent it (User-Agent) and when it arrived. */

@@ -8,7 +8,7 @@ import { startNats, type NatsServer } from '../harness/nats.js';
 import { podOverrides } from '../harness/pod-overrides.js';
 import {
   INVALID_CASES, baseJob, cpuJob, kube, kubeJson, persistentVolumes, readExample, startOperator, type OperatorProcess,
-} from './operator-fixtures.js';
+} from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 90_000, intervalMs: 500 };
 const TEST_MS = 180_000;

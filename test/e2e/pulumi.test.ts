@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
 import { createPulumiStack, type PulumiStack } from '../harness/pulumi.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, writeServiceAccountKubeconfig, startOperator, type OperatorProcess } from './operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, writeServiceAccountKubeconfig, startOperator, type OperatorProcess } from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 120_000, intervalMs: 500 };
 const SYSTEM = 'rlkube-system';

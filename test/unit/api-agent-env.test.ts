@@ -1,6 +1,6 @@
 // The agent environment contract: one parse function, typed result, and errors that name the variable.
 import { AGENT_ENV, AgentEnvError, agentJobSpec, formatAgentEnv, parseAgentEnv, parseRLJobSpec } from '../../api/index.js';
-import { baseJob } from '../e2e/operator-fixtures.js';
+import { baseJob } from '../harness/operator-fixtures.js';
 
 const spec = parseRLJobSpec(baseJob().spec);
 const rolloutEnv = (): Record<string, string> => ({

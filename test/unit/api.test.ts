@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { InvalidManifestError, parseRLJobManifest, parseRLJobSpec } from '../../api/index.js';
 import { CRD_DIRS, renderCrds } from '../../api/gen-crds.js';
 import { crds } from '../../api/crd.js';
-import { INVALID_CASES, baseJob, readExample } from '../e2e/operator-fixtures.js';
+import { INVALID_CASES, baseJob, readExample } from '../harness/operator-fixtures.js';
 
 const ROOT = new URL('../../', import.meta.url);
 

@@ -6,10 +6,10 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
-import type { ControlPlane } from '../harness/kube.js';
-import { OVERRIDE_INVALID_CASES } from '../harness/pod-overrides.js';
+import type { ControlPlane } from './kube.js';
+import { OVERRIDE_INVALID_CASES } from './pod-overrides.js';
 
-export { EXAMPLES_DIR, readExample } from '../harness/examples.js';
+export { EXAMPLES_DIR, readExample } from './examples.js';
 
 type Manifest = Record<string, any>;
 
