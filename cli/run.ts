@@ -74,7 +74,7 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
   writeFileSync(join(outDir, 'run.json'), JSON.stringify({ natsUrl: nats.url, namespace: NAMESPACE, job: name }, null, 2));
 
   const pythonEnv = pythonEnvironment();
-  const agentCommand = { command: process.execPath, args: ['--import', 'tsx', join(repoRoot, 'images/agent/src/main.ts')] };
+  const agentCommand = { command: process.execPath, args: ['--import', 'tsx', join(repoRoot, 'agent/main.ts')] };
   // One environment server for the rollout agents, and the learner's own: it re-scores what the workers claim.
   const environmentUrl = async (processName: string) => {
     const port = await freePort();

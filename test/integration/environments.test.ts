@@ -119,7 +119,7 @@ describe('an agent that finds its environment unusable (what a cluster cannot ch
     ];
     const logs: string[] = ['', ''];
     for (const [i, config] of agents.entries()) {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'images/agent/src/main.ts'], { env: { ...process.env, ...formatAgentEnv(config) }, stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts'], { env: { ...process.env, ...formatAgentEnv(config) }, stdio: ['ignore', 'pipe', 'inherit'] });
       child.stdout!.on('data', (d: Buffer) => (logs[i] += d.toString()));
       children.push(child);
     }

@@ -3,9 +3,9 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adapterConfigOf, adapterName, policyKindOf, writePeftDir } from '../../images/agent/src/engine-client.js';
-import { EngineError } from '../../images/agent/src/http.js';
-import { headerLength, parseSafetensorsHeader, readSafetensorsHeader } from '../../images/agent/src/safetensors.js';
+import { adapterConfigOf, adapterName, policyKindOf, writePeftDir } from '../../agent/engine-client.js';
+import { EngineError } from '../../agent/http.js';
+import { headerLength, parseSafetensorsHeader, readSafetensorsHeader } from '../../agent/safetensors.js';
 
 /** A safetensors file as the format lays it out: u64 LE header length, JSON header (space-padded to 8), data. */
 function safetensors(header: Record<string, unknown>, data = new Uint8Array(8)): Uint8Array {

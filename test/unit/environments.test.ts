@@ -2,8 +2,8 @@
 // environment server (the graders themselves are tested in images/trainer/tests/test_env.py).
 import { pino } from 'pino';
 import { environmentProblem, type EnvironmentSpec } from '../../api/index.js';
-import { EnvironmentClient, EnvironmentUnusable } from '../../images/agent/src/environment-client.js';
-import { groupVerifier } from '../../images/agent/src/verifier.js';
+import { EnvironmentClient, EnvironmentUnusable } from '../../agent/environment-client.js';
+import { groupVerifier } from '../../agent/verifier.js';
 import { startEnvironmentServer, type EnvironmentServer } from '../harness/environment.js';
 import { syntheticGroup } from '../harness/groups.js';
 

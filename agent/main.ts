@@ -1,7 +1,7 @@
 // The agent process (rollout or learner, by RLKUBE_ROLE): one typed config from the environment, pino
 // logs, /metrics, and a clean stop on SIGTERM/SIGINT.
 import { pino } from 'pino';
-import { AgentEnvError, parseAgentEnv } from '../../../api/index.js';
+import { AgentEnvError, parseAgentEnv } from '../api/index.js';
 import { runLearnerAgent } from './learner-agent.js';
 import { agentMetrics, serveMetrics } from './metrics.js';
 import { runRolloutAgent } from './rollout-agent.js';

@@ -1,6 +1,6 @@
 // The learner's own checks of an untrusted group before it is trained on: group size, the policy digest
 // matches the version claimed, and every reward recomputed with the learner's own verifier.
-import type { GroupVerifier, TrajectoryGroup, Verdict } from '../../../bus/index.js';
+import type { GroupVerifier, TrajectoryGroup, Verdict } from '../bus/index.js';
 import type { EnvironmentClient } from './environment-client.js';
 
 export interface VerifierOptions {

@@ -4,7 +4,7 @@
 // for by name in every completion, and full weights in place through rlkube's route in the vLLM image.
 import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { EngineKind } from '../../../api/index.js';
+import type { EngineKind } from '../api/index.js';
 import { EngineError, getJson, postJson } from './http.js';
 import { readSafetensorsHeader } from './safetensors.js';
 

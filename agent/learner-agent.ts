@@ -2,8 +2,8 @@
 // batch to the trainer, publishes the new policy, writes progress to the job's KV, and resumes after a
 // restart from the trainer's checkpoint and the bus's durable state.
 import type { Logger } from 'pino';
-import type { LearnerAgentConfig } from '../../../api/index.js';
-import { BusError, LearnerBus, LearnerLease, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../../../bus/index.js';
+import type { LearnerAgentConfig } from '../api/index.js';
+import { BusError, LearnerBus, LearnerLease, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../bus/index.js';
 import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
 import { EngineError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
