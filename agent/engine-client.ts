@@ -5,7 +5,7 @@
 import { copyFile, link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { EngineKind } from '../api/index.js';
-import { EngineError, getJson, postJson } from './http.js';
+import { HttpError, getJson, postJson } from './http.js';
 import { readSafetensorsHeader } from './safetensors.js';
 
 export interface Sample {
@@ -47,27 +47,27 @@ export const VLLM_LOAD_WEIGHTS_PATH = '/rlkube/v1/load_weights';
 export function policyKindOf(metadata: Record<string, string>, version: number): PolicyKind {
   const kind = metadata[POLICY_METADATA.kind];
   if (kind !== 'tiny' && kind !== 'full' && kind !== 'lora') {
-    throw new EngineError('InvalidWeights', `policy file: ${POLICY_METADATA.kind} is ${JSON.stringify(kind)}, not tiny, full or lora`);
+    throw new HttpError('InvalidWeights', `policy file: ${POLICY_METADATA.kind} is ${JSON.stringify(kind)}, not tiny, full or lora`);
   }
   const claimed = metadata[POLICY_METADATA.version];
   if (claimed !== undefined && claimed !== String(version)) {
-    throw new EngineError('InvalidWeights', `policy file of v${version} says it is v${claimed}`);
+    throw new HttpError('InvalidWeights', `policy file of v${version} says it is v${claimed}`);
   }
   return kind;
 }
 
 /** The adapter_config.json text of a LoRA policy file (PEFT's own, as the trainer saved it). */
 export function adapterConfigOf(metadata: Record<string, string>, version: number): string {
-  if (policyKindOf(metadata, version) !== 'lora') throw new EngineError('InvalidWeights', `policy v${version} is not a LoRA adapter`);
+  if (policyKindOf(metadata, version) !== 'lora') throw new HttpError('InvalidWeights', `policy v${version} is not a LoRA adapter`);
   const text = metadata[POLICY_METADATA.adapterConfig];
   let config: unknown;
   try {
     config = text === undefined ? undefined : JSON.parse(text);
   } catch {
-    throw new EngineError('InvalidWeights', `policy v${version}: ${POLICY_METADATA.adapterConfig} is not JSON`);
+    throw new HttpError('InvalidWeights', `policy v${version}: ${POLICY_METADATA.adapterConfig} is not JSON`);
   }
   if (!config || typeof config !== 'object' || Array.isArray(config)) {
-    throw new EngineError('InvalidWeights', `policy v${version}: ${POLICY_METADATA.adapterConfig} is missing or not a JSON object`);
+    throw new HttpError('InvalidWeights', `policy v${version}: ${POLICY_METADATA.adapterConfig} is missing or not a JSON object`);
   }
   return text!;
 }
@@ -115,13 +115,13 @@ export class EngineClient {
       this.timeoutMs,
     );
     if (!Array.isArray(response.choices) || response.choices.length !== n) {
-      throw new EngineError('BadEngineResponse', `asked for ${n} samples, got ${response.choices?.length ?? 'none'}`);
+      throw new HttpError('BadEngineResponse', `asked for ${n} samples, got ${response.choices?.length ?? 'none'}`);
     }
     return response.choices.map((choice) => {
       const tokenIds = choice.token_ids;
       const logprobs = choice.logprobs?.token_logprobs;
       if (!tokenIds || !logprobs || logprobs.length !== tokenIds.length || !choice.prompt_token_ids) {
-        throw new EngineError('BadEngineResponse', 'a choice lacks token ids or log-probs (is return_token_ids supported?)');
+        throw new HttpError('BadEngineResponse', 'a choice lacks token ids or log-probs (is return_token_ids supported?)');
       }
       return {
         text: choice.text,
@@ -166,7 +166,7 @@ export class EngineClient {
   private async unloadAdapter(previous: { name: string; dir: string }): Promise<void> {
     // Already gone (an engine restarted under the agent) is what unloading wants: only other errors matter.
     await postJson(`${this.baseUrl}/v1/unload_lora_adapter`, { lora_name: previous.name }, this.timeoutMs).catch((err: unknown) => {
-      if (!(err instanceof EngineError && err.status === 404)) throw err;
+      if (!(err instanceof HttpError && err.status === 404)) throw err;
     });
     await rm(previous.dir, { recursive: true, force: true });
   }

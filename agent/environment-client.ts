@@ -1,7 +1,7 @@
 // The agent's client of its environment server (docs/contracts.md): the prompt of task seq, the rewards of a
 // group's completions. The environment itself is Python (images/trainer/rlkube_env) or a user's own image.
 import type { Logger } from 'pino';
-import { EngineError, getJson, postJson } from './http.js';
+import { HttpError, getJson, postJson } from './http.js';
 
 /** GET /health of a usable environment. */
 export interface EnvironmentInfo {
@@ -34,7 +34,7 @@ export class EnvironmentClient {
       try {
         return await getJson<EnvironmentInfo>(`${this.url}/health`, 10_000);
       } catch (err) {
-        if (err instanceof EngineError && err.status === 503) throw new EnvironmentUnusable(err.reason, err.message.replace(/^.*? 503 /, ''));
+        if (err instanceof HttpError && err.status === 503) throw new EnvironmentUnusable(err.reason, err.message.replace(/^.*? 503 /, ''));
         if (this.signal.aborted) throw err;
         if (attempt % 40 === 39) this.log.warn({ err: String(err) }, 'waiting for the environment server');
         await new Promise((r) => setTimeout(r, 250));
@@ -56,7 +56,7 @@ export class EnvironmentClient {
       try {
         return await request();
       } catch (err) {
-        const away = err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
+        const away = err instanceof HttpError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
         if (!away || this.signal.aborted) throw err;
         if (attempt % 20 === 19) this.log.warn({ err: String(err) }, 'environment server unreachable; retrying');
         await new Promise((r) => setTimeout(r, 250));

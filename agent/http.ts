@@ -1,5 +1,5 @@
-// JSON over HTTP to a local engine or trainer, with a deadline per request and errors that carry a reason.
-export class EngineError extends Error {
+// JSON over HTTP to a local engine, trainer or environment, with a deadline per request and errors that carry a reason.
+export class HttpError extends Error {
   constructor(
     /** The server's reason when it gave one (e.g. DigestMismatch), else Unreachable / Timeout / HttpError. */
     readonly reason: string,
@@ -7,7 +7,7 @@ export class EngineError extends Error {
     readonly status?: number,
   ) {
     super(message);
-    this.name = 'EngineError';
+    this.name = 'HttpError';
   }
 }
 
@@ -25,18 +25,18 @@ async function requestJson<T>(url: string, init: RequestInit, timeoutMs: number)
     response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
-    throw new EngineError(timedOut ? 'Timeout' : 'Unreachable', `${init.method} ${url}: ${timedOut ? `no answer in ${timeoutMs} ms` : String(err)}`);
+    throw new HttpError(timedOut ? 'Timeout' : 'Unreachable', `${init.method} ${url}: ${timedOut ? `no answer in ${timeoutMs} ms` : String(err)}`);
   }
   const text = await response.text();
   let json: unknown;
   try {
     json = text ? JSON.parse(text) : {};
   } catch {
-    throw new EngineError('HttpError', `${init.method} ${url}: ${response.status}, not JSON`, response.status);
+    throw new HttpError('HttpError', `${init.method} ${url}: ${response.status}, not JSON`, response.status);
   }
   if (!response.ok) {
     const { reason, message } = (json ?? {}) as { reason?: string; message?: string };
-    throw new EngineError(reason ?? 'HttpError', `${init.method} ${url}: ${response.status} ${message ?? text.slice(0, 200)}`, response.status);
+    throw new HttpError(reason ?? 'HttpError', `${init.method} ${url}: ${response.status} ${message ?? text.slice(0, 200)}`, response.status);
   }
   return json as T;
 }

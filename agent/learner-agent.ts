@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { LearnerAgentConfig } from '../api/index.js';
 import { BusError, LearnerBus, LearnerLease, connectBus, jobNames, type Batch, type LearnerProgress, type RejectReason, type TrajectoryGroup } from '../bus/index.js';
 import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
-import { EngineError } from './http.js';
+import { HttpError } from './http.js';
 import type { AgentMetrics } from './metrics.js';
 import { TrainerClient, type TrainGroup, type TrainResult, type TrainerState } from './trainer-client.js';
 import { groupVerifier } from './verifier.js';
@@ -227,7 +227,7 @@ async function untilTrainerAnswers<T>(call: () => Promise<T>, log: Logger, signa
     try {
       return await call();
     } catch (err) {
-      const unreachable = err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
+      const unreachable = err instanceof HttpError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
       if (!unreachable || signal.aborted) throw err;
       if (attempt % 20 === 0) log.warn({ err: err.message }, 'trainer unreachable; retrying');
       await new Promise((r) => setTimeout(r, 500));

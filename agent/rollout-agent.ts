@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { TINY_MODEL, type RolloutAgentConfig } from '../api/index.js';
 import { BusError, WorkerBus, WorkerKey, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord } from '../bus/index.js';
 import { EngineClient } from './engine-client.js';
-import { EngineError } from './http.js';
+import { HttpError } from './http.js';
 import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -110,7 +110,7 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
       await beat('Idle');
       // An engine that went away (restarting, stalled) is waited for before the next claim, so its outage does
       // not burn the deliveries of task after task until they look like poison.
-      if (err instanceof EngineError && (err.reason === 'Unreachable' || err.reason === 'Timeout')) {
+      if (err instanceof HttpError && (err.reason === 'Unreachable' || err.reason === 'Timeout')) {
         loaded = undefined; // a restarted engine holds its initial weights: load the policy again
         await waitForEngine(engine, log, signal);
       }

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { adapterConfigOf, adapterName, policyKindOf, writePeftDir } from '../../agent/engine-client.js';
-import { EngineError } from '../../agent/http.js';
+import { HttpError } from '../../agent/http.js';
 import { headerLength, parseSafetensorsHeader, readSafetensorsHeader } from '../../agent/safetensors.js';
 
 /** A safetensors file as the format lays it out: u64 LE header length, JSON header (space-padded to 8), data. */
@@ -27,7 +27,7 @@ const reasonOf = (f: () => unknown) => {
   try {
     f();
   } catch (err) {
-    return err instanceof EngineError ? err.reason : String(err);
+    return err instanceof HttpError ? err.reason : String(err);
   }
   return 'no error';
 };
@@ -84,7 +84,7 @@ describe('policy metadata', () => {
     try {
       got = policyKindOf(metadata, version);
     } catch (err) {
-      got = (err as EngineError).reason;
+      got = (err as HttpError).reason;
     }
     expect(got).toBe(expected);
   });
