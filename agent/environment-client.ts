@@ -1,7 +1,9 @@
 // The agent's client of its environment server (docs/contracts.md): the prompt of task seq, the rewards of a
-// group's completions. The environment itself is Python (images/trainer/rlkube_env) or a user's own image.
+// group's completions. The environment itself is Python (python/rlkube_env) or a user's own image.
 import type { Logger } from 'pino';
-import { HttpError, getJson, postJson } from './http.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { retry } from '../util/retry.js';
+import { HttpError, PEER_BACKOFF, getJson, isPeerAway, postJson } from './http.js';
 
 /** GET /health of a usable environment. */
 export interface EnvironmentInfo {
@@ -26,41 +28,34 @@ export class EnvironmentUnusable extends Error {
 const CALL_TIMEOUT_MS = 120_000;
 
 export class EnvironmentClient {
-  constructor(private readonly url: string, private readonly log: Logger, private readonly signal: AbortSignal) {}
+  constructor(
+    private readonly url: string,
+    private readonly log: Logger,
+    private readonly signal: AbortSignal,
+    private readonly clock: Clock = systemClock,
+  ) {}
 
   /** The server's identity, or EnvironmentUnusable with its reason; a server not up yet is waited for. */
-  async ready(): Promise<EnvironmentInfo> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await getJson<EnvironmentInfo>(`${this.url}/health`, 10_000);
-      } catch (err) {
+  ready(): Promise<EnvironmentInfo> {
+    const health = () =>
+      getJson<EnvironmentInfo>(`${this.url}/health`, 10_000).catch((err: unknown) => {
         if (err instanceof HttpError && err.status === 503) throw new EnvironmentUnusable(err.reason, err.message.replace(/^.*? 503 /, ''));
-        if (this.signal.aborted) throw err;
-        if (attempt % 40 === 39) this.log.warn({ err: String(err) }, 'waiting for the environment server');
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+        throw err;
+      });
+    // Whatever else fails (refused, 404 from a server still starting) is a server not up yet.
+    return this.retry('environment health', health, (err) => !(err instanceof EnvironmentUnusable));
   }
 
   task(seq: number): Promise<TaskPrompt> {
-    return this.call(() => postJson<TaskPrompt>(`${this.url}/task`, { seq }, CALL_TIMEOUT_MS));
+    return this.retry('environment task', () => postJson<TaskPrompt>(`${this.url}/task`, { seq }, CALL_TIMEOUT_MS), isPeerAway);
   }
 
   score(seq: number, completions: string[]): Promise<Scores> {
-    return this.call(() => postJson<Scores>(`${this.url}/score`, { seq, completions }, CALL_TIMEOUT_MS));
+    return this.retry('environment score', () => postJson<Scores>(`${this.url}/score`, { seq, completions }, CALL_TIMEOUT_MS), isPeerAway);
   }
 
   /** A server restarting (its supervisor brings it back) is waited out; its refusals are not. */
-  private async call<T>(request: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await request();
-      } catch (err) {
-        const away = err instanceof HttpError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
-        if (!away || this.signal.aborted) throw err;
-        if (attempt % 20 === 19) this.log.warn({ err: String(err) }, 'environment server unreachable; retrying');
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
+  private retry<T>(what: string, request: () => Promise<T>, classify: (err: unknown) => boolean): Promise<T> {
+    return retry(what, request, { classify, backoff: PEER_BACKOFF, signal: this.signal, log: this.log, clock: this.clock });
   }
 }

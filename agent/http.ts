@@ -1,7 +1,9 @@
 // JSON over HTTP to a local engine, trainer or environment, with a deadline per request and errors that carry a reason.
+import type { Backoff } from '../util/retry.js';
+
 export class HttpError extends Error {
   constructor(
-    /** The server's reason when it gave one (e.g. DigestMismatch), else Unreachable / Timeout / HttpError. */
+    /** The server's reason when it gave one (e.g. DigestMismatch), else Unreachable, Timeout, NotJson or HttpStatus (an error status without one). */
     readonly reason: string,
     message: string,
     readonly status?: number,
@@ -10,6 +12,14 @@ export class HttpError extends Error {
     this.name = 'HttpError';
   }
 }
+
+/** The peer did not answer (not up yet, restarting, stalled): a later attempt may find it back. Its refusals are final. */
+export function isPeerAway(err: unknown): boolean {
+  return err instanceof HttpError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
+}
+
+/** How often a local peer (engine, trainer, environment server) that is away is asked again: 250 ms doubling to 2 s. */
+export const PEER_BACKOFF: Backoff = { initialMs: 250, maxMs: 2000 };
 
 export async function postJson<T>(url: string, body: unknown, timeoutMs: number): Promise<T> {
   return requestJson<T>(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }, timeoutMs);
@@ -32,11 +42,11 @@ async function requestJson<T>(url: string, init: RequestInit, timeoutMs: number)
   try {
     json = text ? JSON.parse(text) : {};
   } catch {
-    throw new HttpError('HttpError', `${init.method} ${url}: ${response.status}, not JSON`, response.status);
+    throw new HttpError('NotJson', `${init.method} ${url}: ${response.status}, not JSON`, response.status);
   }
   if (!response.ok) {
     const { reason, message } = (json ?? {}) as { reason?: string; message?: string };
-    throw new HttpError(reason ?? 'HttpError', `${init.method} ${url}: ${response.status} ${message ?? text.slice(0, 200)}`, response.status);
+    throw new HttpError(reason ?? 'HttpStatus', `${init.method} ${url}: ${response.status} ${message ?? text.slice(0, 200)}`, response.status);
   }
   return json as T;
 }

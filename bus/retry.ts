@@ -1,10 +1,11 @@
-// Which bus errors a later attempt can cure (by the client's error classes and the server's codes), and a
-// retry with back-off for idempotent operations while the server is away, stalled or electing a leader.
+// Which bus errors a later attempt can cure (by the client's error classes and the server's codes), and the
+// bus's use of util/retry for idempotent operations while the server is away, stalled or electing a leader.
 import { JetStreamApiError, JetStreamError } from '@nats-io/jetstream';
 // The status error of a pull is exported only from the package's internal entry (the same class).
 import { JetStreamStatusError } from '@nats-io/jetstream/internal';
 import { ConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { backoffDelay, retry, type Backoff } from '../util/retry.js';
 import { BusError } from './errors.js';
 
 /**
@@ -44,31 +45,29 @@ export function isTransient(err: unknown): boolean {
 export interface RetryOptions {
   /** Give up (BusError 'Timeout') after this long; by default never: a stalled bus costs time, not the job. */
   deadlineMs?: number;
-  /** Stops retrying: the last error is thrown. */
+  /** Stops retrying, also mid-sleep: the last error is thrown. */
   signal?: AbortSignal;
   log?: Logger;
 }
 
 /** Back-off between attempts: 100 ms doubling to 2 s, with jitter so many clients do not return in step. */
+export const BUS_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 };
+
+/** The delay after the (0-based) `attempt`-th failure in a row, for the loops that cannot use withRetry. */
 export function backoffMs(attempt: number): number {
-  const base = Math.min(2000, 100 * 2 ** Math.min(attempt, 5));
-  return base / 2 + Math.random() * (base / 2);
+  return backoffDelay(BUS_BACKOFF, attempt + 1);
 }
 
-export async function withRetry<T>(what: string, operation: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
-  const deadline = Date.now() + (options.deadlineMs ?? Infinity);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await operation();
-    } catch (err) {
-      if (!isTransient(err) || options.signal?.aborted) throw err;
-      const wait = backoffMs(attempt);
-      if (Date.now() + wait > deadline) {
-        throw new BusError('Timeout', `${what}: server unavailable for ${options.deadlineMs} ms (${String(err)})`);
-      }
-      // Every attempt at first, then every 20th: a long stall is visible without flooding the log.
-      if (attempt < 3 || attempt % 20 === 0) options.log?.warn({ what, attempt, err: String(err) }, 'bus unavailable: retrying');
-      await new Promise((r) => setTimeout(r, wait));
-    }
-  }
+/** `operation` (idempotent) retried while the bus is away, stalled or electing a leader. */
+export function withRetry<T>(what: string, operation: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const { deadlineMs, signal, log } = options;
+  return retry(what, operation, {
+    classify: isTransient,
+    backoff: BUS_BACKOFF,
+    ...(signal ? { signal } : {}),
+    ...(log ? { log } : {}),
+    ...(deadlineMs !== undefined
+      ? { deadline: { ms: deadlineMs, error: (last: unknown) => new BusError('Timeout', `${what}: server unavailable for ${deadlineMs} ms (${String(last)})`) } }
+      : {}),
+  });
 }
