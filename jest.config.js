@@ -2,7 +2,11 @@
 // (In ESM mode the `jest` global is absent: import it from '@jest/globals'; the test timeout is set below.)
 const common = {
   extensionsToTreatAsEsm: ['.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // infra/ is its own package (no image carries Pulumi): its unit test shares infra's one copy of the SDK
+    '^(@pulumi/.*)$': '<rootDir>/infra/node_modules/$1',
+  },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }] },
   testEnvironment: 'node',
 };

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseRLJobManifest } from '../api/index.js';
 import { connectBus, watchLearnerProgress } from '../bus/index.js';
-import { defaultPython, runJob } from '../cli/run.js';
+import { runJob } from '../cli/run.js';
+import { projectPython } from '../local/python.js';
 import { pollUntil } from '../test/harness/kube.js';
 import { installRlkube, kube, kubeJson, reverseJob, startRealCluster } from '../test/harness/rlkube-cluster.js';
 
@@ -58,7 +59,7 @@ async function onCluster(): Promise<{ state: string; steps: number; firstStepS: 
 async function local(): Promise<number> {
   const job = parseRLJobManifest(JSON.stringify(reverseJob(NAME, STEPS)));
   const outDir = mkdtempSync(join(tmpdir(), 'rlkube-bench-cluster-local-'));
-  const summary = await runJob({ job, outDir, python: defaultPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
+  const summary = await runJob({ job, outDir, python: projectPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
   const first = summary.reward.curve[0];
   if (!first) throw new Error(`rlkube run of ${NAME} trained no step (${outDir})`);
   console.log(`local: rlkube run → first trained step ${first.t} s (${outDir})`);

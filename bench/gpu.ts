@@ -1,11 +1,10 @@
-// The GPU check: images/trainer/scripts/gpu_check.py (a 0.5B-class model with random weights in bf16: trainer
+// The GPU check: python/scripts/gpu_check.py (a 0.5B-class model with random weights in bf16: trainer
 // tokens/s and peak memory, hf engine generation tokens/s). Without a GPU it says so and reports no figure.
 import { spawn } from 'node:child_process';
-import { defaultPython } from '../cli/run.js';
+import { projectPython } from '../local/python.js';
 
 export async function run(): Promise<Record<string, number | string | boolean>> {
-  const child = spawn(defaultPython(), ['images/trainer/scripts/gpu_check.py'], {
-    env: { ...process.env, PYTHONPATH: 'images/trainer' },
+  const child = spawn(projectPython(), ['python/scripts/gpu_check.py'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let last = '';

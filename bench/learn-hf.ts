@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseRLJobManifest, type RLJob } from '../api/index.js';
-import { defaultPython, runJob } from '../cli/run.js';
+import { runJob } from '../cli/run.js';
+import { projectPython } from '../local/python.js';
 import { makeTinyModel } from '../cli/tiny-model.js';
 import { firstReach } from './learn.js';
 
@@ -18,8 +19,7 @@ const FORMAT = 'abcd:1-3';
 const FULL_LR = 0.001;
 
 function logprobPeakMiB(batch: number): number {
-  const out = execFileSync(defaultPython(), ['images/trainer/scripts/logprob_memory.py', '--batch', String(batch)], {
-    env: { ...process.env, PYTHONPATH: 'images/trainer' },
+  const out = execFileSync(projectPython(), ['python/scripts/logprob_memory.py', '--batch', String(batch)], {
     encoding: 'utf8',
   });
   const line = JSON.parse(out.trim().split('\n').at(-1)!) as { peak_growth_mib: number };
@@ -29,7 +29,7 @@ function logprobPeakMiB(batch: number): number {
 
 export async function run(): Promise<Record<string, number | boolean>> {
   const figures: Record<string, number | boolean> = {};
-  const model = makeTinyModel(defaultPython(), join(mkdtempSync(join(tmpdir(), 'rlkube-model-')), 'tiny-qwen2'), { formatFor: FORMAT });
+  const model = makeTinyModel(projectPython(), join(mkdtempSync(join(tmpdir(), 'rlkube-model-')), 'tiny-qwen2'), { formatFor: FORMAT });
   const variants: Array<[string, (job: RLJob) => void]> = [
     ['lora_seq', (job) => { job.spec.sync.mode = 'SequentialPull'; }],
     ['lora_async', (job) => { job.spec.sync.mode = 'AsyncPushPull'; }],
@@ -41,7 +41,7 @@ export async function run(): Promise<Record<string, number | boolean>> {
     adjust(job);
     const outDir = mkdtempSync(join(tmpdir(), `rlkube-learn-hf-${label}-`));
     console.log(`${label}: ${job.spec.sync.mode}, ${job.spec.model.lora ? 'LoRA' : 'full'}, ${job.spec.algorithm.maxSteps} steps → ${outDir}`);
-    const summary = await runJob({ job, outDir, python: defaultPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
+    const summary = await runJob({ job, outDir, python: projectPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
     const reached = firstReach(summary.reward.curve);
     console.log(`${label}: reward ${summary.reward.initial?.toFixed(3)} → ${summary.reward.final?.toFixed(3)}; 0.8 ${reached ? `at step ${reached.step}, ${reached.t} s` : 'not reached'}`);
     figures[`${label}_reward_initial`] = Number((summary.reward.initial ?? 0).toFixed(3));

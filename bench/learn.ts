@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseRLJobManifest } from '../api/index.js';
-import { defaultPython, runJob } from '../cli/run.js';
+import { runJob } from '../cli/run.js';
+import { projectPython } from '../local/python.js';
 import type { RunSummary } from '../cli/report.js';
 
 const TARGET = 0.8;
@@ -26,7 +27,7 @@ export async function run(): Promise<Record<string, number | boolean>> {
     job.spec.sync.mode = mode;
     const outDir = mkdtempSync(join(tmpdir(), `rlkube-learn-${label}-`));
     console.log(`${mode}: running ${job.spec.algorithm.maxSteps} steps → ${outDir}`);
-    const summary = await runJob({ job, outDir, python: defaultPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
+    const summary = await runJob({ job, outDir, python: projectPython(), log: pino({ level: 'warn' }), signal: new AbortController().signal });
     const reached = firstReach(summary.reward.curve);
     console.log(`${mode}: reward ${summary.reward.initial?.toFixed(3)} → ${summary.reward.final?.toFixed(3)}; 0.8 ${reached ? `at step ${reached.step}, ${reached.t} s` : 'not reached'}; stale ${summary.groups.stale}`);
     figures[`${label}_reward_initial`] = Number((summary.reward.initial ?? 0).toFixed(3));

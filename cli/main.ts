@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { InvalidManifestError, parseRLJobManifest } from '../api/index.js';
-import { RunError, defaultPython, runJob } from './run.js';
+import { RunError, runJob } from './run.js';
+import { PythonEnvError, projectPython } from '../local/python.js';
 import { makeTinyModel } from './tiny-model.js';
 import { scoreFile } from './env-score.js';
 
@@ -29,14 +30,14 @@ program
     return n;
   })
   .option('--out <dir>', 'where summary.json, reward.svg, logs and checkpoints go (default runs/<job>-<time>)')
-  .option('--init-weights <file>', 'start from this policy file (e.g. from images/trainer/scripts/warm_start.py) instead of a random init')
+  .option('--init-weights <file>', 'start from this policy file (e.g. from python/scripts/warm_start.py) instead of a random init')
   .option('--ack-wait <ms>', "the bus's ack wait for tasks and groups: how soon a stalled or dead worker's task goes to another", (value) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1000) throw new InvalidArgumentError('must be an integer number of milliseconds >= 1000');
     return n;
   })
-  .option('--python <path>', 'Python with torch for the trainer and tiny policy', defaultPython())
-  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; seed?: number; out?: string; python: string; initWeights?: string; ackWait?: number }) => {
+  .option('--python <path>', 'a Python with rlkube\'s python/ project installed (default: the venv of `npm run setup`)')
+  .action(async (file: string, options: { mode?: 'SequentialPull' | 'AsyncPushPull'; maxSteps?: number; seed?: number; out?: string; python?: string; initWeights?: string; ackWait?: number }) => {
     const log = pino({ level: process.env.RLKUBE_LOG_LEVEL ?? 'warn' });
     let job;
     try {
@@ -59,7 +60,7 @@ program
     process.once('SIGTERM', () => controller.abort());
     console.error(`rlkube run: ${job.metadata.name} (${job.spec.sync.mode}, ${job.spec.algorithm.maxSteps} steps) → ${outDir}`);
     const summary = await runJob({
-      job, outDir, python: options.python, log, signal: controller.signal,
+      job, outDir, python: pythonFor('run', options.python), log, signal: controller.signal,
       ...(options.initWeights ? { initWeights: options.initWeights } : {}),
       ...(options.ackWait ? { ackWaitMs: options.ackWait } : {}),
     }).catch((err: unknown) => {
@@ -78,7 +79,7 @@ program
 
 program
   .command('env')
-  .description('environments (the environment server of images/trainer/rlkube_env)')
+  .description('environments (the environment server of python/rlkube_env)')
   .command('score')
   .description('score completions with an environment\'s grader: FILE has {"answer"|"seq", "completion"} per line; prints {"line", "reward"} per line')
   .argument('<environment>', 'environment name (reverse, arithmetic, gsm8k, math, reasoning-gym, verifiers)')
@@ -86,7 +87,7 @@ program
   .option('--args <k=v...>', 'environment.args entries (numbers stay numbers)')
   .option('--dataset <path-or-url>', 'environment.dataset (needed for {"seq"} lines of gsm8k and math)')
   .option('--seed <n>', 'algorithm.seed (which task a seq is)', (value) => Number(value), 1)
-  .option('--python <path>', 'Python with the environment stack', defaultPython())
+  .option('--python <path>', 'a Python with rlkube\'s python/ project installed (default: the venv of `npm run setup`)')
   .action((name: string, file: string, options: { args?: string[]; dataset?: string; seed: number; python: string }) => {
     const args: Record<string, string | number> = {};
     for (const entry of options.args ?? []) {
@@ -95,7 +96,7 @@ program
       const value = entry.slice(at + 1);
       args[entry.slice(0, at)] = value.trim() !== '' && Number.isFinite(Number(value)) ? Number(value) : value;
     }
-    process.exit(scoreFile(options.python, { name, ...(Object.keys(args).length ? { args } : {}), ...(options.dataset ? { dataset: options.dataset } : {}) }, file, options.seed));
+    process.exit(scoreFile(pythonFor('env score', options.python), { name, ...(Object.keys(args).length ? { args } : {}), ...(options.dataset ? { dataset: options.dataset } : {}) }, file, options.seed));
   });
 
 program
@@ -104,10 +105,22 @@ program
   .argument('<dir>', 'the model folder to write (e.g. examples/models/tiny-qwen2)')
   .option('--seed <n>', 'init seed', (value) => Number(value), 1)
   .option('--format-for <alphabet:min-max>', 'teach the output format first: after each prompt (min–max letters), a string over the alphabet as long as it, then EOS (not the task)')
-  .option('--python <path>', 'Python with the trainer stack', defaultPython())
+  .option('--python <path>', 'a Python with rlkube\'s python/ project installed (default: the venv of `npm run setup`)')
   .action((dir: string, options: { seed: number; formatFor?: string; python: string }) => {
-    const path = makeTinyModel(options.python, dir, { seed: options.seed, ...(options.formatFor ? { formatFor: options.formatFor } : {}) });
+    const path = makeTinyModel(pythonFor('make-tiny-model', options.python), dir, { seed: options.seed, ...(options.formatFor ? { formatFor: options.formatFor } : {}) });
     console.error(`rlkube make-tiny-model: ${path}`);
   });
+
+/** --python, or the venv of `npm run setup` (checked to serve this checkout). */
+function pythonFor(command: string, given: string | undefined): string {
+  if (given) return given;
+  try {
+    return projectPython();
+  } catch (err) {
+    if (!(err instanceof PythonEnvError)) throw err;
+    console.error(`rlkube ${command}: ${err.reason}: ${err.message}`);
+    process.exit(2);
+  }
+}
 
 await program.parseAsync(process.argv);

@@ -12,7 +12,7 @@ import {
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
 import { natsServerProcess, waitForNatsReady } from '../local/nats-server.js';
 import { freePort } from '../local/ports.js';
-import { toolchainHome } from '../local/toolchain.js';
+import { datasetCache } from '../local/toolchain.js';
 import { ProgressLine } from './progress.js';
 import { writeReport, type RunSummary } from './report.js';
 import { Supervisor } from './supervisor.js';
@@ -156,14 +156,8 @@ function finalReward(curve: Array<{ reward: number }>): number | null {
   return tail.length ? tail.reduce((a, p) => a + p.reward, 0) / tail.length : null;
 }
 
-/** The Python servers' environment: our packages first, then what the caller adds (a verifiers module's folder). */
-function pythonEnvironment(): Record<string, string> {
-  const inherited = process.env.PYTHONPATH ? `:${process.env.PYTHONPATH}` : '';
-  return { PYTHONPATH: `${join(repoRoot, 'images/trainer')}${inherited}`, OMP_NUM_THREADS: '1' };
-}
-
-/** Downloaded datasets, kept across runs. */
-const datasetCache = () => join(toolchainHome(), 'datasets');
+/** The Python servers' environment beyond the inherited one (where a user's PYTHONPATH names a verifiers module's folder). */
+const pythonEnvironment = (): Record<string, string> => ({ OMP_NUM_THREADS: '1' });
 
 /** spec.environment as far as TypeScript can tell, then as the environment server makes it (datasets fetched). */
 async function checkEnvironment(spec: RLJobSpec, python: string): Promise<void> {
@@ -184,8 +178,3 @@ async function checkEnvironment(spec: RLJobSpec, python: string): Promise<void> 
   throw new RunError('EnvironmentCheckFailed', `environment check (${python} -m rlkube_env.cli) exited ${code}: ${stderr.trim().slice(-2000)}`);
 }
 
-/** The venv `npm run setup` makes with the trainer's pinned stack (images/trainer/requirements.txt). */
-export function defaultPython(): string {
-  const venv = join(toolchainHome(), 'venv', 'bin', 'python');
-  return existsSync(venv) ? venv : 'python3';
-}

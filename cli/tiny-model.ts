@@ -1,10 +1,7 @@
 // `rlkube make-tiny-model DIR`: the tiny Hugging Face model the HF examples, tests and benchmarks train — a
-// random-init Qwen2-style decoder and its character tokenizer, made offline (images/trainer/rlkube_trainer/tiny_hf.py).
+// random-init Qwen2-style decoder and its character tokenizer, made offline (python/rlkube_policy/tiny_hf.py).
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const trainerRoot = resolve(fileURLToPath(new URL('../images/trainer', import.meta.url)));
 
 /**
  * Writes the model folder (kept when it already holds a model made with the same settings); returns its absolute
@@ -14,10 +11,9 @@ const trainerRoot = resolve(fileURLToPath(new URL('../images/trainer', import.me
  */
 export function makeTinyModel(python: string, dir: string, options: { seed?: number; formatFor?: string } = {}): string {
   const out = resolve(dir);
-  const args = ['-m', 'rlkube_trainer.tiny_hf', '--out', out, '--seed', String(options.seed ?? 1)];
+  const args = ['-m', 'rlkube_policy.tiny_hf', '--out', out, '--seed', String(options.seed ?? 1)];
   if (options.formatFor) args.push('--format-for', options.formatFor);
   execFileSync(python, args, {
-    env: { ...process.env, PYTHONPATH: trainerRoot },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return out;

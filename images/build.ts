@@ -2,7 +2,7 @@
 // (default ghcr.io/rlkube/<name>:<package.json version>, the names the chart, the operator's defaults and infra/
 // use), with buildah, or docker where no buildah is installed.
 //
-//   npm run images                              build all (operator, agent, trainer, nats)
+//   npm run images                              build all (operator, agent, trainer, nats, vllm)
 //   npm run images -- --push REGISTRY           build as REGISTRY/<name>:<version> and push
 //   npm run images -- --only operator,agent --build-arg operator:BUILD_BASE=node:20-bookworm-slim
 //
@@ -13,9 +13,10 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { toolchainHome } from '../local/toolchain.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const IMAGE_NAMES = ['operator', 'agent', 'trainer', 'nats'] as const;
+export const IMAGE_NAMES = ['operator', 'agent', 'trainer', 'nats', 'vllm'] as const;
 export type ImageName = (typeof IMAGE_NAMES)[number];
 export const DEFAULT_REGISTRY = 'ghcr.io/rlkube';
 export const IMAGE_VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -32,10 +33,6 @@ export class ImageBuildError extends Error {
   }
 }
 
-function toolchainBin(name: string): string {
-  const home = process.env.RLKUBE_HOME || path.join(os.homedir(), '.cache', 'rlkube');
-  return path.join(home, 'bin', name);
-}
 
 interface Recipe {
   dockerfile: string;
@@ -46,16 +43,18 @@ interface Recipe {
 const RECIPES: Record<ImageName, Recipe> = {
   operator: { dockerfile: 'images/operator/Dockerfile', context: '.' },
   agent: { dockerfile: 'images/agent/Dockerfile', context: '.' },
-  trainer: { dockerfile: 'images/trainer/Dockerfile', context: 'images/trainer' },
+  trainer: { dockerfile: 'images/trainer/Dockerfile', context: '.' },
   nats: {
     dockerfile: 'images/nats/Dockerfile',
     // The pinned nats-server that `npm run setup` built (toolchain/install.sh), so image and tests run one binary.
     context: (dir) => {
-      const bin = toolchainBin('nats-server');
+      const bin = path.join(toolchainHome(), 'bin', 'nats-server');
       if (!existsSync(bin)) throw new ImageBuildError('MissingInput', `${bin} is missing: run \`npm run setup\` first`);
       copyFileSync(bin, path.join(dir, 'nats-server'));
     },
   },
+  // vLLM's published image plus python/rlkube_vllm: gigabytes, for GPU nodes (the tests do not build it)
+  vllm: { dockerfile: 'images/vllm/Dockerfile', context: '.' },
 };
 
 export interface BuildOptions {

@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from . import config
-from .httpjson import ApiError, announce_ready, make_server, req_int, req_number
-from .model import TokenizerError, build_policy, sample
-from .weights import file_digest, read_policy, write_policy
+from rlkube_policy import defaults
+from rlkube_http import ApiError, announce_ready, make_server, req_int, req_number
+from rlkube_policy.model import TokenizerError, build_policy, sample
+from rlkube_policy.weights import file_digest, read_policy, write_policy
 
 MAX_N = 256
 
@@ -26,8 +26,8 @@ class Engine:
     """One policy version at a time; completions and weight loads are serialised by a lock, so a
     request is answered entirely by one version (agents swap versions between groups)."""
 
-    def __init__(self, model: str = config.MODEL, seed: int = config.SEED, *, n_layer: int = config.N_LAYER,
-                 d_model: int = config.D_MODEL, n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN,
+    def __init__(self, model: str = defaults.MODEL, seed: int = defaults.SEED, *, n_layer: int = defaults.N_LAYER,
+                 d_model: int = defaults.D_MODEL, n_head: int = defaults.N_HEAD, max_len: int = defaults.MAX_LEN,
                  lora_rank: int = 0, lora_alpha: int = 0, init_weights: str = None, sample_seed: int = None,
                  device: str = None):
         self.model_name = model
@@ -154,21 +154,21 @@ def make_engine_server(engine: Engine, host: str, port: int, verbose: bool = Fal
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="rlkube_trainer.policy_server", description=__doc__)
+    p = argparse.ArgumentParser(prog="rlkube_engine.server", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (see the ready line)")
-    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
-    p.add_argument("--seed", type=int, default=config.SEED, help="init seed: the same as the trainer's")
+    p.add_argument("--model", default=defaults.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help="init seed: the same as the trainer's")
     p.add_argument("--sample-seed", type=int, default=None,
                    help="sampling RNG seed (default: random, so that the replicas of a pool do not sample alike)")
-    p.add_argument("--n-layer", type=int, default=config.N_LAYER)
-    p.add_argument("--d-model", type=int, default=config.D_MODEL)
-    p.add_argument("--n-head", type=int, default=config.N_HEAD)
-    p.add_argument("--max-len", type=int, default=config.MAX_LEN)
+    p.add_argument("--n-layer", type=int, default=defaults.N_LAYER)
+    p.add_argument("--d-model", type=int, default=defaults.D_MODEL)
+    p.add_argument("--n-head", type=int, default=defaults.N_HEAD)
+    p.add_argument("--max-len", type=int, default=defaults.MAX_LEN)
     p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--lora-alpha", type=int, default=0)
     p.add_argument("--init-weights", default=None, help="the trainer's --init-weights file, if it had one (version 0)")
-    p.add_argument("--threads", type=int, default=config.THREADS, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=defaults.THREADS, help="torch CPU threads")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 

@@ -11,7 +11,7 @@ import queue
 from functools import lru_cache
 from typing import Callable, Optional
 
-from rlkube_trainer.httpjson import ApiError, announce_ready, make_server, req_int, req_list, serve_in_thread
+from rlkube_http import ApiError, announce_ready, make_server, req_int, req_list, serve_in_thread
 
 from .environment import Environment, EnvironmentUnusable, Task
 from .registry import create_environment

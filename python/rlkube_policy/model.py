@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import config
+from . import defaults
 
 PAD, BOS, EOS = 0, 1, 2
 CHARS = " 0123456789+-*/=.,?abcdefghijklmnopqrstuvwxyz"
@@ -131,8 +131,8 @@ class TinyPolicy:
 
     kind = "tiny"  # what its policy files hold (see weights.py)
 
-    def __init__(self, seed: int, n_layer: int = config.N_LAYER, d_model: int = config.D_MODEL,
-                 n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN):
+    def __init__(self, seed: int, n_layer: int = defaults.N_LAYER, d_model: int = defaults.D_MODEL,
+                 n_head: int = defaults.N_HEAD, max_len: int = defaults.MAX_LEN):
         self.tokenizer = CharTokenizer()
         self.vocab_size = self.tokenizer.vocab_size
         self.pad_id, self.eos_id = PAD, EOS
@@ -315,8 +315,8 @@ def _is_tied(module, key: str) -> bool:
     return any(k != key and v.untyped_storage().data_ptr() == ptr for k, v in state.items())
 
 
-def build_policy(model: str, seed: int, *, n_layer: int = config.N_LAYER, d_model: int = config.D_MODEL,
-                 n_head: int = config.N_HEAD, max_len: int = config.MAX_LEN, lora_rank: int = 0,
+def build_policy(model: str, seed: int, *, n_layer: int = defaults.N_LAYER, d_model: int = defaults.D_MODEL,
+                 n_head: int = defaults.N_HEAD, max_len: int = defaults.MAX_LEN, lora_rank: int = 0,
                  lora_alpha: int = 0, device: Optional[str] = None):
     """`tiny` -> TinyPolicy; `hf:<hub-id-or-folder>` -> HFPolicy."""
     if model == "tiny":

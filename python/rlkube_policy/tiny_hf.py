@@ -2,7 +2,7 @@
 tokenizer (`tokenizers`), saved in HF format (config.json, model.safetensors, tokenizer.json). Tests and
 the CPU examples train it; nothing is downloaded from a model hub.
 
-    python -m rlkube_trainer.tiny_hf --out models/tiny-qwen2 [--seed 1]
+    python -m rlkube_policy.tiny_hf --out models/tiny-qwen2 [--seed 1]
 
 The vocabulary is <pad> <s> </s> and the characters of model.CHARS, one token each, so its prompts and
 completions read like the built-in tiny policy's. The same seed gives the same bytes.
@@ -99,7 +99,7 @@ def make_tiny_hf(out: str, seed: int = 1, init_range: float = 0.1, format_for: s
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="rlkube_trainer.tiny_hf", description=__doc__,
+    p = argparse.ArgumentParser(prog="rlkube_policy.tiny_hf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)

@@ -1,1 +1,1 @@
-"""rlkube's Python side: the GRPO trainer server and the tiny policy (engine) server."""
+"""The GRPO trainer: the step, its math, data-parallel ranks, and its HTTP server (docs/contracts.md, "Trainer")."""

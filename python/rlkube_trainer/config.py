@@ -1,11 +1,4 @@
-"""Shared defaults of the trainer, the policy server and the learn check (tuned by scripts/learn_check.py)."""
-
-# Model: the built-in tiny char-level causal transformer.
-MODEL = "tiny"
-N_LAYER = 2
-D_MODEL = 64
-N_HEAD = 4
-MAX_LEN = 32
+"""The trainer's defaults and the learn check's (tuned by scripts/learn_check.py); the model's are rlkube_policy.defaults."""
 
 # Algorithm (the RLJob spec.algorithm / spec.verification defaults). Tuned with scripts/learn_check.py on
 # `reverse` (G=8, B=32, maxTokens 8) from a random init: 5 seeds reach a 5-step mean reward >= 0.8 at
@@ -38,7 +31,6 @@ MICRO_BATCH = 16  # completions per forward/backward (gradient accumulation): bo
 ADAM_BETA2 = 0.999
 LOGPROB_TOLERANCE = 0.10
 SAMPLED_POSITIONS = 32
-SEED = 1
 MAX_TOKENS = 8
 
 # Retention in the checkpoint directory (policy-v0 is always kept: it is the KL reference).
@@ -46,4 +38,3 @@ KEEP_POLICIES = 16
 KEEP_CHECKPOINTS = 2
 KEEP_RESULTS = 16
 
-THREADS = 1

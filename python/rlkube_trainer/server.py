@@ -12,17 +12,19 @@ import sys
 import torch
 import torch.multiprocessing as mp
 
+from rlkube_policy import defaults
+
 from . import config
 from .distributed import device_for, init_from_env
-from .httpjson import announce_ready, make_server, serve_in_thread
+from rlkube_http import announce_ready, make_server, serve_in_thread
 from .trainer import Trainer, TrainerConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="rlkube_trainer.trainer_server", description=__doc__)
+    p = argparse.ArgumentParser(prog="rlkube_trainer.server", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001, help="0 picks a free port (see the ready line)")
-    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<name-or-path>'")
+    p.add_argument("--model", default=defaults.MODEL, help="'tiny' or 'hf:<name-or-path>'")
     p.add_argument("--checkpoint-dir", required=True)
     p.add_argument("--lr", type=float, default=config.LR)
     p.add_argument("--temperature", type=float, default=config.TEMPERATURE,
@@ -47,17 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seed of the logprob-check positions (default: a per-process secret)")
     p.add_argument("--logprob-tolerance", type=float, default=config.LOGPROB_TOLERANCE)
     p.add_argument("--sampled-positions", type=int, default=config.SAMPLED_POSITIONS)
-    p.add_argument("--seed", type=int, default=config.SEED)
-    p.add_argument("--n-layer", type=int, default=config.N_LAYER)
-    p.add_argument("--d-model", type=int, default=config.D_MODEL)
-    p.add_argument("--n-head", type=int, default=config.N_HEAD)
-    p.add_argument("--max-len", type=int, default=config.MAX_LEN)
+    p.add_argument("--seed", type=int, default=defaults.SEED)
+    p.add_argument("--n-layer", type=int, default=defaults.N_LAYER)
+    p.add_argument("--d-model", type=int, default=defaults.D_MODEL)
+    p.add_argument("--n-head", type=int, default=defaults.N_HEAD)
+    p.add_argument("--max-len", type=int, default=defaults.MAX_LEN)
     p.add_argument("--lora-rank", type=int, default=0, help="HF models: LoRA rank (0 = full fine-tuning)")
     p.add_argument("--lora-alpha", type=int, default=0)
     p.add_argument("--init-weights", default=None, help="a policy file to start from (warm start) instead of the seeded init")
     p.add_argument("--keep-policies", type=int, default=config.KEEP_POLICIES, help="0 keeps every policy file")
     p.add_argument("--keep-checkpoints", type=int, default=config.KEEP_CHECKPOINTS)
-    p.add_argument("--threads", type=int, default=config.THREADS, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=defaults.THREADS, help="torch CPU threads")
     p.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
     return p.parse_args(argv)
 

@@ -17,11 +17,13 @@ from typing import List, Optional
 
 import torch
 
+from rlkube_policy import defaults
+
 from . import config, grpo
-from .httpjson import ApiError, req_int, req_list, req_number
+from rlkube_http import ApiError, req_int, req_list, req_number
 from .distributed import Dist
-from .model import build_policy, completion_log_probs, completion_log_probs_chunked
-from .weights import atomic_write, deserialize, file_digest, read_policy, serialize, write_policy
+from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked
+from rlkube_policy.weights import atomic_write, deserialize, file_digest, read_policy, serialize, write_policy
 
 CHECKPOINT_FORMAT = "rlkube-trainer-checkpoint/2"
 LOGPROB_SLACK = 1e-3  # a behavior log-prob above this is not a log-prob
@@ -30,7 +32,7 @@ LOGPROB_SLACK = 1e-3  # a behavior log-prob above this is not a log-prob
 @dataclass
 class TrainerConfig:
     checkpoint_dir: str
-    model: str = config.MODEL
+    model: str = defaults.MODEL
     lr: float = config.LR
     temperature: float = config.TEMPERATURE
     clip_low: float = config.CLIP_LOW
@@ -46,11 +48,11 @@ class TrainerConfig:
     adam_beta2: float = config.ADAM_BETA2
     logprob_tolerance: float = config.LOGPROB_TOLERANCE
     sampled_positions: int = config.SAMPLED_POSITIONS
-    seed: int = config.SEED
-    n_layer: int = config.N_LAYER
-    d_model: int = config.D_MODEL
-    n_head: int = config.N_HEAD
-    max_len: int = config.MAX_LEN
+    seed: int = defaults.SEED
+    n_layer: int = defaults.N_LAYER
+    d_model: int = defaults.D_MODEL
+    n_head: int = defaults.N_HEAD
+    max_len: int = defaults.MAX_LEN
     lora_rank: int = 0
     lora_alpha: int = 0
     init_weights: Optional[str] = None

@@ -1,7 +1,7 @@
 """The GPU check (`npm run bench -- gpu`): a 0.5B-class Qwen2 config with random weights in bf16 — the trainer's
 train_step (tokens/s, peak GPU memory) and the hf engine's generation (tokens/s). No GPU: says so, no figures.
 
-    PYTHONPATH=images/trainer ~/.cache/rlkube/venv/bin/python images/trainer/scripts/gpu_check.py
+    ~/.cache/rlkube/venv/bin/python python/scripts/gpu_check.py
 
 Prints progress lines and, last, one JSON line. Sized to stay well under 8 minutes on one H100/H200.
 """
@@ -16,10 +16,9 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rlkube_trainer.model import completion_log_probs_chunked, sample  # noqa: E402
-from rlkube_trainer.trainer import Trainer, TrainerConfig  # noqa: E402
+from rlkube_policy.model import completion_log_probs_chunked, sample
+from rlkube_trainer.trainer import Trainer, TrainerConfig
 
 # Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads / 2 KV heads, 151936 vocabulary), random weights.
 QWEN_0_5B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,

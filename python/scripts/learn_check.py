@@ -1,7 +1,7 @@
 """Learnability check: GRPO on the `reverse` task through the engine and trainer code (no HTTP, no bus).
 
-    cd /work/main && PYTHONPATH=images/trainer ~/.cache/rlkube/venv/bin/python images/trainer/scripts/learn_check.py --seed 1
-    # a Hugging Face model (e.g. the tiny one: python -m rlkube_trainer.tiny_hf --out /tmp/tiny-qwen2):
+    cd /work/main && ~/.cache/rlkube/venv/bin/python python/scripts/learn_check.py --seed 1
+    # a Hugging Face model (e.g. the tiny one: python -m rlkube_policy.tiny_hf --out /tmp/tiny-qwen2):
     ... learn_check.py --model hf:/tmp/tiny-qwen2 --lora-rank 8
 
 Each step: B prompts s+"=" (s random over the alphabet, length 2..4), G samples each from the policy
@@ -25,11 +25,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rlkube_trainer import config  # noqa: E402
-from rlkube_trainer.policy_server import Engine  # noqa: E402
-from rlkube_trainer.trainer import Trainer, TrainerConfig  # noqa: E402
+from rlkube_policy import defaults
+from rlkube_trainer import config
+from rlkube_engine.server import Engine
+from rlkube_trainer.trainer import Trainer, TrainerConfig
 
 
 def reverse_reward(completion: str, target: str) -> float:
@@ -42,8 +42,8 @@ def reverse_reward(completion: str, target: str) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=config.SEED)
-    p.add_argument("--model", default=config.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
+    p.add_argument("--seed", type=int, default=defaults.SEED)
+    p.add_argument("--model", default=defaults.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
     p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--lora-alpha", type=int, default=0)
     p.add_argument("--steps", type=int, default=150)
@@ -63,14 +63,14 @@ def main(argv=None) -> int:
     p.add_argument("--adam-beta2", type=float, default=config.ADAM_BETA2)
     p.add_argument("--minibatches", type=int, default=config.MINIBATCHES)
     p.add_argument("--skip-uniform-groups", type=int, choices=(0, 1), default=int(config.SKIP_UNIFORM_GROUPS))
-    p.add_argument("--n-layer", type=int, default=config.N_LAYER)
-    p.add_argument("--d-model", type=int, default=config.D_MODEL)
-    p.add_argument("--n-head", type=int, default=config.N_HEAD)
+    p.add_argument("--n-layer", type=int, default=defaults.N_LAYER)
+    p.add_argument("--d-model", type=int, default=defaults.D_MODEL)
+    p.add_argument("--n-head", type=int, default=defaults.N_HEAD)
     p.add_argument("--init-weights", default=None)
     p.add_argument("--lag", type=int, default=0, help="engine runs this many versions behind the trainer")
     p.add_argument("--target", type=float, default=0.8)
     p.add_argument("--checkpoint-dir", default=None, help="kept afterwards; default: a temporary directory, removed")
-    p.add_argument("--threads", type=int, default=config.THREADS)
+    p.add_argument("--threads", type=int, default=defaults.THREADS)
     p.add_argument("--quiet", action="store_true", help="only every 10th step and the summary")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

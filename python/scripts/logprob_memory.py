@@ -2,7 +2,7 @@
 256 in fresh processes and divides): completion_log_probs_chunked over `--batch` completions of a
 Qwen2-style model with a 32k vocabulary (random init, made in memory), --micro-batch completions per forward.
 
-    PYTHONPATH=images/trainer ~/.cache/rlkube/venv/bin/python images/trainer/scripts/logprob_memory.py --batch 256
+    ~/.cache/rlkube/venv/bin/python python/scripts/logprob_memory.py --batch 256
 
 Prints one JSON line: the process's peak RSS growth during the pass over its RSS before it (Linux: VmHWM
 reset through /proc/self/clear_refs), in MiB. Without micro-batches the pass would hold every completion's
@@ -17,10 +17,9 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rlkube_trainer import config  # noqa: E402
-from rlkube_trainer.model import HFPolicy, completion_log_probs_chunked  # noqa: E402
+from rlkube_trainer import config
+from rlkube_policy.model import HFPolicy, completion_log_probs_chunked
 
 
 def rss_kib(field: str) -> int:

@@ -1,6 +1,6 @@
 """Warm start for the tiny model on `reverse`: a short supervised run that teaches the output format only.
 
-    cd /work/main && PYTHONPATH=images/trainer ~/.cache/rlkube/venv/bin/python images/trainer/scripts/warm_start.py \\
+    cd /work/main && ~/.cache/rlkube/venv/bin/python python/scripts/warm_start.py \\
         --out /tmp/warm-start.safetensors
 
 Teaches: after "s=" emit a string over the task's alphabet whose length is drawn uniformly from
@@ -24,11 +24,11 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from rlkube_trainer import config  # noqa: E402
-from rlkube_trainer.model import EOS, TinyPolicy, completion_log_probs, sample  # noqa: E402
-from rlkube_trainer.weights import write_policy  # noqa: E402
+from rlkube_policy import defaults
+from rlkube_trainer import config
+from rlkube_policy.model import EOS, TinyPolicy, completion_log_probs, sample
+from rlkube_policy.weights import write_policy
 
 
 def reverse_reward(completion: str, target: str) -> float:
@@ -40,7 +40,7 @@ def reverse_reward(completion: str, target: str) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=config.SEED, help="model init seed (the trainer's --seed)")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help="model init seed (the trainer's --seed)")
     p.add_argument("--alphabet", default="abcd")
     p.add_argument("--min-length", type=int, default=2)
     p.add_argument("--max-length", type=int, default=4)
@@ -48,10 +48,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=config.TEMPERATURE, help="for the reward estimate")
-    p.add_argument("--n-layer", type=int, default=config.N_LAYER)
-    p.add_argument("--d-model", type=int, default=config.D_MODEL)
-    p.add_argument("--n-head", type=int, default=config.N_HEAD)
-    p.add_argument("--threads", type=int, default=config.THREADS)
+    p.add_argument("--n-layer", type=int, default=defaults.N_LAYER)
+    p.add_argument("--d-model", type=int, default=defaults.D_MODEL)
+    p.add_argument("--n-head", type=int, default=defaults.N_HEAD)
+    p.add_argument("--threads", type=int, default=defaults.THREADS)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
 

@@ -2,7 +2,7 @@
 import copy
 
 from rlkube_trainer import config
-from rlkube_trainer.policy_server import Engine
+from rlkube_engine.server import Engine
 from rlkube_trainer.trainer import Trainer, TrainerConfig
 
 PROMPTS = ["ab=", "ca=", "dbc=", "abcd"]

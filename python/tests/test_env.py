@@ -19,11 +19,11 @@ from rlkube_env.datasets import load_rows, resolve_hf
 from rlkube_env.environment import EnvironmentUnusable
 from rlkube_env.registry import create_environment
 from rlkube_env.server import MainThread, environment_routes, open_environment
-from rlkube_trainer.httpjson import make_server, serve_in_thread
+from rlkube_http import make_server, serve_in_thread
 from test_servers import call
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 REVERSE = {"name": "reverse", "args": {"minLength": 2, "maxLength": 4, "alphabet": "abcd"}}
 
 
@@ -283,7 +283,7 @@ class TestServer:
         (tmp_path / "m.jsonl").write_text(json.dumps({"problem": "Half of 1?", "solution": "It is \\boxed{\\frac12}."}) + "\n")
         spec = {"name": "math", "dataset": str(tmp_path / "m.jsonl")}
         proc = subprocess.Popen([sys.executable, "-m", "rlkube_env.server", "--port", "0", "--spec", json.dumps(spec)],
-                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.path.dirname(HERE)})
+                                stdout=subprocess.PIPE, text=True)
         try:
             ready = json.loads(proc.stdout.readline())
             assert ready["event"] == "ready" and ready["verifierId"] == "math/v2"
@@ -306,6 +306,6 @@ class TestCli:
 
     def test_check_exits_3_naming_the_field(self):
         result = subprocess.run([sys.executable, "-m", "rlkube_env.cli", "check", "--spec", json.dumps({"name": "reverse", "args": {"alphabet": ""}})],
-                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.path.dirname(HERE)})
+                                capture_output=True, text=True)
         assert result.returncode == 3
         assert json.loads(result.stdout)["field"] == "environment.args.alphabet"

@@ -9,11 +9,11 @@ import torch.multiprocessing as mp
 
 from helpers import make_batch
 from rlkube_trainer.distributed import Dist
-from rlkube_trainer.model import build_policy, completion_log_probs, completion_log_probs_chunked
-from rlkube_trainer.policy_server import Engine
-from rlkube_trainer.tiny_hf import make_tiny_hf
+from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked
+from rlkube_engine.server import Engine
+from rlkube_policy.tiny_hf import make_tiny_hf
 from rlkube_trainer.trainer import Trainer, TrainerConfig
-from rlkube_trainer.weights import read_policy
+from rlkube_policy.weights import read_policy
 
 
 @pytest.fixture(scope="module")

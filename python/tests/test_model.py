@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from rlkube_trainer.model import (BOS, EOS, PAD, CharTokenizer, TinyPolicy, TokenizerError, build_policy,
+from rlkube_policy.model import (BOS, EOS, PAD, CharTokenizer, TinyPolicy, TokenizerError, build_policy,
                                   completion_log_probs, sample)
-from rlkube_trainer.weights import write_policy
+from rlkube_policy.weights import write_policy
 
 
 def test_tokenizer_ids_and_round_trip():

@@ -1,6 +1,5 @@
 """The HTTP APIs of the policy server and the trainer (docs/contracts.md), in-process and as a process."""
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -9,11 +8,10 @@ import urllib.request
 import pytest
 
 from helpers import make_batch, trainer
-from rlkube_trainer.httpjson import serve_in_thread
-from rlkube_trainer.policy_server import Engine, make_engine_server
-from rlkube_trainer.trainer_server import make_trainer_server
+from rlkube_http import serve_in_thread
+from rlkube_engine.server import Engine, make_engine_server
+from rlkube_trainer.server import make_trainer_server
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def call(port, method, path, body=None, raw=None):
@@ -110,14 +108,13 @@ def test_trainer_http_step_retry_and_refusals(trainer_port):
 
 
 def test_servers_announce_ready_as_processes(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE)}
     cmds = [
-        [sys.executable, "-m", "rlkube_trainer.trainer_server", "--port", "0", "--model", "tiny", "--checkpoint-dir",
+        [sys.executable, "-m", "rlkube_trainer.server", "--port", "0", "--model", "tiny", "--checkpoint-dir",
          str(tmp_path), "--lr", "3e-3", "--temperature", "1.0", "--clip-low", "0.2", "--clip-high", "0.28",
          "--kl-coef", "0", "--is-cap", "2", "--logprob-tolerance", "0.1", "--sampled-positions", "32", "--seed", "1"],
-        [sys.executable, "-m", "rlkube_trainer.policy_server", "--port", "0", "--model", "tiny", "--seed", "1"],
+        [sys.executable, "-m", "rlkube_engine.server", "--port", "0", "--model", "tiny", "--seed", "1"],
     ]
-    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
     try:
         ready = [json.loads(p.stdout.readline()) for p in procs]
         assert [r["event"] for r in ready] == ["ready", "ready"]

@@ -6,9 +6,9 @@ import os
 import pytest
 
 from helpers import PROMPTS, make_batch, tampered, trainer
-from rlkube_trainer.httpjson import ApiError
-from rlkube_trainer.model import build_policy
-from rlkube_trainer.policy_server import Engine
+from rlkube_http import ApiError
+from rlkube_policy.model import build_policy
+from rlkube_engine.server import Engine
 
 
 def file_digest(path):
@@ -100,8 +100,8 @@ def test_checkpoints_every_n_steps_and_resume_takes_the_newest_weights(tmp_path)
 
 
 def test_a_policy_file_of_another_kind_is_refused_on_resume(tmp_path):
-    from rlkube_trainer.model import TinyPolicy
-    from rlkube_trainer.weights import write_policy
+    from rlkube_policy.model import TinyPolicy
+    from rlkube_policy.weights import write_policy
 
     write_policy(str(tmp_path / "policy-v0.safetensors"), TinyPolicy(1).policy_state(), "full", 0)
     with pytest.raises(ValueError, match="holds full weights"):
@@ -197,8 +197,8 @@ def test_kl_to_the_initial_policy(tmp_path):
 
 
 def test_init_weights_file_becomes_v0_on_both_sides(tmp_path):
-    from rlkube_trainer.model import TinyPolicy
-    from rlkube_trainer.weights import write_policy
+    from rlkube_policy.model import TinyPolicy
+    from rlkube_policy.weights import write_policy
 
     warm = str(tmp_path / "warm.safetensors")  # what scripts/warm_start.py writes
     digest = write_policy(warm, TinyPolicy(5).policy_state(), "tiny", 0)

@@ -1,13 +1,12 @@
-// A real environment server process (images/trainer/rlkube_env) for tests: started on a free port, stopped after.
+// A real environment server process (python/rlkube_env) for tests: started on a free port, stopped after.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { defaultPython } from '../../cli/run.js';
+import { projectPython } from '../../local/python.js';
 
 export interface EnvironmentServer { url: string; stop(): Promise<void> }
 
 export async function startEnvironmentServer(spec: unknown, seed = 1): Promise<EnvironmentServer> {
-  const child = spawn(defaultPython(), ['-m', 'rlkube_env.server', '--port', '0', '--spec', JSON.stringify(spec), '--seed', String(seed)], {
-    env: { ...process.env, PYTHONPATH: 'images/trainer' },
+  const child = spawn(projectPython(), ['-m', 'rlkube_env.server', '--port', '0', '--spec', JSON.stringify(spec), '--seed', String(seed)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

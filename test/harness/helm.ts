@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { toolchainBinDir } from './kube.js';
+import { toolchainBinDir } from '../../local/toolchain.js';
 
 export const CHART = 'charts/rlkube-operator';
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

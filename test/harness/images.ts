@@ -7,10 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { buildImages, imageRef, saveImage, type ImageName } from '../../images/build.js';
-import { toolchainBinDir } from './kube.js';
+import { toolchainBinDir, toolchainHome } from '../../local/toolchain.js';
 import { PAUSE_IMAGE } from './node.js';
 
 export const TEST_BASES = {
@@ -20,10 +19,6 @@ export const TEST_BASES = {
 } as const;
 const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 const SUITE = 'bookworm';
-
-function home(): string {
-  return process.env.RLKUBE_HOME || path.join(os.homedir(), '.cache', 'rlkube');
-}
 
 function run(cmd: string, args: string[], what: string, input?: string): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 64 << 20 });
@@ -51,7 +46,7 @@ function commit(ref: string, from: string, edit: (root: string) => void, config:
 function debianImage(ref: string, include: string[]): void {
   if (imageExists(ref)) return;
   const key = createHash('sha256').update(`${SUITE} ${include.join(',')}`).digest('hex').slice(0, 12);
-  const rootfs = path.join(home(), 'images', `rootfs-${key}`);
+  const rootfs = path.join(toolchainHome(), 'images', `rootfs-${key}`);
   const tar = `${rootfs}.tar`;
   if (!existsSync(tar)) {
     rmSync(rootfs, { recursive: true, force: true });
@@ -101,7 +96,7 @@ function nodeImage(): void {
 function pythonImage(): void {
   const debian = 'localhost/rlkube-test/python-debian:bookworm';
   debianImage(debian, ['python3', 'python3-torch', 'python3-numpy']);
-  const wheels = path.join(home(), 'wheels');
+  const wheels = path.join(toolchainHome(), 'wheels');
   const wheel = existsSync(wheels) ? readdirSync(wheels).find((f) => /^safetensors-.*-abi3-manylinux.*x86_64.*\.whl$/.test(f)) : undefined;
   if (!wheel) throw new Error(`test images: no safetensors wheel in ${wheels}; run \`npm run setup\` (it downloads images/trainer/requirements.txt)`);
   const ref = TEST_BASES.python;
@@ -143,7 +138,7 @@ export const OFFLINE_BUILD_ARGS: Partial<Record<ImageName, Record<string, string
 
 /** An OCI (docker-archive) file of `ref` for `ctr images import`, written once per image ID. */
 export function imageArchive(ref: string): string {
-  const dir = path.join(home(), 'images', 'archives');
+  const dir = path.join(toolchainHome(), 'images', 'archives');
   mkdirSync(dir, { recursive: true });
   const id = imageId(ref);
   const slug = ref.replace(/[^A-Za-z0-9.-]+/g, '_');

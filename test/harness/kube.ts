@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { toolchainBinDir } from '../../local/toolchain.js';
 import { NODE_NET, primaryHostIp, startRealNode, type RealNode } from './node.js';
 
 export interface Taint {
@@ -77,12 +78,6 @@ const REQUIRED_BINARIES = [
   'kwok',
   'kwokctl',
 ] as const;
-
-/** Where toolchain/install.sh puts the pinned binaries. */
-export function toolchainBinDir(): string {
-  const home = process.env.RLKUBE_HOME || path.join(os.homedir(), '.cache', 'rlkube');
-  return path.join(home, 'bin');
-}
 
 /** Absolute paths of the control-plane binaries; throws naming each missing one. */
 export async function findKubeBinaries(): Promise<Record<(typeof REQUIRED_BINARIES)[number], string>> {

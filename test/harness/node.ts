@@ -10,7 +10,8 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, rea
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { pollUntil, toolchainBinDir, type KubectlResult } from './kube.js';
+import { toolchainBinDir } from '../../local/toolchain.js';
+import { pollUntil, type KubectlResult } from './kube.js';
 
 /** Addresses of the real node's networks (fixed: one real node per machine). */
 export const NODE_NET = {

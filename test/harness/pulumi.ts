@@ -7,7 +7,7 @@ import { constants as fsConstants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { toolchainBinDir } from './kube.js';
+import { toolchainBinDir } from '../../local/toolchain.js';
 
 export const INFRA_DIR = fileURLToPath(new URL('../../infra/', import.meta.url));
 

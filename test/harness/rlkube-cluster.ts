@@ -7,7 +7,8 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { IMAGE_NAMES, REPO_ROOT } from '../../images/build.js';
 import { TEST_BASES, imageArchive, testImageArchives } from './images.js';
-import { startControlPlane, toolchainBinDir, type ControlPlane } from './kube.js';
+import { toolchainBinDir } from '../../local/toolchain.js';
+import { startControlPlane, type ControlPlane } from './kube.js';
 
 export async function kube(cp: ControlPlane, args: string[], input?: string): Promise<string> {
   const r = await cp.kubectl(args, input);

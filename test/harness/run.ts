@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { connectBus, watchLearnerProgress, type LearnerProgress } from '../../bus/index.js';
 import { waitFor } from './groups.js';
 
@@ -15,11 +15,12 @@ export interface Run {
   pids(): Record<string, number>;
 }
 
-export function startRun(args: string[], manifest = 'examples/reverse-cpu.yaml', env: Record<string, string> = {}): Run {
+export function startRun(args: string[], manifest = 'examples/reverse-cpu.yaml', { cwd }: { cwd?: string } = {}): Run {
   const outDir = mkdtempSync(join(tmpdir(), 'rlkube-run-'));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'run', manifest, '--out', outDir, ...args], {
+  // From another folder (cwd), as a user would run it there: the CLI and the manifest are found from the repository.
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve('cli/main.ts'), 'run', resolve(manifest), '--out', outDir, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...env },
+    ...(cwd ? { cwd } : {}),
   });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { agentJobSpec, formatAgentEnv, parseRLJobManifest, trainerServerArgs, type AgentConfig } from '../../api/index.js';
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../../bus/index.js';
-import { defaultPython } from '../../cli/run.js';
+import { projectPython } from '../../local/python.js';
 import { freePort } from '../../local/ports.js';
 import { startEnvironmentServer } from '../harness/environment.js';
 import { waitFor } from '../harness/groups.js';
@@ -84,8 +84,8 @@ describe('rlkube run trains plug-in environments', () => {
 
   it('a verifiers environment module (load_environment)', async () => {
     const environment = { name: 'verifiers', args: { module: 'vf_reverse_env', alphabet: 'abc', length: 3 } };
-    // Where the module is: rlkube run hands PYTHONPATH on to its Python servers.
-    const run = startRun(['--max-steps', '3'], manifest(environment, true), { PYTHONPATH: resolve('images/trainer/tests') });
+    // Run from the folder that holds the module, as a user would: Python servers started with `-m` import from there.
+    const run = startRun(['--max-steps', '3'], manifest(environment, true), { cwd: resolve('python/tests') });
     expect(await run.exited).toBe(0);
     const summary = run.summary();
     expect(summary.state).toBe('Succeeded');
@@ -109,8 +109,8 @@ describe('an agent that finds its environment unusable (what a cluster cannot ch
     const environment = await startEnvironmentServer(job.spec.environment, job.spec.algorithm.seed);
     const trainerPort = await freePort();
     const checkpoints = mkdtempSync(join(tmpdir(), 'rlkube-ckpt-'));
-    const children: ChildProcess[] = [spawn(defaultPython(), trainerServerArgs(job.spec, { ...job.spec.learner, gpusPerNode: 0 }, { host: '127.0.0.1', port: trainerPort, checkpointDir: checkpoints }), {
-      env: { ...process.env, PYTHONPATH: 'images/trainer', OMP_NUM_THREADS: '1' }, stdio: 'ignore',
+    const children: ChildProcess[] = [spawn(projectPython(), trainerServerArgs(job.spec, { ...job.spec.learner, gpusPerNode: 0 }, { host: '127.0.0.1', port: trainerPort, checkpointDir: checkpoints }), {
+      env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: 'ignore',
     })];
     const common = { natsServers: [nats.url], namespace: ref.namespace, job: ref.name, metricsPort: 0, environmentUrl: environment.url };
     const agents: AgentConfig[] = [

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { defaultPython } from '../../cli/run.js';
+import { projectPython } from '../../local/python.js';
 import { makeTinyModel } from '../../cli/tiny-model.js';
 import { countsAddUp, startRun } from '../harness/run.js';
 
@@ -16,7 +16,7 @@ let model: string;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'rlkube-hf-'));
-  model = makeTinyModel(defaultPython(), join(dir, 'tiny-qwen2'));
+  model = makeTinyModel(projectPython(), join(dir, 'tiny-qwen2'));
 });
 
 /** The example, pointed at the model made above; `full` drops the adapter. */

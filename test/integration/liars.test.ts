@@ -2,7 +2,7 @@
 // is trained on, each rejection is counted by its reason, and accepted + stale + rejected = published.
 import { execFileSync } from 'node:child_process';
 import { WorkerBus, decodeGroup, jobNames, type PolicyRecord, type Task, type TrajectoryGroup } from '../../bus/index.js';
-import { defaultPython } from '../../cli/run.js';
+import { projectPython } from '../../local/python.js';
 import { syntheticGroup } from '../harness/groups.js';
 import { countsAddUp, followProgress, startRun, type Progress, type Run } from '../harness/run.js';
 
@@ -40,8 +40,7 @@ async function lie(
 
 /** The tiny model's tokenizer, from the trainer package (the one definition of its vocabulary). */
 const tiny = (() => {
-  const chars = execFileSync(defaultPython(), ['-c', 'import sys; from rlkube_trainer.model import CHARS; sys.stdout.write(CHARS)'], {
-    env: { ...process.env, PYTHONPATH: 'images/trainer' },
+  const chars = execFileSync(projectPython(), ['-c', 'import sys; from rlkube_policy.model import CHARS; sys.stdout.write(CHARS)'], {
     encoding: 'utf8',
   });
   const encode = (text: string) => [...text].map((c) => 3 + chars.indexOf(c));
