@@ -25,7 +25,8 @@ export type RejectReason =
 
 export class BusError extends Error {
   constructor(
-    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed' | 'LeaseLost' | 'KeyConflict',
+    // Unreachable: a connect with a deadline (a job's own NATS URL) found no server answering in time.
+    readonly reason: RejectReason | 'Timeout' | 'NotFound' | 'Closed' | 'LeaseLost' | 'KeyConflict' | 'Unreachable',
     message: string,
   ) {
     super(message);

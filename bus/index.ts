@@ -1,10 +1,14 @@
 // The trajectory bus: the one module both the operator (provisioning, progress) and the agents import.
-export { connectBus, type ConnectOptions } from './connect.js';
+export { connectBus, redactedServers, type ConnectOptions } from './connect.js';
 export { ControlStore, watchLearnerProgress, type Watch } from './control.js';
 export { BusError, type RejectReason } from './errors.js';
 export { DEFAULT_LEASE_TTL_MS, LearnerLease, type Fence, type LeaseOptions } from './lease.js';
-export { LearnerBus, taskIdOf, type Batch, type GroupVerifier, type LearnerBusOptions, type LearnerCounts, type SyncMode, type Verdict } from './learner.js';
-export type { GroupCounts, Heartbeat, LearnerProgress, PolicyRecord, Task } from './messages.js';
+export { GroupJudge, UsedTasks, taskIdOf, type GroupVerifier, type Judgement, type Verdict } from './judge.js';
+export { LearnerBus, type Batch, type LearnerBusOptions, type SyncMode } from './learner.js';
+export { Ledger, Settlement, emptyLearnerState, type LearnerCounts, type TrainedStep } from './settlement.js';
+export { AsyncPushPull, SequentialPull, syncPolicyFor, type SyncPolicy, type TaskState } from './sync-policy.js';
+export { WIRE_VERSION } from './messages.js';
+export type { BatchRecord, GroupCounts, Heartbeat, LearnerProgress, LearnerState, PolicyRecord, Task, WorkerTally } from './messages.js';
 export { jobNames, type JobRef } from './names.js';
 export { defaultBusLimits, jobProvisioned, provisionJob, teardownJob, type BusLimits } from './provision.js';
 export { decodeGroup, encodeGroup, type Completion, type TrajectoryGroup } from './trajectory.js';

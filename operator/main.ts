@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   const client = new KubeClient(kc, { userAgent, timeoutMs: elector ? timing.renewDeadlineMs : 30_000, ...(elector ? { fence: elector } : {}) });
   const metrics = new OperatorMetrics();
   metrics.trackRequests(client.calls);
-  const bus = new NatsJobBus(config.natsUrl, config.natsCreds, log, elector);
+  const bus = new NatsJobBus(config.natsUrl, log, { ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), ...(elector ? { fence: elector } : {}) });
   let identities: JobIdentities | undefined;
   try {
     identities = config.jobCredentials

@@ -8,6 +8,7 @@ import { Informer } from './kube/informer.js';
 import type { OperatorMetrics } from './kube/metrics.js';
 import { WorkQueue, keyOf, type QueueOptions } from './kube/queue.js';
 import type { BuildConfig } from './controllers/builders.js';
+import { BurstGate } from './controllers/burst-gate.js';
 import { StatusPacer, WriteMemo, idOf, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
 import { JobCredentials, SECRET_SELECTOR, slimSecret, type IdentityIssuer } from './controllers/credentials.js';
 import { LearnerController } from './controllers/learner.js';
@@ -68,7 +69,10 @@ export class Manager {
     this.credentials = opts.identities && this.caches.secrets ? new JobCredentials(opts.identities, this.caches.secrets, client, log) : undefined;
 
     const memo = new WriteMemo();
-    const pacer = new StatusPacer(opts.statusPeriodMs);
+    // More than the caller's own reconcile waiting or running, or children we made not in the cache yet: a
+    // burst is on.
+    const gate = new BurstGate(() => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0);
+    const pacer = new StatusPacer(opts.statusPeriodMs, gate);
     // What the operator remembers of an object (its writes, its status slot) goes with the object.
     for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) {
       informer.onChange((obj) => memo.observed(obj, informer.type));
@@ -85,9 +89,7 @@ export class Manager {
         if (type === RESOURCES.learners) this.queues.learners.add(key(obj));
         else if (type === RESOURCES.rolloutpools) this.queues.pools.add(key(obj));
       },
-      // More than the caller's own reconcile waiting or running, or children we made not in the cache yet:
-      // a burst is on.
-      busy: () => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0,
+      gate,
     };
     this.jobController = new RLJobController(ctx);
     const pools = new RolloutPoolController(ctx);
@@ -112,7 +114,7 @@ export class Manager {
     // one ends here too): a burst is over; what yielded to it (status, finalizers) runs now.
     const lull = () => {
       if (!Object.values(this.queues).every((q) => q.idle) || memo.createdUnseen > 0) return;
-      pacer.lull();
+      gate.lull();
       for (const q of Object.values(this.queues)) q.wakeParked();
     };
     for (const q of Object.values(this.queues)) q.onIdle(lull);

@@ -1,10 +1,12 @@
 // Each job's link to the bus, kept off the reconcile path: provisioning its NATS resources and watching its
 // learner-progress record run in the background, a few jobs at a time, and report back by enqueueing the
-// job. A slow or absent NATS then delays the job's status, never the Kubernetes work of other jobs.
+// job. A slow or absent NATS then delays the job's status, never the Kubernetes work of other jobs; and a job
+// whose own NATS never answers costs only itself (its connect has a deadline and holds no provisioning slot).
 import type { Logger } from 'pino';
 import type { RLJob } from '../../api/index.js';
 import type { LearnerProgress } from '../../bus/index.js';
-import type { JobBus } from './context.js';
+import { BurstGate } from './burst-gate.js';
+import type { JobBus, JobRef } from './context.js';
 
 export type BusState = { phase: 'Ready' } | { phase: 'Pending' } | { phase: 'Failed'; message: string; retryInMs: number };
 
@@ -15,9 +17,16 @@ interface Link {
   retryAt: number;
   progress?: LearnerProgress;
   stopWatch?: () => Promise<void>;
-  /** The provisioning in flight: a teardown waits for it, or it could re-create what was just removed. */
-  task?: Promise<void>;
+  /**
+   * Creating the job's resources (in a slot, after the connect): a teardown waits for it, or it could re-create
+   * what was just removed. A connect still pending need not be waited for: it finds the link gone and stops.
+   */
+  creating?: Promise<void>;
 }
+
+/** A failed provisioning is retried after 1 s, doubling to 60 s. */
+const RETRY_BASE_MS = 1_000;
+const RETRY_MAX_MS = 60_000;
 
 export class JobBusLink {
   private readonly links = new Map<string, Link>();
@@ -30,27 +39,25 @@ export class JobBusLink {
     private readonly concurrency: number,
     private readonly changed: (key: string) => void,
     private readonly log: Logger,
-    /** True while Kubernetes work is queued: bus work waits for a lull (at most MAX_DEFER_MS). */
-    private readonly busy: () => boolean = () => false,
+    /** Bus work yields to a burst of Kubernetes work; its clock is this link's. */
+    private readonly gate: BurstGate = new BurstGate(),
   ) {}
-
-  /** Bus work yields to queued Kubernetes work for at most this long (agents start slower than that anyway). */
-  static readonly MAX_DEFER_MS = 5_000;
 
   /** Where the job's bus resources stand; starts provisioning them when needed, never waits for it. */
   ensure(key: string, job: RLJob): BusState {
     const uid = job.metadata.uid!;
+    const now = this.gate.clock.now();
     let link = this.links.get(key);
     if (link && link.uid !== uid) { void this.forget(key); link = undefined; } // a new job of the same name
     if (!link) {
       link = { uid, state: { phase: 'Pending' }, failures: 0, retryAt: 0 };
       this.links.set(key, link);
-      link.task = this.provision(key, job, link);
-    } else if (link.state.phase === 'Failed' && Date.now() >= link.retryAt) {
+      void this.provision(key, job, link);
+    } else if (link.state.phase === 'Failed' && now >= link.retryAt) {
       link.state = { phase: 'Pending' };
-      link.task = this.provision(key, job, link);
+      void this.provision(key, job, link);
     }
-    return link.state.phase === 'Failed' ? { ...link.state, retryInMs: Math.max(0, link.retryAt - Date.now()) } : link.state;
+    return link.state.phase === 'Failed' ? { ...link.state, retryInMs: Math.max(0, link.retryAt - now) } : link.state;
   }
 
   progress(key: string): LearnerProgress | undefined {
@@ -59,29 +66,37 @@ export class JobBusLink {
 
   private async provision(key: string, job: RLJob, link: Link): Promise<void> {
     const ref = { namespace: job.metadata.namespace!, name: job.metadata.name };
-    await this.slot();
+    const url = job.spec.nats?.url;
     try {
-      if (this.links.get(key) !== link) return; // forgotten meanwhile
-      await this.bus.provision(ref, job.spec.nats?.url);
-      if (!link.stopWatch) {
-        const watch = await this.bus.watchProgress(ref, (p) => { link.progress = p; this.changed(key); }, job.spec.nats?.url);
-        link.stopWatch = () => watch.stop();
-        if (this.links.get(key) !== link) await link.stopWatch(); // forgotten while we connected
-      }
+      // Creating streams is CPU-heavy for nats-server: it waits until the burst is over.
+      await this.gate.pass();
+      // No slot is held while connecting: an address that never answers fails this job at its deadline alone.
+      await this.bus.connect(url);
+      if (this.links.get(key) !== link) return; // forgotten meanwhile: nothing was created
+      link.creating = this.inSlot(() => this.create(key, ref, url, link));
+      await link.creating;
       link.state = { phase: 'Ready' };
       link.failures = 0;
       this.log.info({ job: ref.name, namespace: ref.namespace }, 'NATS resources provisioned');
     } catch (err) {
       link.failures++;
-      const backoff = Math.min(1000 * 2 ** (link.failures - 1), 60_000);
-      link.retryAt = Date.now() + backoff;
+      const backoff = Math.min(RETRY_BASE_MS * 2 ** (link.failures - 1), RETRY_MAX_MS);
+      link.retryAt = this.gate.clock.now() + backoff;
       const message = String((err as Error).message ?? err);
       link.state = { phase: 'Failed', message, retryInMs: backoff };
-      this.log.warn({ job: ref.name, namespace: ref.namespace, err: message, retryInMs: backoff }, 'bus provisioning failed');
-    } finally {
-      this.release();
+      this.log.warn({ job: ref.name, namespace: ref.namespace, err: message, reason: (err as { reason?: string }).reason, retryInMs: backoff }, 'bus provisioning failed');
     }
     this.changed(key);
+  }
+
+  private async create(key: string, ref: JobRef, url: string | undefined, link: Link): Promise<void> {
+    if (this.links.get(key) !== link) return; // forgotten while waiting for a slot
+    await this.bus.provision(ref, url);
+    if (!link.stopWatch) {
+      const watch = await this.bus.watchProgress(ref, (p) => { link.progress = p; this.changed(key); }, url);
+      link.stopWatch = () => watch.stop();
+      if (this.links.get(key) !== link) await link.stopWatch(); // forgotten while we started watching
+    }
   }
 
   /** Removes the job's NATS resources (idempotent). */
@@ -94,7 +109,7 @@ export class JobBusLink {
   async forget(key: string): Promise<void> {
     const link = this.links.get(key);
     this.links.delete(key);
-    await link?.task;
+    await link?.creating?.catch(() => undefined);
     await link?.stopWatch?.().catch(() => undefined);
   }
 
@@ -102,17 +117,15 @@ export class JobBusLink {
     await Promise.all([...this.links.keys()].map((k) => this.forget(k)));
   }
 
-  private async slot(): Promise<void> {
-    // Creating children is what unblocks everything else in a burst of new jobs; provisioning (CPU-heavy
-    // for nats-server: streams on disk) waits until the queues are drained, or MAX_DEFER_MS at most.
-    const deadline = Date.now() + JobBusLink.MAX_DEFER_MS;
-    while (this.busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (this.running < this.concurrency) { this.running++; return; }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next(); else this.running--;
+  /** Runs work in one of `concurrency` slots, waiting for one first. */
+  private async inSlot(work: () => Promise<void>): Promise<void> {
+    if (this.running < this.concurrency) this.running++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(); else this.running--;
+    }
   }
 }

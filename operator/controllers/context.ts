@@ -8,12 +8,15 @@ import { KubeApiError, type KubeClient, type KubeObject, type ResourceType } fro
 import type { EventSink } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
 import type { BuildConfig } from './builders.js';
+import type { BurstGate } from './burst-gate.js';
 import type { JobCredentials } from './credentials.js';
 
 export interface JobRef { namespace: string; name: string }
 
 /** The bus's provisioning API as the controllers use it (operator/nats.ts implements it over NATS). */
 export interface JobBus {
+  /** Connects to the job's NATS (or the default), or fails (a job's own URL has a deadline). */
+  connect(natsUrl?: string): Promise<void>;
   provision(job: JobRef, natsUrl?: string): Promise<void>;
   teardown(job: JobRef, natsUrl?: string): Promise<void>;
   watchProgress(job: JobRef, onChange: (progress: LearnerProgress) => void, natsUrl?: string): Promise<{ stop(): Promise<void> }>;
@@ -50,8 +53,8 @@ export interface ControllerContext {
    * rather than after the watch has delivered it (see WriteMemo.created).
    */
   created?(type: ResourceType, obj: KubeObject): void;
-  /** True while reconciles are waiting in any queue. */
-  busy(): boolean;
+  /** What can wait (status, the finalizer, NATS provisioning) yields to a burst of reconciles through this. */
+  gate: BurstGate;
 }
 
 export const APPLIED_HASH = 'rlkube.dev/applied-hash';
@@ -224,34 +227,22 @@ export function canonical(value: unknown): string {
 
 /**
  * Paces status writes, like the Job controller's batch period: at most one per object per period, the
- * first one a period after the object is first seen. And it keeps the writes that can wait (status, the
- * finalizer, then NATS) out of a burst of reconciles: they wait for the queues to drain (a "lull", which
- * the Manager reports and at which it runs the waiting keys again), for at most MAX_DEFER_MS. Status is
- * what people read; children are what unblocks everything else.
+ * first one a period after the object is first seen. A write that falls due in a burst of reconciles yields
+ * to it (BurstGate): status is what people read; children are what unblocks everything else.
  */
 export class StatusPacer {
   private readonly next = new Map<string, number>();
-  private lastLull = Number.NEGATIVE_INFINITY;
-  static readonly MAX_DEFER_MS = 5_000;
-  constructor(readonly periodMs: number) {}
-  /** The queues drained: whatever waited for the burst to end may go now. */
-  lull(now = Date.now()): void { this.lastLull = now; }
-  /**
-   * How much longer work due since `since` yields to a burst: 0 (go ahead: no burst, a lull came since,
-   * or it waited long enough), else wait for the next lull, this long at most.
-   */
-  yieldMs(since: number, busy: boolean, now = Date.now()): number {
-    return busy && this.lastLull < since && now < since + StatusPacer.MAX_DEFER_MS ? since + StatusPacer.MAX_DEFER_MS - now : 0;
-  }
+  constructor(readonly periodMs: number, private readonly gate: BurstGate) {}
   /** When this object's status may be written: ms 0 is now; `untilLull`: or at the end of the burst, if sooner. */
-  waitMs(id: string, busy: boolean, now = Date.now()): { ms: number; untilLull: boolean } {
+  waitMs(id: string): { ms: number; untilLull: boolean } {
+    const now = this.gate.clock.now();
     const at = this.next.get(id);
     if (at === undefined) { this.next.set(id, now + this.periodMs); return { ms: this.periodMs, untilLull: false }; }
     if (now < at) return { ms: at - now, untilLull: false };
-    const ms = this.yieldMs(at, busy, now);
+    const ms = this.gate.yieldMs(at);
     return { ms, untilLull: ms > 0 };
   }
-  wrote(id: string, now = Date.now()): void { this.next.set(id, now + this.periodMs); }
+  wrote(id: string): void { this.next.set(id, this.gate.clock.now() + this.periodMs); }
   /** The object is gone (Manager: informer deletions): one entry per live object only. */
   forget(id: string): void { this.next.delete(id); }
   get size(): number { return this.next.size; }
@@ -267,10 +258,10 @@ export interface StatusWrite {
 }
 
 /** Status patch (server-side apply on /status) only when the summary differs from what the object shows. */
-export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo' | 'pacer' | 'busy'>, type: ResourceType, obj: KubeObject, status: object): Promise<StatusWrite> {
+export async function writeStatus(ctx: Pick<ControllerContext, 'client' | 'memo' | 'pacer'>, type: ResourceType, obj: KubeObject, status: object): Promise<StatusWrite> {
   if (sameJson(obj.status ?? {}, status)) return { written: false };
   const id = idOf(type, obj, 'status:');
-  const wait = ctx.pacer.waitMs(id, ctx.busy());
+  const wait = ctx.pacer.waitMs(id);
   if (wait.ms > 0) return { written: false, retryAfterMs: wait.ms, ...(wait.untilLull ? { retryOnLull: true } : {}) };
   const digest = canonical(status);
   if (ctx.memo.recall(id, digest)) return { written: false };

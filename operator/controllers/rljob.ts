@@ -1,6 +1,8 @@
 // RLJob controller: NATS resources through the bus (behind the rlkube.dev/nats finalizer), one Learner and
 // one RolloutPool per spec.rollout.pools entry, and a status summarising children and learner progress.
 import { environmentProblem, type EnvironmentProblem, type Learner, type RLJob, type RLJobStatus, type RolloutPool } from '../../api/index.js';
+import type { Logger } from 'pino';
+import { BusError } from '../../bus/errors.js';
 import type { LearnerProgress } from '../../bus/index.js';
 import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
@@ -163,7 +165,7 @@ export class RLJobController {
   private readonly firstSeen = new Map<string, number>();
 
   constructor(private readonly ctx: ControllerContext) {
-    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.busy);
+    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.gate);
   }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -182,7 +184,7 @@ export class RLJobController {
 
     if (job.metadata.deletionTimestamp) {
       if (!job.metadata.finalizers?.includes(FINALIZER)) return;
-      await this.busLink.teardown(key, job);
+      await this.teardownBus(key, job, log);
       if (this.issuesCredentials(job)) await this.ctx.credentials!.revoke(job);
       await this.setFinalizer(job, false);
       log.info('NATS resources removed; finalizer dropped');
@@ -210,10 +212,9 @@ export class RLJobController {
     let bus: BusState = { phase: 'Pending' };
     let deferred: number | undefined;
     const hasFinalizer = job.metadata.finalizers?.includes(FINALIZER);
-    const age = Date.now() - Date.parse(job.metadata.creationTimestamp ?? new Date().toISOString());
-    if (!hasFinalizer && age < JobBusLink.MAX_DEFER_MS) {
-      if (!this.firstSeen.has(key)) this.firstSeen.set(key, Date.now());
-      deferred = this.ctx.pacer.yieldMs(this.firstSeen.get(key)!, this.ctx.busy()) || undefined;
+    if (!hasFinalizer) {
+      if (!this.firstSeen.has(key)) this.firstSeen.set(key, this.ctx.gate.clock.now());
+      deferred = this.ctx.gate.yieldMs(this.firstSeen.get(key)!) || undefined;
     }
     if (deferred === undefined) {
       this.firstSeen.delete(key);
@@ -249,6 +250,21 @@ export class RLJobController {
     const requeueAfterMs = [timers.requeueAfterMs, write.retryAfterMs, deferred, bus.phase === 'Failed' ? bus.retryInMs : undefined].reduce(earliest, undefined);
     const requeueOnLull = deferred !== undefined || write.retryOnLull === true;
     return requeueAfterMs !== undefined ? { requeueAfterMs, ...(requeueOnLull ? { requeueOnLull } : {}) } : undefined;
+  }
+
+  /**
+   * Removes the job's NATS resources. A job's own NATS that does not answer within its deadline (a typo, a
+   * server long gone) does not keep the job forever: what it may hold there is left, said in an Event. The
+   * operator's own NATS is waited for, as everything else is.
+   */
+  private async teardownBus(key: string, job: RLJob, log: Logger): Promise<void> {
+    try {
+      await this.busLink.teardown(key, job);
+    } catch (err) {
+      if (!(err instanceof BusError && err.reason === 'Unreachable' && job.spec.nats?.url)) throw err;
+      log.warn({ err: err.message, reason: err.reason }, 'job NATS unreachable; its resources there, if any, are left');
+      this.ctx.events.record(job as unknown as KubeObject, 'Warning', 'BusUnavailable', `NATS resources not removed: ${err.message}`);
+    }
   }
 
   /** The job's pods get NATS credentials that we issue (natsCredentialsSecret names our Secret). */

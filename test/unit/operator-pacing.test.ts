@@ -2,31 +2,73 @@
 // them (and forgotten with their object), and bus provisioning in the background (a few at a time, after the
 // queues drain, with back-off).
 import pino from 'pino';
+import { BusError } from '../../bus/index.js';
 import { parseRLJobManifest, type RLJob } from '../../api/index.js';
 import { JobBusLink } from '../../operator/controllers/bus-link.js';
+import { BurstGate } from '../../operator/controllers/burst-gate.js';
 import { Derived, StatusPacer, WriteMemo, sameJson, type JobBus } from '../../operator/controllers/context.js';
 import { RESOURCES } from '../../operator/kube/client.js';
+import { sleep } from '../../operator/kube/clock.js';
+import { FakeClock, settle } from '../harness/clock.js';
 import { readExample } from '../harness/examples.js';
 
 describe('StatusPacer', () => {
-  const MAX = StatusPacer.MAX_DEFER_MS;
-  test.each<[string, (p: StatusPacer) => { ms: number; untilLull: boolean }, { ms: number; untilLull: boolean }]>([
-    ['the first write waits one period', (p) => p.waitMs('a', false, 0), { ms: 1000, untilLull: false }],
-    ['then it may go', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', false, 1000); }, { ms: 0, untilLull: false }],
-    ['after a write, the next waits a period', (p) => { p.waitMs('a', false, 0); p.wrote('a', 1000); return p.waitMs('a', false, 1400); }, { ms: 600, untilLull: false }],
-    ['a burst defers a due write until it is over', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000); }, { ms: MAX, untilLull: true }],
-    ['but not forever', (p) => { p.waitMs('a', false, 0); return p.waitMs('a', true, 1000 + MAX); }, { ms: 0, untilLull: false }],
-    ['after a lull it goes, even if the queues fill again', (p) => { p.waitMs('a', false, 0); p.waitMs('a', true, 1000); p.lull(1200); return p.waitMs('a', true, 1300); }, { ms: 0, untilLull: false }],
-    ['a lull before it was due does not count', (p) => { p.waitMs('a', false, 0); p.lull(500); return p.waitMs('a', true, 1100); }, { ms: MAX - 100, untilLull: true }],
+  const MAX = BurstGate.MAX_DEFER_MS;
+  /** A pacer with a 1 s period on a fake clock; `busy` says whether a burst is on. */
+  function pacer() {
+    const clock = new FakeClock();
+    const burst = { on: false };
+    const gate = new BurstGate(() => burst.on, clock);
+    return { p: new StatusPacer(1000, gate), gate, burst, at: (ms: number) => clock.freeze(ms - clock.now()) };
+  }
+  type Pacer = ReturnType<typeof pacer>;
+  test.each<[string, (s: Pacer) => { ms: number; untilLull: boolean }, { ms: number; untilLull: boolean }]>([
+    ['the first write waits one period', ({ p }) => p.waitMs('a'), { ms: 1000, untilLull: false }],
+    ['then it may go', ({ p, at }) => { p.waitMs('a'); at(1000); return p.waitMs('a'); }, { ms: 0, untilLull: false }],
+    ['after a write, the next waits a period', ({ p, at }) => { p.waitMs('a'); at(1000); p.wrote('a'); at(1400); return p.waitMs('a'); }, { ms: 600, untilLull: false }],
+    ['a burst defers a due write until it is over', ({ p, at, burst }) => { p.waitMs('a'); at(1000); burst.on = true; return p.waitMs('a'); }, { ms: MAX, untilLull: true }],
+    ['but not forever', ({ p, at, burst }) => { p.waitMs('a'); burst.on = true; at(1000 + MAX); return p.waitMs('a'); }, { ms: 0, untilLull: false }],
+    ['after a lull it goes, even if the queues fill again', ({ p, at, burst, gate }) => { p.waitMs('a'); at(1000); burst.on = true; p.waitMs('a'); at(1200); gate.lull(); at(1300); return p.waitMs('a'); }, { ms: 0, untilLull: false }],
+    ['a lull before it was due does not count', ({ p, at, burst, gate }) => { p.waitMs('a'); at(500); gate.lull(); at(1100); burst.on = true; return p.waitMs('a'); }, { ms: MAX - 100, untilLull: true }],
   ])('%s', (_name, run, expected) => {
-    expect(run(new StatusPacer(1000))).toEqual(expected);
+    expect(run(pacer())).toEqual(expected);
   });
 
   test('an object forgotten (deleted) leaves nothing behind', () => {
-    const p = new StatusPacer(1000);
-    for (let i = 0; i < 100; i++) p.waitMs(`o${i}`, false, 0);
+    const { p } = pacer();
+    for (let i = 0; i < 100; i++) p.waitMs(`o${i}`);
     for (let i = 0; i < 100; i++) p.forget(`o${i}`);
     expect(p.size).toBe(0);
+  });
+});
+
+describe('BurstGate', () => {
+  test('outside a burst, work goes at once', async () => {
+    const gate = new BurstGate(() => false, new FakeClock());
+    await expect(gate.pass()).resolves.toBeUndefined();
+  });
+
+  test('in a burst, work waits for the lull, an event (nothing polls busy meanwhile)', async () => {
+    const clock = new FakeClock();
+    let asked = 0;
+    const gate = new BurstGate(() => { asked++; return true; }, clock);
+    let passed = false;
+    void gate.pass().then(() => { passed = true; });
+    await clock.advance(BurstGate.MAX_DEFER_MS - 1);
+    expect({ passed, asked }).toEqual({ passed: false, asked: 1 });
+    gate.lull();
+    await settle();
+    expect({ passed, asked, timers: clock.pending }).toEqual({ passed: true, asked: 1, timers: 0 });
+  });
+
+  test('in a burst that never drains, work goes MAX_DEFER_MS after it fell due', async () => {
+    const clock = new FakeClock();
+    const gate = new BurstGate(() => true, clock);
+    let passedAt: number | undefined;
+    await clock.advance(700);
+    void gate.pass().then(() => { passedAt = clock.now(); });
+    await clock.advance(BurstGate.MAX_DEFER_MS);
+    expect(passedAt).toBe(700 + BurstGate.MAX_DEFER_MS);
   });
 });
 
@@ -89,22 +131,27 @@ describe('no-op reconciles are cheap', () => {
 });
 
 describe('JobBusLink', () => {
-  const job = (uid: string): RLJob => ({ ...parseRLJobManifest(readExample('reverse-cpu.yaml')), metadata: { name: 'reverse-cpu', namespace: 'ns', uid } });
-  const waitFor = async (ok: () => boolean, timeoutMs = 2000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!ok() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    expect(ok()).toBe(true);
+  const job = (name: string, url?: string): RLJob => {
+    const example = parseRLJobManifest(readExample('reverse-cpu.yaml'));
+    return { ...example, metadata: { name, namespace: 'ns', uid: `uid-${name}` }, spec: { ...example.spec, ...(url ? { nats: { url } } : {}) } };
   };
+  const silent = pino({ level: 'silent' });
 
-  function fakeBus(failTimes = 0) {
+  /** A bus on a fake clock: provisioning takes 10 ms; URLs in `silent` never answer a connect, in `failing` fail it. */
+  function fakeBus(clock: FakeClock, { failTimes = 0, silent = new Set<string>(), failing = new Set<string>() } = {}) {
     const calls: string[] = [];
     let running = 0;
     let maxRunning = 0;
     let failures = failTimes;
     const bus: JobBus = {
+      connect: (url) => {
+        if (url && silent.has(url)) return new Promise<void>(() => undefined);
+        if (url && failing.has(url)) return Promise.reject(new BusError('Unreachable', `NATS at ${url} not reachable within 10s: connection refused`));
+        return Promise.resolve();
+      },
       provision: async (ref) => {
         running++; maxRunning = Math.max(maxRunning, running);
-        await new Promise((r) => setTimeout(r, 10));
+        await sleep(clock, 10);
         running--;
         calls.push(`provision ${ref.name}`);
         if (failures-- > 0) throw new Error('nats: connection refused');
@@ -112,7 +159,7 @@ describe('JobBusLink', () => {
       teardown: async (ref) => { calls.push(`teardown ${ref.name}`); },
       watchProgress: async (ref, onChange) => {
         calls.push(`watch ${ref.name}`);
-        setTimeout(() => onChange({ step: 3 } as never), 1);
+        clock.after(1, () => onChange({ step: 3 } as never));
         return { stop: async () => { calls.push(`unwatch ${ref.name}`); } };
       },
     };
@@ -120,43 +167,73 @@ describe('JobBusLink', () => {
   }
 
   test('provisions in the background, then watches progress and reports back', async () => {
-    const { bus, calls } = fakeBus();
+    const clock = new FakeClock();
+    const { bus, calls } = fakeBus(clock);
     const changed: string[] = [];
-    const link = new JobBusLink(bus, 2, (k) => changed.push(k), pino({ level: 'silent' }));
-    expect(link.ensure('ns/reverse-cpu', job('u1'))).toEqual({ phase: 'Pending' });
-    await waitFor(() => link.ensure('ns/reverse-cpu', job('u1')).phase === 'Ready');
-    await waitFor(() => link.progress('ns/reverse-cpu')?.step === 3);
-    expect(calls).toEqual(['provision reverse-cpu', 'watch reverse-cpu']);
-    expect(changed.length).toBeGreaterThanOrEqual(2);
-    await link.teardown('ns/reverse-cpu', job('u1'));
-    expect(calls.slice(2)).toEqual(['unwatch reverse-cpu', 'teardown reverse-cpu']);
+    const link = new JobBusLink(bus, 2, (k) => changed.push(k), silent, new BurstGate(() => false, clock));
+    expect(link.ensure('ns/a', job('a'))).toEqual({ phase: 'Pending' });
+    await clock.until('provisioned', () => link.ensure('ns/a', job('a')).phase === 'Ready');
+    await clock.until('progress', () => link.progress('ns/a')?.step === 3);
+    expect(calls).toEqual(['provision a', 'watch a']);
+    expect(changed).toEqual(['ns/a', 'ns/a']); // provisioned, then progress
+    await link.teardown('ns/a', job('a'));
+    expect(calls.slice(2)).toEqual(['unwatch a', 'teardown a']);
   });
 
-  test('a failure is reported with a back-off, and retried after it', async () => {
-    const { bus, calls } = fakeBus(1);
-    const link = new JobBusLink(bus, 2, () => undefined, pino({ level: 'silent' }));
-    link.ensure('ns/reverse-cpu', job('u1'));
-    await waitFor(() => link.ensure('ns/reverse-cpu', job('u1')).phase === 'Failed');
-    const failed = link.ensure('ns/reverse-cpu', job('u1'));
-    expect(failed).toMatchObject({ phase: 'Failed', message: 'nats: connection refused' });
-    expect((failed as { retryInMs: number }).retryInMs).toBeGreaterThan(0);
-    // Reconciles come and go (as the controller requeues after retryInMs); the retry starts once it is due.
-    await waitFor(() => link.ensure('ns/reverse-cpu', job('u1')).phase === 'Ready', 3000);
-    expect(calls.filter((c) => c.startsWith('provision'))).toHaveLength(2);
+  test('a failure is reported with a back-off, and retried once it is due', async () => {
+    const clock = new FakeClock();
+    const { bus, calls } = fakeBus(clock, { failTimes: 1 });
+    const link = new JobBusLink(bus, 2, () => undefined, silent, new BurstGate(() => false, clock));
+    link.ensure('ns/a', job('a'));
+    await clock.until('the failure', () => link.ensure('ns/a', job('a')).phase === 'Failed');
+    expect(link.ensure('ns/a', job('a'))).toEqual({ phase: 'Failed', message: 'nats: connection refused', retryInMs: 1000 });
+    // Reconciles come and go (the controller requeues after retryInMs); the retry starts only once it is due.
+    await clock.advance(999);
+    expect(link.ensure('ns/a', job('a'))).toEqual({ phase: 'Failed', message: 'nats: connection refused', retryInMs: 1 });
+    await clock.advance(1);
+    expect(link.ensure('ns/a', job('a'))).toEqual({ phase: 'Pending' });
+    await clock.until('the retry', () => link.ensure('ns/a', job('a')).phase === 'Ready');
     await link.close();
+    expect(calls.filter((c) => c.startsWith('provision'))).toEqual(['provision a', 'provision a']);
   });
 
-  test('at most `concurrency` jobs provision at once, and bus work waits while Kubernetes work is queued', async () => {
-    const { bus, maxRunning, calls } = fakeBus();
-    let busy = true;
-    let asked = 0;
-    const link = new JobBusLink(bus, 2, () => undefined, pino({ level: 'silent' }), () => { asked++; return busy; });
-    for (let i = 0; i < 6; i++) link.ensure(`ns/j${i}`, { ...job(`u${i}`), metadata: { name: `j${i}`, namespace: 'ns', uid: `u${i}` } });
-    await waitFor(() => asked >= 6 * 3); // every job has asked three times, and was told to wait each time
+  test('at most `concurrency` jobs provision at once, and bus work waits for the burst to end', async () => {
+    const clock = new FakeClock();
+    const { bus, maxRunning, calls } = fakeBus(clock);
+    const gate = new BurstGate(() => true, clock);
+    const link = new JobBusLink(bus, 2, () => undefined, silent, gate);
+    for (let i = 0; i < 6; i++) link.ensure(`ns/j${i}`, job(`j${i}`));
+    await clock.advance(BurstGate.MAX_DEFER_MS - 1);
     expect(calls).toEqual([]);
-    busy = false;
-    await waitFor(() => calls.filter((c) => c.startsWith('watch')).length === 6);
+    gate.lull();
+    await clock.until('every job watched', () => calls.filter((c) => c.startsWith('watch')).length === 6);
     expect(maxRunning()).toBe(2);
     await link.close();
+  });
+
+  test('jobs whose own NATS never answers hold no slot: another job provisions, and forgetting them returns', async () => {
+    const clock = new FakeClock();
+    const bad = [1, 2, 3, 4].map((i) => `nats://bad-${i}.invalid:4222`);
+    const { bus, calls } = fakeBus(clock, { silent: new Set(bad) });
+    const link = new JobBusLink(bus, 2, () => undefined, silent, new BurstGate(() => false, clock));
+    bad.forEach((url, i) => link.ensure(`ns/bad${i}`, job(`bad${i}`, url)));
+    link.ensure('ns/good', job('good'));
+    await clock.until('the good job provisioned', () => link.ensure('ns/good', job('good')).phase === 'Ready');
+    for (let i = 0; i < bad.length; i++) expect(link.ensure(`ns/bad${i}`, job(`bad${i}`, bad[i]))).toEqual({ phase: 'Pending' });
+    await Promise.all(bad.map((_url, i) => link.forget(`ns/bad${i}`))); // settles although the connects never do
+    await link.close();
+    expect(calls).toEqual(['provision good', 'watch good', 'unwatch good']);
+  });
+
+  test('a connect that fails at its deadline makes the job Failed with the reason naming the URL', async () => {
+    const clock = new FakeClock();
+    const url = 'nats://127.0.0.1:1';
+    const { bus, calls } = fakeBus(clock, { failing: new Set([url]) });
+    const link = new JobBusLink(bus, 2, () => undefined, silent, new BurstGate(() => false, clock));
+    link.ensure('ns/bad', job('bad', url));
+    await clock.until('the failure', () => link.ensure('ns/bad', job('bad', url)).phase === 'Failed');
+    expect(link.ensure('ns/bad', job('bad', url))).toMatchObject({ phase: 'Failed', message: expect.stringContaining(url) });
+    await link.close();
+    expect(calls).toEqual([]);
   });
 });

@@ -1,0 +1,81 @@
+// The operator's connection to a job's own spec.nats.url: an address that cannot be reached (refused, silent,
+// not resolvable) fails within a deadline with a reason and the URL, so the job says BusUnavailable and can be
+// deleted; the operator's own NATS is still waited for however long it takes.
+import net from 'node:net';
+import pino from 'pino';
+import { BusError } from '../../bus/index.js';
+import { NatsJobBus } from '../../operator/nats.js';
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A loopback port that accepts connections and never says a word (no NATS INFO): a dial hangs, not fails. */
+async function silentPort(): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => { sockets.add(socket); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }),
+  };
+}
+
+/**
+ * Just enough of a NATS server on a given port for a client to connect and drain: INFO on accept, PONG to
+ * every PING.
+ */
+async function tinyNatsServer(port: number): Promise<{ close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.write('INFO {"server_id":"tiny","version":"2.10.0","proto":1,"max_payload":1048576,"headers":true}\r\n');
+    socket.on('data', (data) => { for (const _ping of data.toString().matchAll(/PING\r\n/g)) socket.write('PONG\r\n'); });
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return { close: () => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }) };
+}
+
+const log = pino({ level: 'silent' });
+const ref = { namespace: 'ns', name: 'bad' };
+const failureOf = (p: Promise<unknown>) => p.then(() => undefined, (err: unknown) => err);
+
+describe('NatsJobBus with a job URL that cannot be reached', () => {
+  let silent: Awaited<ReturnType<typeof silentPort>>;
+  beforeAll(async () => { silent = await silentPort(); });
+  afterAll(async () => { await silent.close(); });
+
+  test.each<[string, () => Promise<string>]>([
+    ['a closed port', async () => `nats://127.0.0.1:${await closedPort()}`],
+    ['TLS to a closed port', async () => `tls://127.0.0.1:${await closedPort()}`],
+    ['a port that never answers', async () => `nats://127.0.0.1:${silent.port}`],
+    ['a host that does not resolve', async () => 'nats://no-such-host.invalid:4222'],
+    ['a list of closed ports', async () => `nats://127.0.0.1:${await closedPort()},nats://127.0.0.1:${await closedPort()}`],
+  ])('%s: provision and teardown fail at the deadline with Unreachable, naming the URL', async (_name, urlOf) => {
+    const url = await urlOf();
+    const bus = new NatsJobBus('nats://127.0.0.1:4222', log, { jobConnectDeadlineMs: 1_000 });
+    for (const failure of [await failureOf(bus.provision(ref, url)), await failureOf(bus.teardown(ref, url))]) {
+      expect(failure).toBeInstanceOf(BusError);
+      expect(failure).toMatchObject({ reason: 'Unreachable', message: expect.stringContaining(url) });
+    }
+    await bus.close();
+  }, 15_000);
+
+  test('the operator\'s own NATS is waited for: still dialing when a job URL has failed, connected once it comes', async () => {
+    const ownPort = await closedPort();
+    const bus = new NatsJobBus(`nats://127.0.0.1:${ownPort}`, log, { jobConnectDeadlineMs: 500 });
+    let ownSettled = false;
+    const own = bus.connect().finally(() => { ownSettled = true; });
+    expect(await failureOf(bus.connect(`nats://127.0.0.1:${await closedPort()}`))).toMatchObject({ reason: 'Unreachable' });
+    expect(ownSettled).toBe(false);
+    const server = await tinyNatsServer(ownPort);
+    await expect(own).resolves.toBeUndefined();
+    await bus.close();
+    await server.close();
+  }, 15_000);
+});
