@@ -3,7 +3,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LearnerTemplate, type EngineKind } from './common.js';
 import { RLJobSpec, RolloutSpec, taskWindowRule } from './rljob.js';
-import { withRules } from './schema-kit.js';
+import { parseNatsUrl, withRules } from './schema-kit.js';
 import { formatErrors, validate, withDefaults } from './validate.js';
 
 export const AGENT_ENV = {
@@ -105,10 +105,9 @@ function dnsName(env: Env, name: AgentEnvName): string {
 
 /** Parses an agent's environment (pass process.env from main); throws AgentEnvError naming the variable. */
 export function parseAgentEnv(env: Env): AgentConfig {
-  const natsServers = required(env, AGENT_ENV.natsUrl).split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of natsServers) {
-    if (!/^(nats|tls|ws|wss):\/\/\S+$/.test(s)) throw new AgentEnvError(AGENT_ENV.natsUrl, `not a NATS URL: ${s}`);
-  }
+  const nats = parseNatsUrl(required(env, AGENT_ENV.natsUrl));
+  if ('bad' in nats) throw new AgentEnvError(AGENT_ENV.natsUrl, `not a nats:// or tls:// URL: ${nats.bad}`);
+  const natsServers = nats.servers;
   const portText = env[AGENT_ENV.metricsPort]?.trim();
   const metricsPort = portText ? Number(portText) : DEFAULT_AGENT_METRICS_PORT;
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {

@@ -2,7 +2,7 @@
 // the runtime validation and the CRD.
 import { Type, type Static } from '@sinclair/typebox';
 import { Conditions, LearnerTemplate, MAX_JOB_NAME, Metadata, PoolTemplate } from './common.js';
-import { Enum, Image, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
+import { Enum, Image, NatsUrl, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
 
 export const SyncMode = Enum(['SequentialPull', 'AsyncPushPull'] as const, { default: 'SequentialPull' });
 export type SyncMode = Static<typeof SyncMode>;
@@ -98,7 +98,7 @@ export const RolloutSpec = withRules(Type.Object({
 }]);
 
 export const NatsSpec = Type.Object({
-  url: Type.Optional(Type.String({ pattern: '^(nats|tls|ws|wss)://[^\\s]+$', maxLength: 1024 })),
+  url: Type.Optional(NatsUrl()),
   credentialsSecret: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 })),
 }, { additionalProperties: false });
 

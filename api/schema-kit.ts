@@ -50,6 +50,26 @@ export function StringMap(options: SchemaOptions = {}) {
   return Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 1024 }), { maxProperties: 64, ...options });
 }
 
+/**
+ * NATS server URLs, comma-separated: nats:// or tls:// only. Every NATS client here is the Node transport,
+ * which speaks NATS over TCP and drops the scheme, so a ws:// or wss:// URL would reach a WebSocket port with
+ * the TCP protocol: refused wherever a URL is taken (RLJob spec.nats.url, the agents' and operator's settings,
+ * infra's rlkube:nats.url, the chart's nats.url).
+ */
+const NATS_SERVER = '(nats|tls)://[^\\s,]+';
+export const NATS_URL = `^${NATS_SERVER}(\\s*,\\s*${NATS_SERVER})*$`;
+export function NatsUrl(options: SchemaOptions = {}) {
+  return Type.String({ pattern: NATS_URL, maxLength: 1024, ...options });
+}
+const NATS_URL_RE = new RegExp(NATS_URL);
+const NATS_SERVER_RE = new RegExp(`^${NATS_SERVER}$`);
+/** The servers of a NATS URL list, or, for text outside the grammar, the first entry that is not a nats:// or tls:// URL. */
+export function parseNatsUrl(text: string): { servers: string[] } | { bad: string } {
+  const servers = text.split(',').map((s) => s.trim());
+  if (NATS_URL_RE.test(text.trim())) return { servers };
+  return { bad: servers.find((s) => !NATS_SERVER_RE.test(s)) ?? text };
+}
+
 /** A container image reference. */
 export function Image(options: SchemaOptions = {}) {
   return Type.String({ minLength: 1, maxLength: 512, pattern: '^[^\\s]+$', ...options });

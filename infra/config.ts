@@ -4,10 +4,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DnsLabel, Image, Quantity, StringMap, defaultsToFilled, withRules } from '../api/schema-kit.js';
+import { DnsLabel, Image, NatsUrl, Quantity, StringMap, defaultsToFilled, withRules } from '../api/schema-kit.js';
 import { validate, withDefaults } from '../api/validate.js';
 
-const NATS_URLS = '^(nats|tls|ws|wss)://[^\\s,]+(,(nats|tls|ws|wss)://[^\\s,]+)*$';
 const NATS_CHART_REPO = 'https://nats-io.github.io/k8s/helm/charts/';
 const DEVICE_PLUGIN_REPO = 'https://nvidia.github.io/k8s-device-plugin';
 
@@ -20,7 +19,7 @@ const NatsSchema = withRules(
   defaultsToFilled(Type.Object(
     {
       /** An existing NATS (comma-separated URLs): no NATS is installed, the operator is pointed at this one. */
-      url: Type.Optional(Type.String({ pattern: NATS_URLS, description: 'nats://host:port, comma-separated' })),
+      url: Type.Optional(NatsUrl({ description: 'nats://host:port or tls://host:port, comma-separated (not ws://: the operator speaks NATS over TCP)' })),
       /** The operator's NATS credentials file (user JWT + seed), for an existing NATS with auth. */
       credentials: Type.Optional(SecretText('the text of a NATS .creds file')),
       /**

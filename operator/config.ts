@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
+import { parseNatsUrl } from '../api/schema-kit.js';
 
 export interface OperatorConfig {
   /** Path of a kubeconfig; undefined → in-cluster service account, else the default kubeconfig. */
@@ -104,11 +105,8 @@ export function parseOperatorConfig(argv: string[], env: Record<string, string |
 
   const natsUrl = o.natsUrl?.trim();
   if (!natsUrl) throw new ConfigError(settingName('natsUrl'), 'is required');
-  // The Node transport speaks NATS over TCP only: it drops any scheme, so a ws:// URL would reach a WebSocket port
-  // with the TCP protocol.
-  for (const s of natsUrl.split(',')) {
-    if (!/^(nats|tls):\/\/\S+$/.test(s.trim())) throw new ConfigError(settingName('natsUrl'), `not a nats:// or tls:// URL: ${s.trim()}`);
-  }
+  const nats = parseNatsUrl(natsUrl);
+  if ('bad' in nats) throw new ConfigError(settingName('natsUrl'), `not a nats:// or tls:// URL: ${nats.bad}`);
   if ((o.natsSystemCreds === undefined) !== (o.natsOperatorSigningKey === undefined)) {
     const [given, missing] = o.natsSystemCreds === undefined ? ['natsOperatorSigningKey', 'natsSystemCreds'] as const : ['natsSystemCreds', 'natsOperatorSigningKey'] as const;
     throw new ConfigError(settingName(missing), `is required with ${settingName(given)} (per-job credentials need both)`);

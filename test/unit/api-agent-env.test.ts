@@ -44,6 +44,7 @@ describe('parseAgentEnv', () => {
   test.each<[string, Record<string, string | undefined>, string]>([
     ['missing NATS URL', { RLKUBE_NATS_URL: undefined }, AGENT_ENV.natsUrl],
     ['NATS URL of another scheme', { RLKUBE_NATS_URL: 'http://x:4222' }, AGENT_ENV.natsUrl],
+    ['WebSocket NATS URL (the Node client speaks TCP)', { RLKUBE_NATS_URL: 'nats://a:4222,ws://b:8080' }, AGENT_ENV.natsUrl],
     ['bad namespace', { RLKUBE_NAMESPACE: 'Team_A' }, AGENT_ENV.namespace],
     ['missing job', { RLKUBE_JOB: '' }, AGENT_ENV.job],
     ['unknown role', { RLKUBE_ROLE: 'critic' }, AGENT_ENV.role],

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { InvalidManifestError, parseRLJobManifest, parseRLJobSpec } from '../../api/index.js';
 import { CRD_DIRS, renderCrds } from '../../api/gen-crds.js';
+import { NATS_URL } from '../../api/schema-kit.js';
 import { crds } from '../../api/crd.js';
 import { INVALID_CASES, baseJob, readExample } from '../harness/operator-fixtures.js';
 
@@ -109,5 +110,22 @@ describe('parseRLJobManifest', () => {
   test('parseRLJobSpec validates a bare spec with paths under spec.', () => {
     expect(() => parseRLJobSpec({ ...baseJob().spec, algorithm: { groupSize: 0 } })).toThrow('spec.algorithm.groupSize');
     expect(parseRLJobSpec(baseJob().spec).algorithm.isCap).toBe(2);
+  });
+});
+
+describe('NATS URLs: one grammar (api/schema-kit.ts NATS_URL) for the RLJob, the chart and every process', () => {
+  const withUrl = (url: string) => { const m = baseJob(); m.spec.nats = { url }; return stringify(m); };
+
+  test.each(['nats://nats.team-a:4222', 'tls://nats.example:4222', 'nats://a:4222,nats://b:4222', 'nats://a:4222, tls://b:4222', 'nats://user:pw@a:4222'])('spec.nats.url accepts %s', (url) => {
+    expect(parseRLJobManifest(withUrl(url)).spec.nats?.url).toBe(url);
+  });
+
+  test.each(['ws://nats:8080', 'wss://nats:443', 'nats://a:4222,ws://b:8080', 'http://nats:4222', 'nats://a:4222,', 'nats://a b:4222'])('spec.nats.url refuses %s, naming the field', (url) => {
+    expect(() => parseRLJobManifest(withUrl(url))).toThrow(/spec\.nats\.url/);
+  });
+
+  test('the chart\'s values.schema.json takes the same URLs', () => {
+    const schema = JSON.parse(readFileSync(new URL('charts/rlkube-operator/values.schema.json', ROOT), 'utf8'));
+    expect(schema.properties.nats.properties.url.pattern).toBe(NATS_URL);
   });
 });

@@ -168,6 +168,7 @@ describe('infra (Pulumi program)', () => {
     expect(refused({ images: { agent: 'has space:1' } })).toMatch(/^rlkube:images\.agent: /);
     expect(refused({ images: { engine: 'x:1' } })).toMatch(/^rlkube:images\.engine: unknown field/);
     expect(refused({ nats: { url: 'http://x:4222' } })).toMatch(/^rlkube:nats\.url: .*nats:\/\/host:port/);
+    expect(refused({ nats: { url: 'nats://a:4222,ws://b:8080' } })).toMatch(/^rlkube:nats\.url: .*not ws:\/\//);
     expect(refused({ nats: { credentials: 'CREDS' } })).toMatch(/^rlkube:nats\.credentials: only with rlkube:nats\.url/);
     expect(refused({ nats: { url: 'nats://x:4222', jobCredentials: { systemCreds: 'S', operatorSigningKey: 'K' } } })).toMatch(/^rlkube:nats\.jobCredentials: needs rlkube:nats\.credentials/);
     expect(refused({ nats: { url: 'nats://x:4222', credentials: 'C', jobCredentials: { systemCreds: 'S' } } })).toMatch(/^rlkube:nats\.jobCredentials\.operatorSigningKey: /);

@@ -49,6 +49,7 @@ describe('parseOperatorConfig', () => {
     ['bad namespace', ['--namespaces', 'Team_A'], env, '--namespaces'],
     ['namespace name over 63 characters', [], { ...env, RLKUBE_WATCH_NAMESPACES: `team-a,${'n'.repeat(64)}` }, '--namespaces (RLKUBE_WATCH_NAMESPACES)'],
     ['WebSocket NATS URL (the operator speaks TCP)', ['--nats-url', 'nats://a:4222,wss://b:443'], env, '--nats-url'],
+    ['a trailing comma in the NATS URL list', ['--nats-url', 'nats://a:4222,'], env, '--nats-url'],
     ['leader-elect not a boolean', ['--leader-elect', 'maybe'], env, '--leader-elect'],
     ['zero workers', ['--workers', '0'], env, '--workers'],
     ['unknown log level', ['--log-level', 'loud'], env, '--log-level'],
