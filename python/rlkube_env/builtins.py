@@ -6,24 +6,21 @@ import re
 from typing import List, Optional
 
 from .datasets import Row, load_rows
-from .environment import Args, EnvironmentUnusable, Score, Task, int_arg, known_args, rng
+from .environment import Args, EnvironmentUnusable, IntArg, NotAbove, Score, Signature, Task, TextArg, rng
 
 
 class Reverse:
     """Reverse a short string. Dense reward (share of characters in the right place), so a tiny model learns it."""
     name, verifier_id = "reverse", "reverse/v1"
+    signature = Signature(
+        args=(IntArg("minLength", "shortest string to reverse", 1, 16, default=2),
+              IntArg("maxLength", "longest string to reverse", 1, 16, default=4),
+              TextArg("alphabet", "the letters the strings are made of", "[a-z]{2,26}", "2-26 lowercase letters", default="abcd")),
+        rules=(NotAbove("minLength", "maxLength"),))
 
     def __init__(self, args: Args, seed: int):
-        known_args(args, ("minLength", "maxLength", "alphabet"), self.name)
-        self.min_length = int_arg(args, "minLength", 2, 1, 16)
-        self.max_length = int_arg(args, "maxLength", 4, 1, 16)
-        if self.min_length > self.max_length:
-            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.minLength",
-                                   f"{self.min_length} is above environment.args.maxLength {self.max_length}")
-        self.alphabet = str(args.get("alphabet", "abcd"))
-        if not re.fullmatch(r"[a-z]{2,26}", self.alphabet):
-            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.alphabet",
-                                   f"must be 2-26 lowercase letters, got {self.alphabet!r}")
+        values = self.signature.read(args, self.name)
+        self.min_length, self.max_length, self.alphabet = values["minLength"], values["maxLength"], values["alphabet"]
         self.seed = seed
 
     def task(self, seq: int) -> Task:
@@ -50,10 +47,10 @@ def positional_match(target: str, completion: str) -> float:
 class Arithmetic:
     """Small integer sums and differences; reward 1 for the exact answer, else 0."""
     name, verifier_id = "arithmetic", "arithmetic/v1"
+    signature = Signature(args=(IntArg("maxOperand", "largest operand", 1, 1_000_000, default=9),))
 
     def __init__(self, args: Args, seed: int):
-        known_args(args, ("maxOperand",), self.name)
-        self.max_operand = int_arg(args, "maxOperand", 9, 1, 1_000_000)
+        self.max_operand = self.signature.read(args, self.name)["maxOperand"]
         self.seed = seed
 
     def task(self, seq: int) -> Task:
@@ -80,9 +77,10 @@ def pick_row(rows: List[Row], seed: int, seq: int) -> Row:
 class Gsm8k:
     """Grade-school math: the reference answer follows `####`; graded by math-verify."""
     name, verifier_id = "gsm8k", "gsm8k/v2"
+    signature = Signature(dataset=True)
 
     def __init__(self, args: Args, seed: int, dataset: Optional[str], cache_dir: str, tasks: bool = True):
-        known_args(args, (), self.name)
+        self.signature.read(args, self.name)
         # Without a dataset it still grades (answer, completion) pairs: `rlkube env score gsm8k FILE`.
         self.rows = load_rows(dataset, cache_dir, "gsm8k") if dataset is not None or tasks else []
         self.seed = seed
@@ -109,9 +107,10 @@ def reference_of_solution(solution: str) -> str:
 class Math:
     """Competition math (MATH-style rows: problem, solution with a \\boxed answer); graded by math-verify."""
     name, verifier_id = "math", "math/v2"
+    signature = Signature(dataset=True)
 
     def __init__(self, args: Args, seed: int, dataset: Optional[str], cache_dir: str, tasks: bool = True):
-        known_args(args, (), self.name)
+        self.signature.read(args, self.name)
         # Without a dataset it still grades (answer, completion) pairs: `rlkube env score math FILE`.
         self.rows = load_rows(dataset, cache_dir, "math") if dataset is not None or tasks else []
         self.seed = seed

@@ -1,6 +1,7 @@
-"""`python -m rlkube_env.cli check|score`: what `rlkube run` and `rlkube env score` run.
+"""`python -m rlkube_env.cli check|score|describe`: what `rlkube run` and `rlkube env score` run.
 check: makes the environment (dataset downloaded, args checked); exit 0 and {"verifierId": ...}, or exit 3 and
-{"reason", "field", "message"}. score FILE.jsonl: one JSON line per input line {"answer"|"seq", "completion"}."""
+{"reason", "field", "message"}. score FILE.jsonl: one JSON line per input line {"answer"|"seq", "completion"}.
+describe: the environment catalogue as JSON (api/generated/environments.json is its committed copy)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ import os
 import sys
 
 from .environment import EnvironmentUnusable
-from .registry import create_environment
+from .registry import create_environment, describe
 
 UNUSABLE = 3
 
@@ -44,13 +45,18 @@ def score_lines(env, lines, out) -> int:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description="rlkube environments: check a spec, score completions")
-    p.add_argument("command", choices=["check", "score"])
+    p = argparse.ArgumentParser(description="rlkube environments: check a spec, score completions, describe them all")
+    p.add_argument("command", choices=["check", "score", "describe"])
     p.add_argument("file", nargs="?", help="score: a JSONL file of {answer|seq, completion} (- for stdin)")
-    p.add_argument("--spec", required=True, help="spec.environment as JSON")
+    p.add_argument("--spec", help="check, score: spec.environment as JSON")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "rlkube", "datasets"))
     a = p.parse_intermixed_args(argv)
+    if a.command == "describe":
+        print(json.dumps(describe(), indent=2))
+        return
+    if a.spec is None:
+        p.error(f"{a.command} needs --spec")
     try:
         env = create_environment(json.loads(a.spec), a.seed, a.cache_dir, tasks=a.command == "check")
     except EnvironmentUnusable as e:

@@ -9,7 +9,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Dict, List
 
-from .environment import Args, EnvironmentUnusable, Score, Task
+from .environment import Args, EnvironmentUnusable, IntArg, Score, Signature, Task, TextArg
 
 DATASET_SIZE = 1_000_000
 
@@ -19,21 +19,24 @@ class ReasoningGym:
     Task seq is the dataset's item seq mod `args.size`; graded by the task's own score_answer, on the text in
     <answer>...</answer> when the completion has one, else on the whole completion."""
     name = "reasoning-gym"
+    signature = Signature(
+        args=(TextArg("task", "the reasoning-gym task", "[a-z][a-z0-9_]*", "a reasoning-gym task name (e.g. leg_counting)"),
+              IntArg("size", "how many distinct tasks before seq wraps around", 1, 2**31 - 1, default=DATASET_SIZE)),
+        more_args="the task's own config (e.g. min_terms, max_terms), checked by reasoning-gym when the environment is made")
 
     def __init__(self, args: Args, seed: int):
+        config = self.signature.read(args, self.name)
+        task, size = config.pop("task"), config.pop("size")
         try:
             import reasoning_gym
             from reasoning_gym.factory import DATASETS
         except ImportError as e:
             raise EnvironmentUnusable("PluginUnavailable", "environment.name", f"reasoning-gym is not installed in this image ({e})") from None
-        config = dict(args)
-        task = config.pop("task", None)
-        if not isinstance(task, str) or task not in DATASETS:
+        if task not in DATASETS:
             raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.task",
                                    f"{task!r} is not a reasoning-gym task (known: {', '.join(sorted(DATASETS))})")
-        size = config.pop("size", DATASET_SIZE)
         try:
-            self.dataset = reasoning_gym.create_dataset(task, size=int(size), seed=seed, **config)
+            self.dataset = reasoning_gym.create_dataset(task, size=size, seed=seed, **config)
         except (TypeError, ValueError, AssertionError) as e:
             raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args",
                                    f"reasoning-gym task {task} refuses its config {config}: {type(e).__name__} {e}".rstrip()) from None
@@ -53,8 +56,9 @@ class ReasoningGym:
 
 
 class Verifiers:
-    """A `verifiers` environment module (`args.module`), written to the interface Prime Intellect documents for
-    its environments: `load_environment(**kwargs)` (the other args) returns an environment with
+    """A Prime Intellect `verifiers` environment module (`args.module`); the other args are its load_environment()'s.
+    Written to the interface Prime Intellect documents for its environments: `load_environment(**kwargs)` returns
+    an environment with
       dataset   rows with `question` (or a `prompt` string / chat messages) and `answer`, optionally `info`, `task`
       rubric    reward functions `funcs` (or `reward_funcs`) with `weights` (or `reward_weights`); each called with
                 whichever of completion, answer, prompt, info, task, state, parser it takes; sync or async
@@ -63,12 +67,14 @@ class Verifiers:
     The package itself is not installed here (its dependencies are large); an image that has it loads its
     environments by the same interface."""
     name = "verifiers"
+    signature = Signature(
+        args=(TextArg("module", "the Python module with load_environment()", "[A-Za-z_][A-Za-z0-9_.-]*",
+                      "a Python module name (e.g. vf_reverse_env)"),),
+        more_args="keyword arguments of the module's load_environment(), checked by it when the environment is made")
 
     def __init__(self, args: Args, seed: int):
-        kwargs = dict(args)
-        module_name = kwargs.pop("module", None)
-        if not isinstance(module_name, str) or not re.fullmatch(r"[A-Za-z_][\w.-]*", module_name):
-            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module", f"must name a Python module, got {module_name!r}")
+        kwargs = self.signature.read(args, self.name)
+        module_name = kwargs.pop("module")
         try:
             module = importlib.import_module(module_name.replace("-", "_"))
         except ImportError as e:

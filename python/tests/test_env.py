@@ -16,8 +16,8 @@ import yaml
 from rlkube_env.builtins import positional_match
 from rlkube_env.cli import score_lines
 from rlkube_env.datasets import load_rows, resolve_hf
-from rlkube_env.environment import EnvironmentUnusable
-from rlkube_env.registry import create_environment
+from rlkube_env.environment import EnvironmentUnusable, IntArg, TextArg
+from rlkube_env.registry import ENVIRONMENTS, create_environment, describe
 from rlkube_env.server import MainThread, environment_routes, open_environment
 from rlkube_http import make_server, serve_in_thread
 from test_servers import call
@@ -99,6 +99,45 @@ class TestBuiltins:
 
     def test_dataset_environments_need_a_dataset_for_tasks(self):
         refused({"name": "gsm8k"}, "environment.dataset")
+
+
+class TestCatalogue:
+    """The signatures the environments read their args through are the catalogue the TypeScript checks read."""
+
+    def test_it_lists_every_environment_with_its_signature(self):
+        catalogue = describe()["environments"]
+        assert [e["name"] for e in catalogue] == ["reverse", "arithmetic", "gsm8k", "math", "reasoning-gym", "verifiers"]
+        reverse = catalogue[0]
+        assert reverse["args"]["properties"]["minLength"] == {
+            "type": "integer", "description": "shortest string to reverse", "minimum": 1, "maximum": 16, "default": 2}
+        assert reverse["rules"] == [{"rule": "notAbove", "arg": "minLength", "limit": "maxLength"}]
+        assert [e["dataset"] for e in catalogue] == ["none", "none", "required", "required", "none", "none"]
+        assert {e["name"]: e["args"]["required"] for e in catalogue if e["args"]["additionalProperties"]} == {
+            "reasoning-gym": ["task"], "verifiers": ["module"]}
+
+    @pytest.mark.parametrize("environment,arg", [
+        (cls, arg) for cls in ENVIRONMENTS.values() for arg in cls.signature.args if isinstance(arg, IntArg)])
+    def test_integer_bounds_are_the_ones_read(self, environment, arg):
+        for inside in (arg.minimum, arg.maximum, str(arg.maximum), float(arg.minimum)):
+            assert arg.minimum <= arg.read(inside) <= arg.maximum
+        for outside in (arg.minimum - 1, arg.maximum + 1, arg.minimum + 0.5, "1e2", " 3", True, None):
+            with pytest.raises(EnvironmentUnusable) as e:
+                arg.read(outside)
+            assert e.value.field == f"environment.args.{arg.name}" and "must be an integer in" in e.value.message
+        required = {a.name: "x" for a in environment.signature.args if a.default is None}
+        assert environment.signature.read(required, environment.name)[arg.name] == arg.default
+
+    def test_a_missing_required_arg_and_a_value_of_the_wrong_type_are_named(self):
+        e = refused({"name": "verifiers", "args": {"message_type": "chat"}}, "environment.args.module")
+        assert e.message == "environment.args.module: is required: a Python module name (e.g. vf_reverse_env)"
+        e = refused({"name": "reverse", "args": {"alphabet": 12}}, "environment.args.alphabet")
+        assert e.message == "environment.args.alphabet: must be 2-26 lowercase letters, got 12"
+        e = refused({"name": "arithmetic", "args": {"minOperand": 1}}, "environment.args.minOperand")
+        assert e.message == "environment.args.minOperand: is not an argument of arithmetic (it takes maxOperand)"
+
+    def test_describe_prints_the_catalogue(self):
+        result = subprocess.run([sys.executable, "-m", "rlkube_env.cli", "describe"], capture_output=True, text=True, check=True)
+        assert json.loads(result.stdout) == describe()
 
 
 def write_parquet(path, rows):
