@@ -3,6 +3,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { RESOURCES, type KubeClient, type KubeObject } from './kube/client.js';
+import type { Clock } from './kube/clock.js';
 import type { EventSink } from './kube/events.js';
 import { Informer } from './kube/informer.js';
 import type { OperatorMetrics } from './kube/metrics.js';
@@ -31,6 +32,8 @@ export interface ManagerOptions {
   statusPeriodMs: number;
   /** Issues the jobs' NATS identities (operator/nats-auth.ts); absent: an open server. */
   identities?: IdentityIssuer;
+  /** What the queues' delays and the burst gate read (tests: a fake one). */
+  clock?: Clock;
 }
 
 const key = (obj: KubeObject) => keyOf(obj.metadata!.namespace!, obj.metadata!.name!);
@@ -71,7 +74,7 @@ export class Manager {
     const memo = new WriteMemo();
     // More than the caller's own reconcile waiting or running, or children we made not in the cache yet: a
     // burst is on.
-    const gate = new BurstGate(() => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0);
+    const gate = new BurstGate(() => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0, opts.clock);
     const pacer = new StatusPacer(opts.statusPeriodMs, gate);
     // What the operator remembers of an object (its writes, its status slot) goes with the object.
     for (const informer of Object.values(this.caches) as Informer<KubeObject>[]) {
@@ -106,9 +109,9 @@ export class Manager {
       }
     };
     this.queues = {
-      jobs: new WorkQueue(opts.queue, logged('rljob', (k) => this.jobController.reconcile(k)), opts.metrics?.observer('rljob')),
-      pools: new WorkQueue(opts.queue, logged('rolloutpool', (k) => pools.reconcile(k)), opts.metrics?.observer('rolloutpool')),
-      learners: new WorkQueue(opts.queue, logged('learner', (k) => learners.reconcile(k)), opts.metrics?.observer('learner')),
+      jobs: new WorkQueue(opts.queue, logged('rljob', (k) => this.jobController.reconcile(k)), opts.metrics?.observer('rljob'), opts.clock),
+      pools: new WorkQueue(opts.queue, logged('rolloutpool', (k) => pools.reconcile(k)), opts.metrics?.observer('rolloutpool'), opts.clock),
+      learners: new WorkQueue(opts.queue, logged('learner', (k) => learners.reconcile(k)), opts.metrics?.observer('learner'), opts.clock),
     };
     // Every queue drained and every child we made seen (each sighting reconciles its owner, so the last
     // one ends here too): a burst is over; what yielded to it (status, finalizers) runs now.

@@ -8,6 +8,7 @@
 // fails, so a slow API server costs it one round trip per renewal, not two.
 import type { Logger } from 'pino';
 import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeClient, type KubeObject, type WriteFence } from './client.js';
+import { realClock, type Clock } from './clock.js';
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -39,19 +40,25 @@ export class LeaderElector implements WriteFence {
   /** When the write of the current round was sent, and the lease as that write left it. */
   private sentAt = 0;
   private written?: Lease;
-  private deadlineTimer?: NodeJS.Timeout;
+  private cancelDeadline?: () => void;
   private stepDown?: () => void;
 
   /**
    * client: for the Lease only, unfenced, with a per-call limit below renewDeadlineMs (a renewal that hangs
    * past the deadline is worthless anyway).
    */
-  constructor(private readonly client: KubeClient, private readonly opts: LeaderElectionOptions, private readonly log: Logger) {}
+  constructor(
+    private readonly client: KubeClient,
+    private readonly opts: LeaderElectionOptions,
+    private readonly log: Logger,
+    /** Monotonic time for the windows and the timers (the Lease's own timestamps are wall-clock, as the API wants). */
+    private readonly clock: Clock = realClock,
+  ) {}
 
   get isLeader(): boolean { return this.leading; }
 
   writableForMs(): number {
-    return this.leading ? this.renewedAt + this.opts.renewDeadlineMs - performance.now() : 0;
+    return this.leading ? this.renewedAt + this.opts.renewDeadlineMs - this.clock.now() : 0;
   }
 
   /**
@@ -65,7 +72,7 @@ export class LeaderElector implements WriteFence {
       if (!this.leading || lost) return;
       lost = true;
       this.leading = false;
-      clearTimeout(this.deadlineTimer);
+      this.cancelDeadline?.();
       this.stopped = true;
       this.wake?.();
       this.log.error({ lease: this.opts.name, renewDeadlineMs: this.opts.renewDeadlineMs }, 'lost leadership');
@@ -83,7 +90,7 @@ export class LeaderElector implements WriteFence {
       }
       if (this.stopped) break;
       // A round that outlived the deadline confirms nothing: the timer below has fired, or is about to.
-      if (ok && this.sentAt + this.opts.renewDeadlineMs > performance.now()) {
+      if (ok && this.sentAt + this.opts.renewDeadlineMs > this.clock.now()) {
         this.renewedAt = this.sentAt;
         this.armDeadline();
         if (!this.leading) {
@@ -93,21 +100,21 @@ export class LeaderElector implements WriteFence {
         }
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.opts.retryPeriodMs);
-        this.wake = () => { clearTimeout(timer); resolve(); };
+        const cancel = this.clock.after(this.opts.retryPeriodMs, resolve);
+        this.wake = () => { cancel(); resolve(); };
       });
     }
   }
 
   /** Leadership ends at renewedAt + renewDeadline unless a renewal moves it on: a timer, whatever the loop waits for. */
   private armDeadline(): void {
-    clearTimeout(this.deadlineTimer);
+    this.cancelDeadline?.();
     const check = () => {
       const left = this.writableForMs();
-      if (left > 0) this.deadlineTimer = setTimeout(check, left);
+      if (left > 0) this.cancelDeadline = this.clock.after(left, check);
       else this.stepDown?.();
     };
-    this.deadlineTimer = setTimeout(check, Math.max(0, this.writableForMs()));
+    this.cancelDeadline = this.clock.after(Math.max(0, this.writableForMs()), check);
   }
 
   private leaseBody(existing: Lease | undefined, now: Date): Lease {
@@ -159,10 +166,10 @@ export class LeaderElector implements WriteFence {
     const holder = lease.spec?.holderIdentity ?? '';
     const renewTime = lease.spec?.renewTime ?? '';
     if (!this.observed || this.observed.holder !== holder || this.observed.renewTime !== renewTime) {
-      this.observed = { holder, renewTime, at: Date.now() };
+      this.observed = { holder, renewTime, at: this.clock.now() };
     }
     const durationMs = (lease.spec?.leaseDurationSeconds ?? this.opts.leaseDurationMs / 1000) * 1000;
-    if (holder !== '' && holder !== identity && Date.now() < this.observed.at + durationMs) return false;
+    if (holder !== '' && holder !== identity && this.clock.now() < this.observed.at + durationMs) return false;
     try {
       return await this.write(() => this.client.replace<Lease>(RESOURCES.leases, namespace, name, this.leaseBody(lease, now)));
     } catch (err) {
@@ -173,7 +180,7 @@ export class LeaderElector implements WriteFence {
 
   /** Sends a lease write, noting when it left and what it wrote. */
   private async write(send: () => Promise<Lease>): Promise<true> {
-    this.sentAt = performance.now();
+    this.sentAt = this.clock.now();
     this.written = await send();
     return true;
   }
@@ -182,7 +189,7 @@ export class LeaderElector implements WriteFence {
   async release(): Promise<void> {
     this.stopped = true;
     this.wake?.();
-    clearTimeout(this.deadlineTimer);
+    this.cancelDeadline?.();
     // Only a leader still within its window hands over: after it, another may lead already.
     if (this.writableForMs() <= 0) { this.leading = false; return; }
     this.leading = false;

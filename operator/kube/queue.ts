@@ -1,7 +1,8 @@
 // A work queue keyed by namespace/name, as client-go's: queued keys are deduplicated, one reconcile per key
 // runs at a time (a key added meanwhile runs once more afterwards), failures come back with per-key
 // exponential back-off, and a reconcile may ask to run again after a delay (deadlines, TTLs) or once the
-// queues have drained (work that yields to a burst: see Manager).
+// queues have drained (work that yields to a burst: see Manager). Delays run on an injected clock.
+import { realClock, type Clock } from './clock.js';
 
 export interface ReconcileResult {
   /** Run this key again after this many milliseconds (a deadline or TTL falls due), even if nothing changes. */
@@ -31,7 +32,7 @@ export class WorkQueue {
   private readonly active_ = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly delayed = new Map<string, { at: number; cancel: () => void }>();
   private readonly parked = new Set<string>();
   private readonly idleWorkers: Array<() => void> = [];
   private readonly idleHandlers: Array<() => void> = [];
@@ -42,6 +43,7 @@ export class WorkQueue {
     private readonly options: QueueOptions,
     private readonly reconcile: Reconciler,
     private readonly observer?: QueueObserver,
+    private readonly clock: Clock = realClock,
   ) {}
 
   get depth(): number { return this.ready.length; }
@@ -75,13 +77,12 @@ export class WorkQueue {
   addAfter(key: string, delayMs: number): void {
     if (this.stopping) return;
     if (delayMs <= 0) { this.add(key); return; }
-    const at = Date.now() + delayMs;
+    const at = this.clock.now() + delayMs;
     const pending = this.delayed.get(key);
     if (pending && pending.at <= at) return;
-    if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => { this.delayed.delete(key); this.add(key); }, delayMs);
-    timer.unref();
-    this.delayed.set(key, { at, timer });
+    pending?.cancel();
+    const cancel = this.clock.after(delayMs, () => { this.delayed.delete(key); this.add(key); }, { unref: true });
+    this.delayed.set(key, { at, cancel });
   }
 
   /** Back-off delay for the next retry of key: base · 2^(failures−1), capped. */
@@ -96,7 +97,7 @@ export class WorkQueue {
   /** Stops taking keys and waits for the reconciles in flight. */
   async shutdown(): Promise<void> {
     this.stopping = true;
-    for (const { timer } of this.delayed.values()) clearTimeout(timer);
+    for (const { cancel } of this.delayed.values()) cancel();
     this.delayed.clear();
     for (const wake of this.idleWorkers.splice(0)) wake();
     await Promise.all(this.loops);

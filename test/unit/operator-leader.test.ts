@@ -1,10 +1,12 @@
-// Leader election on a Lease: acquire when free or expired, never while another holder renews, hand over on release.
+// Leader election on a Lease (on a fake clock): acquire when free or expired, never while another holder renews,
+// hand over on release, step down at the renew deadline.
 import pino from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeApiError, KubeClient, NotLeaderError, RESOURCES, type KubeObject, type WriteFence } from '../../operator/kube/client.js';
 import { LeaderElector, microTime } from '../../operator/kube/leader.js';
+import { FakeClock } from '../harness/clock.js';
 
 /** An in-memory Lease store with the API server's optimistic concurrency (resourceVersion). */
 class FakeLeases {
@@ -29,14 +31,25 @@ class FakeLeases {
 }
 
 const log = pino({ level: 'silent' });
-const elector = (store: FakeLeases, identity: string, leaseDurationMs = 60) =>
-  new LeaderElector(store.client, { namespace: 'ns', name: 'rlkube-operator', identity, leaseDurationMs, renewDeadlineMs: 40, retryPeriodMs: 10 }, log);
+/** Renew deadline 40 ms, retry every 10 ms, on a fake clock. */
+const elector = (store: FakeLeases, identity: string, clock: FakeClock, leaseDurationMs = 60) =>
+  new LeaderElector(store.client, { namespace: 'ns', name: 'rlkube-operator', identity, leaseDurationMs, renewDeadlineMs: 40, retryPeriodMs: 10 }, log, clock);
+/** Counts the calls of each verb on the store's client. */
+function counted(store: FakeLeases): string[] {
+  const calls: string[] = [];
+  for (const verb of ['get', 'create', 'replace'] as const) {
+    const real = (store.client as any)[verb];
+    (store.client as any)[verb] = (...args: unknown[]) => { calls.push(verb); return real(...args); };
+  }
+  return calls;
+}
 
 describe('LeaderElector', () => {
   test('the first candidate creates the lease; a second cannot take it while it is renewed', async () => {
     const store = new FakeLeases();
-    const a = elector(store, 'pod-a');
-    const b = elector(store, 'pod-b');
+    const clock = new FakeClock();
+    const a = elector(store, 'pod-a', clock);
+    const b = elector(store, 'pod-b', clock);
     expect(await a.tryAcquireOrRenew()).toBe(true);
     expect(await b.tryAcquireOrRenew()).toBe(false);
     expect(await a.tryAcquireOrRenew()).toBe(true);
@@ -44,35 +57,30 @@ describe('LeaderElector', () => {
     expect(store.lease?.spec).toMatchObject({ holderIdentity: 'pod-a', leaseDurationSeconds: 1, leaseTransitions: 0 });
   });
 
-  test('a lease not renewed for its duration (as this candidate observed it) is taken over', async () => {
+  test('a lease not renewed for its duration (as this candidate observed it) is taken over, not a millisecond sooner', async () => {
     const store = new FakeLeases();
-    expect(await elector(store, 'pod-a').tryAcquireOrRenew()).toBe(true); // leaseDurationSeconds: 1
-    const b = elector(store, 'pod-b', 60);
-    const firstSeen = performance.now();
+    const clock = new FakeClock();
+    expect(await elector(store, 'pod-a', clock).tryAcquireOrRenew()).toBe(true); // leaseDurationSeconds: 1
+    const b = elector(store, 'pod-b', clock);
+    expect(await b.tryAcquireOrRenew()).toBe(false); // observes the record now
+    await clock.advance(999);
     expect(await b.tryAcquireOrRenew()).toBe(false);
-    // Poll as the elector does: it takes over once, and only once, the record went unchanged for a second.
-    while (!(await b.tryAcquireOrRenew())) {
-      if (performance.now() - firstSeen > 10_000) throw new Error('pod-b never took the expired lease over');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(performance.now() - firstSeen).toBeGreaterThanOrEqual(1000);
+    await clock.advance(1);
+    expect(await b.tryAcquireOrRenew()).toBe(true);
     expect(store.lease?.spec).toMatchObject({ holderIdentity: 'pod-b', leaseTransitions: 1 });
   });
 
   test('a leader renews with one write; it reads the lease again only after a conflict', async () => {
     const store = new FakeLeases();
-    const calls: string[] = [];
-    for (const verb of ['get', 'create', 'replace'] as const) {
-      const real = (store.client as any)[verb];
-      (store.client as any)[verb] = (...args: unknown[]) => { calls.push(verb); return real(...args); };
-    }
-    const a = elector(store, 'pod-a', 10_000);
+    const clock = new FakeClock();
+    const calls = counted(store);
+    const a = elector(store, 'pod-a', clock, 10_000);
     const running = a.run(() => undefined, () => undefined);
-    while (calls.filter((c) => c === 'replace').length < 3) await new Promise((r) => setTimeout(r, 2));
+    await clock.until('three renewals', () => calls.filter((c) => c === 'replace').length >= 3);
     expect(calls.slice(0, 5)).toEqual(['get', 'create', 'replace', 'replace', 'replace']);
     store.lease = { ...store.lease!, metadata: { ...store.lease!.metadata, resourceVersion: '999' } }; // another writer
     const before = calls.length;
-    while (calls.length < before + 3) await new Promise((r) => setTimeout(r, 2));
+    await clock.until('three more calls', () => calls.length >= before + 3);
     expect(calls.slice(before, before + 3)).toEqual(['replace', 'get', 'replace']);
     await a.release();
     await running;
@@ -80,59 +88,67 @@ describe('LeaderElector', () => {
 
   test('a write that lost the race (409) is not leadership', async () => {
     const store = new FakeLeases();
-    expect(await elector(store, 'pod-a').tryAcquireOrRenew()).toBe(true);
-    const b = elector(store, 'pod-b', 1);
+    const clock = new FakeClock();
+    expect(await elector(store, 'pod-a', clock).tryAcquireOrRenew()).toBe(true);
+    const b = elector(store, 'pod-b', clock);
     await b.tryAcquireOrRenew(); // observes the record
-    await new Promise((r) => setTimeout(r, 5));
+    await clock.advance(1000); // unchanged for its duration: b will try to take it
     const realGet = store.client.get.bind(store.client);
     (store.client as any).get = async (...args: unknown[]) => {
       const seen = await (realGet as any)(...args);
       store.rv++; store.lease!.metadata!.resourceVersion = String(store.rv); // pod-a renews in between
       return seen;
     };
+    const calls = counted(store);
     expect(await b.tryAcquireOrRenew()).toBe(false);
+    expect(calls).toEqual(['get', 'replace']); // it did write, and the write lost
+    expect(store.lease?.spec?.holderIdentity).toBe('pod-a');
   });
 
   test('run() leads, and release() hands the lease over at once', async () => {
     const store = new FakeLeases();
-    const a = elector(store, 'pod-a', 10_000);
+    const clock = new FakeClock();
+    const a = elector(store, 'pod-a', clock, 10_000);
     let started = 0;
     const running = a.run(() => { started++; }, () => undefined);
-    while (!a.isLeader) await new Promise((r) => setTimeout(r, 2));
+    await clock.until('leadership', () => a.isLeader, 0);
     expect(started).toBe(1);
     await a.release();
     await running;
     expect(store.lease?.spec?.holderIdentity).toBe('');
-    expect(await elector(store, 'pod-b', 10_000).tryAcquireOrRenew()).toBe(true);
+    expect(await elector(store, 'pod-b', clock, 10_000).tryAcquireOrRenew()).toBe(true);
   });
 
-  test('a leader that cannot renew steps down', async () => {
+  test('a leader that cannot renew steps down at its renew deadline', async () => {
     const store = new FakeLeases();
-    const a = elector(store, 'pod-a');
-    let stopped = false;
+    const clock = new FakeClock();
+    const a = elector(store, 'pod-a', clock);
+    let stoppedAt: number | undefined;
     const running = a.run(() => {
       (store.client as any).replace = async () => { throw new KubeApiError(500, 'InternalError', 'etcd down'); };
-    }, () => { stopped = true; });
+    }, () => { stoppedAt = clock.now(); });
+    await clock.until('stepping down', () => stoppedAt !== undefined);
     await running;
-    expect(stopped).toBe(true);
+    expect(stoppedAt).toBe(40); // won at 0, renew deadline 40 ms
     expect(a.isLeader).toBe(false);
   });
 
   test('leadership ends at the renew deadline while a renewal hangs: the fence closes and onStoppedLeading fires', async () => {
     const store = new FakeLeases();
-    const a = elector(store, 'pod-a');
+    const clock = new FakeClock();
+    const a = elector(store, 'pod-a', clock);
     let hanging = false;
-    let stopped: (() => void) | undefined;
-    const stoppedLeading = new Promise<void>((resolve) => { stopped = resolve; });
+    let stoppedAt: number | undefined;
     void a.run(() => {
       // From now on every renewal hangs, as a frozen API connection would.
       const hang = () => { hanging = true; return new Promise(() => undefined); };
       (store.client as any).get = hang;
       (store.client as any).replace = hang;
-    }, () => stopped!());
-    while (!a.isLeader) await new Promise((r) => setTimeout(r, 2));
-    expect(a.writableForMs()).toBeGreaterThan(0);
-    await stoppedLeading;
+    }, () => { stoppedAt = clock.now(); });
+    await clock.until('leadership', () => a.isLeader, 0);
+    expect(a.writableForMs()).toBe(40);
+    await clock.until('stepping down', () => stoppedAt !== undefined);
+    expect(stoppedAt).toBe(40);
     expect(hanging).toBe(true); // the renewal call is still pending: the timer, not the loop, ended leadership
     expect(a.isLeader).toBe(false);
     expect(a.writableForMs()).toBeLessThanOrEqual(0);
@@ -140,26 +156,20 @@ describe('LeaderElector', () => {
 
   test('a leader frozen past its window does not renew when it wakes: it steps down without writing', async () => {
     const store = new FakeLeases();
+    const clock = new FakeClock();
     const writes: number[] = [];
     const replace = store.client.replace.bind(store.client);
-    (store.client as any).replace = (...args: Parameters<KubeClient['replace']>) => { writes.push(performance.now()); return replace(...args); };
-    const a = elector(store, 'pod-a'); // renew deadline 40 ms, retry 10 ms
-    let stopped: (() => void) | undefined;
-    const stoppedLeading = new Promise<void>((resolve) => { stopped = resolve; });
-    void a.run(() => undefined, () => stopped!());
-    while (writes.length < 2) await new Promise((r) => setTimeout(r, 1)); // leading, and renewing
-    // Freeze the whole process (as SIGSTOP would) for longer than the window: every timer is overdue on waking.
-    const frozenAt = performance.now();
-    while (performance.now() - frozenAt < 100) { /* frozen */ }
-    const wokeAt = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      stoppedLeading.then(() => 'stepped down'),
-      new Promise<string>((resolve) => { timer = setTimeout(() => resolve('still leading after 5 s'), 5000); }),
-    ]);
-    clearTimeout(timer);
+    (store.client as any).replace = (...args: Parameters<KubeClient['replace']>) => { writes.push(clock.now()); return replace(...args); };
+    const a = elector(store, 'pod-a', clock); // renew deadline 40 ms, retry 10 ms
+    let stopped = false;
+    void a.run(() => undefined, () => { stopped = true; });
+    await clock.until('leading, and renewing', () => writes.length >= 2);
+    // The whole process freezes (as SIGSTOP would) for longer than the window: every timer is overdue on waking.
+    clock.freeze(100);
+    const wokeAt = clock.now();
+    await clock.advance(0);
     await a.release();
-    expect({ outcome, writesAfterWaking: writes.filter((t) => t >= wokeAt).length }).toEqual({ outcome: 'stepped down', writesAfterWaking: 0 });
+    expect({ stopped, writesAfterWaking: writes.filter((t) => t >= wokeAt).length }).toEqual({ stopped: true, writesAfterWaking: 0 });
     expect(a.writableForMs()).toBeLessThanOrEqual(0);
   });
 
