@@ -10,6 +10,8 @@ export interface TrainerState {
   /** This trainer's rank among the learner's ranks (0 drives; absent: a single rank). */
   rank?: number;
   world_size?: number;
+  /** The model's vocabulary size: every token id a group carries is below it. */
+  vocab_size?: number;
 }
 
 export interface TrainGroup {

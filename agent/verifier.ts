@@ -5,7 +5,7 @@ import type { EnvironmentClient } from './environment-client.js';
 
 export interface VerifierOptions {
   /** The learner's own environment server: a worker's reward is never trusted. */
-  environment: EnvironmentClient;
+  environment: Pick<EnvironmentClient, 'score'>;
   verifierId: string;
   groupSize: number;
   rewardTolerance: number;

@@ -9,3 +9,5 @@ export { validate, withDefaults, formatErrors, fieldPath, type FieldError } from
 export { parseRLJobManifest, parseRLJobSpec, InvalidManifestError } from './manifest.js';
 export * from './agent-env.js';
 export * from './python-args.js';
+export * from './bus-limits.js';
+export * from './retention.js';

@@ -1,6 +1,7 @@
 // The command lines of the Python servers (images/trainer) for a job, in one place: the operator's pod
 // builders and `rlkube run` both start them, and must start them alike.
 import type { LearnerTemplate } from './common.js';
+import { retainedPolicyVersions } from './retention.js';
 import { TINY_MODEL, type EnvironmentSpec, type RLJobSpec } from './rljob.js';
 
 /** Model argument of the Python servers: the built-in model, or a Hugging Face hub id / model folder. */
@@ -40,7 +41,7 @@ export function trainerServerArgs(spec: RLJobSpec, learner: LearnerTemplate, pla
     '--logprob-tolerance', String(verification.logprobTolerance), '--sampled-positions', String(verification.sampledPositions),
     '--checkpoint-every', String(learner.checkpoint.everySteps), '--nproc-per-node', String(Math.max(1, learner.gpusPerNode)),
     // every group is checked against the weights of the version it claims: those of the staleness bound stay on disk
-    '--keep-policies', String(spec.sync.maxStaleness + 2),
+    '--keep-policies', String(retainedPolicyVersions(spec.sync.maxStaleness)),
     ...loraArgs(spec),
     ...(place.initWeights ? ['--init-weights', place.initWeights] : []),
   ];

@@ -1,6 +1,7 @@
 // Schemas of the bus's messages (versioned) and their JSON codecs, validated where they enter a process.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { BusLimits } from '../api/bus-limits.js';
 import { GroupCounts } from '../api/rljob.js';
 import { BusError } from './errors.js';
 
@@ -41,8 +42,13 @@ export type PolicyRecord = Static<typeof PolicyRecordSchema>;
 // status the operator mirrors it into cannot drift apart; api sits below the bus and imports nothing of it.
 export type { GroupCounts };
 
+/** Verdicts per worker identity: the ledger, the basis of any incentive scheme. */
+export const WorkerTallySchema = Type.Object({ accepted: Int(), rejected: Int() });
+export type WorkerTally = Static<typeof WorkerTallySchema>;
+
 export const LearnerProgressSchema = Type.Object({
   v: Type.Literal(WIRE_VERSION),
+  /** Steps done (the status's `step`). */
   step: Int(),
   maxSteps: Int(),
   state: Type.Union([
@@ -57,7 +63,7 @@ export const LearnerProgressSchema = Type.Object({
   groups: GroupCounts,
   rejectedByReason: Type.Record(Type.String(), Int()),
   /** The ledger: verdicts per worker identity, the basis of any incentive scheme. */
-  workers: Type.Optional(Type.Record(Type.String(), Type.Object({ accepted: Int(), rejected: Int() }))),
+  workers: Type.Optional(Type.Record(Type.String(), WorkerTallySchema)),
   updatedAt: Type.String(),
   message: Type.Optional(Type.String()),
 });
@@ -74,24 +80,39 @@ export const HeartbeatSchema = Type.Object({
 });
 export type Heartbeat = Static<typeof HeartbeatSchema>;
 
-/** The learner's own resumable bookkeeping (not mirrored anywhere), one record written at most a few
- * times per step: task reservations, group counters, and the task ids of the last steps' batches. */
+/** A step's batch as the learner recorded it before training: which messages, from which workers and versions. */
+export const BatchRecordSchema = Type.Object({
+  stepIndex: Int(1),
+  policyVersion: Int(),
+  groups: Type.Array(Type.Object({ seq: Int(1), taskSeq: Int(), worker: Id, version: Int() }), { maxItems: 65_536 }),
+});
+export type BatchRecord = Static<typeof BatchRecordSchema>;
+
+/** The learner's own resumable bookkeeping (not mirrored anywhere), one record written a few times per step:
+ * task reservations, the counts and the ledger, and what it settled that may still come back. */
 export const LearnerStateSchema = Type.Object({
   v: Type.Literal(WIRE_VERSION),
   /** Highest task sequence number reserved so far. */
   issuedSeq: Int(),
-  /** Step whose SequentialPull tasks occupy [stepFirstSeq, stepLastSeq]. */
-  step: Int(),
+  /** The step (1-based index) whose SequentialPull tasks occupy [stepFirstSeq, stepLastSeq]. */
+  stepIndex: Int(),
   stepFirstSeq: Int(),
   stepLastSeq: Int(),
-  /** Last step whose groups were acked; counts include the groups of every step up to it. */
-  committedStep: Int(),
-  counts: Type.Object({ accepted: Int(), offPolicy: Type.Optional(Int()), stale: Int(), rejected: Int(), rejectedByReason: Type.Record(Type.String(), Int()) }),
-  /** Stream sequences of the groups counted (stale or rejected) just before this record was written and termed
-   * just after: a restarted learner that meets one again settles it without counting it twice. */
-  termed: Type.Optional(Type.Array(Int(), { maxItems: 65_536 })),
-  /** Written before training, so a restarted learner never uses these groups again. */
-  batches: Type.Array(Type.Object({ step: Int(), taskIds: Type.Array(Id), offPolicy: Type.Optional(Int()) }), { maxItems: 8 }),
+  /** Steps whose groups are counted; the counts include the groups of every step up to it. */
+  stepsCommitted: Int(),
+  counts: Type.Object({
+    accepted: Int(), offPolicy: Int(), stale: Int(), rejected: Int(), leftOver: Int(), rejectedByReason: Type.Record(Type.String(), Int()),
+  }),
+  /** The per-worker ledger: its accepted add up to counts.accepted. */
+  workers: Type.Record(Type.String(), WorkerTallySchema),
+  /** Stream sequences of the groups counted (acked: trained on; termed: stale, rejected or left over) whose
+   * messages may still be in the stream (an ack or term lost with a process or a server): met again, they are
+   * settled again without being counted again. Forgotten once the stream no longer holds them. */
+  acked: Type.Array(Int(1), { maxItems: 65_536 }),
+  termed: Type.Array(Int(1), { maxItems: 65_536 }),
+  /** The batch of step stepsCommitted + 1, written before training: a restarted learner never uses it again and
+   * counts it once the trainer says it trained on it. */
+  pending: Type.Optional(BatchRecordSchema),
 });
 export type LearnerState = Static<typeof LearnerStateSchema>;
 
@@ -129,7 +150,7 @@ export function jsonCodec<S extends TSchema>(name: string, schema: S, maxBytes =
 }
 
 export const codecs = {
-  task: jsonCodec('task', TaskSchema, 64 * 1024),
+  task: jsonCodec('task', TaskSchema, BusLimits.maxTaskBytes),
   policy: jsonCodec('policy record', PolicyRecordSchema),
   progress: jsonCodec('learner progress', LearnerProgressSchema),
   heartbeat: jsonCodec('heartbeat', HeartbeatSchema),

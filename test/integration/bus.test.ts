@@ -14,6 +14,7 @@ import {
   type BusLimits,
   type JobRef,
   type LearnerBusOptions,
+  Settlement,
 } from '../../bus/index.js';
 import { alignedHeaders } from '../../bus/worker.js';
 import { runSyntheticWorker, syntheticGroup, waitFor } from '../harness/groups.js';
@@ -105,7 +106,7 @@ async function expectSixStepsCountedOnce(learner: LearnerBus, batches: Batch[]) 
   expectNoGroupUsedTwice(batches);
   await learner.drain();
   expect(learner.counts.accepted).toBe(36);
-  expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+  expectCountedOnce(learner, await learner.published());
   learner.close();
 }
 
@@ -115,6 +116,13 @@ async function streamMessages(stream: string): Promise<number> {
 }
 async function groupsHeldByLearner(job: JobRef): Promise<number> {
   return (await (await jetstreamManager(nc)).consumers.info(jobNames(job).trajStream, jobNames(job).learnerConsumer)).num_ack_pending;
+}
+
+/** Every group published ends in exactly one count, and the per-worker ledger attributes every accepted one. */
+function expectCountedOnce(learner: LearnerBus, published: number) {
+  const { accepted, stale, rejected, leftOver } = learner.counts;
+  expect({ accepted, stale, rejected, leftOver, sum: accepted + stale + rejected + leftOver }).toEqual({ accepted, stale, rejected, leftOver, sum: published });
+  expect(learner.ledger.totals.accepted).toBe(accepted);
 }
 
 function expectNoGroupUsedTwice(batches: Batch[]) {
@@ -183,8 +191,7 @@ describe('AsyncPushPull', () => {
     expect(oneVersionOld).toBeGreaterThan(0);
     expect(learner.counts.offPolicy).toBe(oneVersionOld);
     await learner.drain();
-    const published = await learner.published();
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(published);
+    expectCountedOnce(learner, await learner.published());
     learner.close();
   });
 
@@ -273,7 +280,10 @@ describe('failures cost time, not data', () => {
     // Step 3: the trainer stores the step, then the learner dies before acking (no commit).
     const { workers, step3: lost, openAgain } = await learnerGoneAfterStep3();
     const second = await openAgain();
-    await second.resume(3);
+    // The trainer did step 3: the bus hands it back to be counted (with the trainer's exclusions, none here).
+    const trained = await second.resume(3);
+    expect(trained).toEqual({ stepIndex: 3, policyVersion: 2 });
+    await second.commit(trained!);
     await second.publishPolicy(3, { bytes: new Uint8Array([3]) });
     const step4 = await second.nextBatch(4, 3, accept);
     await second.commit(step4);
@@ -283,7 +293,7 @@ describe('failures cost time, not data', () => {
     expect(step4.groups.every((g) => g.policyVersion === 3)).toBe(true);
     await second.drain();
     expect(second.counts.accepted).toBe(16); // steps 1–4, each counted once
-    expect(second.counts.accepted + second.counts.stale + second.counts.rejected).toBe(await second.published());
+    expectCountedOnce(second, await second.published());
     second.close();
   });
 
@@ -291,10 +301,11 @@ describe('failures cost time, not data', () => {
     // Step 3 is trained on and committed, and that is written down, but its acks never reach the server: the
     // state the learner leaves when killed between queueing its acks and flushing them.
     const { workers, first, step3, openAgain } = await learnerGoneAfterStep3();
-    const saved = (await first.control.learnerState())!;
-    await first.control.putLearnerState({ ...saved, committedStep: 3, counts: { ...saved.counts, accepted: saved.counts.accepted + step3.groups.length } });
+    const committed = new Settlement((await first.control.learnerState())!, (state) => first.control.putLearnerState(state));
+    committed.commit(step3.stepIndex, new Map());
+    await committed.save();
     const second = await openAgain();
-    await second.resume(3);
+    expect(await second.resume(3)).toBeUndefined();
     // Step 3's groups come back (ack wait 1.5 s) during the next steps or at the drain: counted once either way.
     const later = await runSteps(second, 2, 4);
     await workers.stop();
@@ -302,7 +313,7 @@ describe('failures cost time, not data', () => {
     await second.drain();
     expect(second.counts.accepted).toBe(20); // steps 1–5, each counted once
     expect(second.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
-    expect(second.counts.accepted + second.counts.stale + second.counts.rejected).toBe(await second.published());
+    expectCountedOnce(second, await second.published());
     second.close();
   });
 
@@ -313,7 +324,11 @@ describe('failures cost time, not data', () => {
     const first = await LearnerBus.open(firstConnection, job, learnerOptions({ batchSize: 4 }));
     // The first learner counts and writes down its rejections, then dies as it would term them: no term leaves it,
     // nothing after reaches the server.
-    (first as unknown as { settle: () => void }).settle = () => void firstConnection.close();
+    const internals = first as unknown as { settlement: Settlement; settleAll: () => Promise<void> };
+    internals.settleAll = async () => {
+      await internals.settlement.save();
+      await firstConnection.close();
+    };
     let rejections = 2;
     const rejectTwo = () => (rejections-- > 0 ? { ok: false as const, reason: 'RewardMismatch' as const, message: 'forged' } : { ok: true as const });
     await first.publishPolicy(0, { bytes: new Uint8Array([0]) });
@@ -329,7 +344,28 @@ describe('failures cost time, not data', () => {
     expect(second.counts.rejectedByReason.RewardMismatch).toBe(2);
     expect(second.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
     expect(second.counts.accepted).toBe(12);
-    expect(second.counts.accepted + second.counts.stale + second.counts.rejected).toBe(await second.published());
+    expectCountedOnce(second, await second.published());
+    second.close();
+  });
+
+  it('counts at the end of the run, as left over, the groups a killed learner held (their ack wait not yet over)', async () => {
+    const job = await newJob({ groupAckWaitMs: 120_000 });
+    const options = learnerOptions({ mode: 'AsyncPushPull', batchSize: 4, taskWindow: 8 });
+    const workers = await startWorkers(job, 2);
+    const first = await LearnerBus.open(nc, job, options);
+    await first.publishPolicy(0, { bytes: new Uint8Array([0]) });
+    const lost = await first.nextBatch(1, 0, accept);
+    first.close(); // killed before training: its 4 groups stay delivered to it for the whole ack wait
+    const second = await LearnerBus.open(nc, job, options);
+    expect(await second.resume(0)).toBeUndefined();
+    const [batch] = await runSteps(second, 1);
+    await workers.stop();
+    expectNoGroupUsedTwice([lost, batch!]);
+    const published = await second.drain();
+    expect(second.counts.accepted).toBe(4);
+    expect(second.counts.leftOver).toBeGreaterThanOrEqual(lost.groups.length);
+    expectCountedOnce(second, published);
+    expect(await streamMessages(jobNames(job).trajStream)).toBe(0);
     second.close();
   });
 
@@ -377,7 +413,7 @@ describe('failures cost time, not data', () => {
     await learner.drain();
     expect(learner.counts.accepted).toBe(6);
     expect(learner.counts.rejectedByReason.Duplicate ?? 0).toBe(0);
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    expectCountedOnce(learner, await learner.published());
     learner.close();
   });
 
@@ -421,7 +457,7 @@ describe('SequentialPull after rejections', () => {
     expect(learner.counts.rejectedByReason.RewardMismatch).toBe(3);
     await learner.drain();
     expect(learner.counts.accepted).toBe(8);
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    expectCountedOnce(learner, await learner.published());
     learner.close();
   });
 });
@@ -442,7 +478,7 @@ describe('poison tasks', () => {
     expect(dead?.json<{ taskId: string }>().taskId).toBe('t2');
     expect(dead?.header.get('Rlkube-Deliveries')).toBe('3');
     await learner.drain();
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(await learner.published());
+    expectCountedOnce(learner, await learner.published());
     learner.close();
   });
 });
