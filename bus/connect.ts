@@ -46,9 +46,9 @@ export const redactedServers = (servers: string | string[]) =>
   [servers].flat().map((s) => s.replace(/\/\/[^@/]*@/, '//')).join(',');
 
 /**
- * Dials (each attempt tries every server once, each dial bounded by what is left) until connected or the
- * deadline passes. The race also bounds what the client's own timeout does not cover (a name lookup that
- * hangs); a connection that comes up after the deadline is closed at once.
+ * Dials (each attempt tries every server once) until connected or the deadline passes. The race bounds the
+ * attempt in flight, a name lookup that hangs included; a connection that comes up after it is closed at once.
+ * Each dial's own limit is the whole deadline, not what is left: the connection keeps it for its reconnects.
  */
 async function connectWithin(settings: ConnectionOptions, deadlineMs: number): Promise<NatsConnection> {
   const end = performance.now() + deadlineMs;
@@ -56,7 +56,7 @@ async function connectWithin(settings: ConnectionOptions, deadlineMs: number): P
   let lastError = 'no answer';
   for (;;) {
     const left = end - performance.now();
-    const attempt = connect({ ...settings, timeout: Math.max(1, Math.ceil(left)) });
+    const attempt = connect({ ...settings, timeout: deadlineMs });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), left); });
     try {
@@ -72,5 +72,5 @@ async function connectWithin(settings: ConnectionOptions, deadlineMs: number): P
     if (end - performance.now() <= FIRST_CONNECT_RETRY_MS) break;
     await new Promise((resolve) => setTimeout(resolve, FIRST_CONNECT_RETRY_MS));
   }
-  throw new BusError('Unreachable', `NATS at ${where} not reachable within ${Math.round(deadlineMs / 1000)}s: ${lastError}`);
+  throw new BusError('Unreachable', `NATS at ${where} not reachable within ${deadlineMs / 1000}s: ${lastError}`);
 }
