@@ -278,7 +278,8 @@ class Trainer:
     def state(self) -> dict:
         with self.lock:
             return {"step": self.step, "version": self.version, "weights_path": self.weights_path,
-                    "digest": self.digest, "rank": self.dist.rank, "world_size": self.dist.world}
+                    "digest": self.digest, "rank": self.dist.rank, "world_size": self.dist.world,
+                    "vocab_size": self.policy.vocab_size}
 
     def train_step(self, body: dict) -> dict:
         if self.dist.rank != 0:

@@ -95,7 +95,7 @@ def test_engine_load_weights_checks_the_digest(engine_port, tmp_path):
 def test_trainer_http_step_retry_and_refusals(trainer_port):
     assert call(trainer_port, "GET", "/health") == (200, {"ok": True})
     status, st = call(trainer_port, "GET", "/v1/state")
-    assert status == 200 and st["step"] == 0 and st["version"] == 0
+    assert status == 200 and st["step"] == 0 and st["version"] == 0 and st["vocab_size"] == 48  # 3 specials + 45 characters
     batch = make_batch(Engine(seed=1), 0)
     status, res = call(trainer_port, "POST", "/v1/train_step", batch)
     assert status == 200 and res["version"] == 1 and res["digest"].startswith("sha256:")

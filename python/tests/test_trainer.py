@@ -38,7 +38,7 @@ def test_train_step_writes_the_next_version(tmp_path):
     assert m["tokens"] > 0 and m["groups_accepted"] == 4 and m["optimizer_steps"] == 2
     assert m["logprob_mismatch_median"] < 1e-4 and m["is_weight_mean"] == pytest.approx(1.0)
     assert t.state() == {"step": 1, "version": 1, "weights_path": res["weights_path"], "digest": res["digest"],
-                         "rank": 0, "world_size": 1}
+                         "rank": 0, "world_size": 1, "vocab_size": t.policy.vocab_size}
     # the engine can load what the trainer wrote
     assert e.load_weights({"path": res["weights_path"], "version": 1, "digest": res["digest"]})["version"] == 1
 
