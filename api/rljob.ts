@@ -2,12 +2,13 @@
 // the runtime validation and the CRD.
 import { Type, type Static } from '@sinclair/typebox';
 import { Conditions, LearnerTemplate, MAX_JOB_NAME, Metadata, PoolTemplate } from './common.js';
+import { ENVIRONMENT_CATALOGUE } from './environment-check.js';
 import { Enum, Image, NatsUrl, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
 
 export const SyncMode = Enum(['SequentialPull', 'AsyncPushPull'] as const, { default: 'SequentialPull' });
 export type SyncMode = Static<typeof SyncMode>;
-/** The environments the environment server (images/trainer/rlkube_env) knows; any other name needs environment.image. */
-export const ENVIRONMENT_NAMES = ['reverse', 'arithmetic', 'gsm8k', 'math', 'reasoning-gym', 'verifiers'] as const;
+/** The environments the environment server (python/rlkube_env) knows, from its catalogue; any other name needs environment.image. */
+export const ENVIRONMENT_NAMES: readonly string[] = ENVIRONMENT_CATALOGUE.map((environment) => environment.name);
 /** The built-in character-level policy; any other model name is a Hugging Face hub id or a model folder's path. */
 export const TINY_MODEL = 'tiny';
 
@@ -44,7 +45,7 @@ export const EnvironmentSpec = withRules(Type.Object({
   rule: `has(self.image) || self.name in [${ENVIRONMENT_NAMES.map((n) => `'${n}'`).join(', ')}]`,
   message: `environment.name must be one of ${ENVIRONMENT_NAMES.join(', ')} (or environment.image names a custom environment server)`,
   fieldPath: '.name',
-  check: (self) => self.image !== undefined || (ENVIRONMENT_NAMES as readonly string[]).includes(self.name),
+  check: (self) => self.image !== undefined || ENVIRONMENT_NAMES.includes(self.name),
 }]);
 export type EnvironmentSpec = Static<typeof EnvironmentSpec>;
 
