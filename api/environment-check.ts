@@ -74,7 +74,9 @@ function readArg(name: string, arg: ArgDescription, value: unknown): number | st
 }
 
 /** The args' problem, checked in rlkube_env's Signature.read order: unknown args, each declared arg, the rules. */
-function argsProblem(environment: EnvironmentDescription, args: Record<string, unknown>): EnvironmentProblem | undefined {
+function argsProblem(environment: EnvironmentDescription, spec: Record<string, unknown>): EnvironmentProblem | undefined {
+  // What the environment server is handed is JSON, where an undefined value is no value.
+  const args = Object.fromEntries(Object.entries(spec).filter(([, value]) => value !== undefined));
   const declared = environment.args.properties;
   if (!environment.args.additionalProperties) {
     const unknown = Object.keys(args).find((key) => !Object.hasOwn(declared, key));
