@@ -10,7 +10,7 @@ export interface RunSummary {
   maxSteps: number;
   /** curve: mean reward of each step and the seconds since the run started when it was reported. */
   reward: { initial: number | null; final: number | null; curve: Array<{ step: number; reward: number; t: number }> };
-  /** accepted + stale + rejected = published; offPolicy: of the accepted, those made by an older policy version
+  /** accepted + stale + rejected + leftOver = published; offPolicy: of the accepted, those made by an older policy version
    * (importance-weighted); deadLetteredTasks: poison tasks given up (no group). */
   groups: GroupCounts;
   rejectedByReason: Record<string, number>;

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import {
-  agentJobSpec, engineServerArgs, environmentCheckArgs, environmentProblem, environmentServerArgs, formatAgentEnv, trainerServerArgs,
+  BusLimits, agentJobSpec, engineServerArgs, environmentCheckArgs, environmentProblem, environmentServerArgs, formatAgentEnv, trainerServerArgs,
   type AgentConfig, type RLJob, type RLJobSpec,
 } from '../api/index.js';
 import { connectBus, provisionJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
@@ -63,7 +63,7 @@ export async function runJob({ job, outDir, python, initWeights, ackWaitMs, log,
   );
   // The embedded bus is supervised like the rest: a nats-server that dies comes back on the same port and
   // file store, and the clients reconnect, so it costs time, not data.
-  const nats = await natsServerProcess({ storeDir: join(outDir, 'nats'), maxPayload: 8 * 1024 * 1024, syncAlways: true });
+  const nats = await natsServerProcess({ storeDir: join(outDir, 'nats'), maxPayload: BusLimits.serverMaxPayloadBytes, syncAlways: true });
   const natsLog = join(outDir, 'logs', `${NATS_PROCESS}.log`);
   const logFrom = existsSync(natsLog) ? statSync(natsLog).size : 0; // (an --out reused: only this run's lines)
   supervisor.start({ name: NATS_PROCESS, command: nats.command, args: nats.args });

@@ -57,5 +57,10 @@ export async function followProgress(run: Run) {
   };
 }
 
-export const countsAddUp = (summary: Record<string, any>) =>
-  expect(summary.groups.accepted + summary.groups.stale + summary.groups.rejected).toBe(summary.groups.published);
+/** Every group published ended in exactly one count, and the per-worker ledger attributes every accepted one. */
+export function countsAddUp(summary: Record<string, any>) {
+  const { accepted, stale, rejected, leftOver, published } = summary.groups;
+  expect({ accepted, stale, rejected, leftOver, sum: accepted + stale + rejected + leftOver }).toEqual({ accepted, stale, rejected, leftOver, sum: published });
+  const ledgerAccepted = Object.values(summary.workers as Record<string, { accepted: number }>).reduce((a, w) => a + w.accepted, 0);
+  expect(ledgerAccepted).toBe(accepted);
+}

@@ -70,7 +70,8 @@ describe('on a 3-node JetStream cluster', () => {
     expect(new Set(ids).size).toBe(ids.length);
     const published = await learner.drain();
     expect(learner.counts.accepted).toBe(54);
-    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected).toBe(published);
+    expect(learner.counts.accepted + learner.counts.stale + learner.counts.rejected + learner.counts.leftOver).toBe(published);
+    expect(learner.ledger.totals.accepted).toBe(learner.counts.accepted);
     expect((await learner.control.policy())?.version).toBe(9);
     learner.close();
   });

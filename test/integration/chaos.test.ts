@@ -67,6 +67,29 @@ function chaosPlan(seed: number): Event[] {
   return shuffle(events, random).map((e, i) => ({ ...e, step: steps[i]! }));
 }
 
+type TimedAction = { atMs: number; signal: 'SIGKILL' | 'SIGSTOP' | 'SIGCONT'; process: string };
+
+/**
+ * The learner agent and the trainer killed close together while a rollout agent and the nats-server are stopped
+ * (the nats-server past the pull heartbeats, the agent past its task ack wait): a plan that once left groups
+ * counted nowhere and the ledger restarted from zero. Times (ms after the plan's step is reached) from the seed.
+ */
+function closeKillsPlan(seed: number, ackWaitMs: number): { step: number; actions: TimedAction[] } {
+  const random = prng(seed);
+  const between = (low: number, high: number) => low + Math.round(random() * (high - low));
+  const agent = `agent-cpu-${random() < 0.5 ? 0 : 1}`;
+  const learnerKilledAt = between(200, 1200);
+  const actions: TimedAction[] = [
+    { atMs: 0, signal: 'SIGSTOP', process: agent },
+    { atMs: 0, signal: 'SIGSTOP', process: 'nats-server' },
+    { atMs: learnerKilledAt, signal: 'SIGKILL', process: 'learner-agent' },
+    { atMs: learnerKilledAt + between(300, 1500), signal: 'SIGKILL', process: 'trainer' },
+    { atMs: between(3000, 5000), signal: 'SIGCONT', process: 'nats-server' },
+    { atMs: ackWaitMs + between(1000, 3000), signal: 'SIGCONT', process: agent },
+  ];
+  return { step: between(2, 4), actions: actions.sort((a, b) => a.atMs - b.atMs) };
+}
+
 /** The pid of `name` once it is running again (not `notPid`, a process killed earlier); null once the run has ended. */
 async function livePid(run: Run, name: string, notPid?: number): Promise<number | null> {
   let ended = false;
@@ -130,6 +153,33 @@ describe('rlkube run under seeded chaos', () => {
       expect(() => process.kill(pid, 0)).toThrow();
       if (killedAtStep.get(name)! <= maxSteps - 4) expect(summary.restarts[name]).toBeGreaterThanOrEqual(1);
     }
+    countsAddUp(summary);
+  });
+
+  it.each([[4], [5]])('seed %i (AsyncPushPull): the learner agent and the trainer killed while an agent and the nats-server are stopped; every group counted once, the ledger attributing every accepted one', async (seed) => {
+    const ackWaitMs = 6000;
+    const maxSteps = 6;
+    const manifest = join(dir, `close-kills-${seed}.yaml`);
+    const spec = { ...MANIFEST.spec, algorithm: { ...MANIFEST.spec.algorithm, maxSteps }, sync: { mode: 'AsyncPushPull' } };
+    writeFileSync(manifest, stringify({ ...MANIFEST, spec }));
+    const plan = closeKillsPlan(seed, ackWaitMs);
+    const run = startRun(['--ack-wait', String(ackWaitMs)], manifest);
+    const progress = await followProgress(run);
+    await waitFor(`step ${plan.step}`, () => progress.step() >= plan.step || undefined, 300_000);
+    const pids = Object.fromEntries(await Promise.all([...new Set(plan.actions.map((a) => a.process))].map(async (name) => [name, (await livePid(run, name))!] as const)));
+    const started = Date.now();
+    for (const action of plan.actions) {
+      // The plan's timing is what is under test (not a synchronisation).
+      await new Promise((r) => setTimeout(r, Math.max(0, started + action.atMs - Date.now())));
+      process.kill(pids[action.process]!, action.signal);
+    }
+    expect(await run.exited).toBe(0);
+    await progress.close();
+    const summary = run.summary();
+    console.log(`chaos seed ${seed} (close kills): ${JSON.stringify(plan)} → ${JSON.stringify({ state: summary.state, steps: summary.steps, groups: summary.groups, workers: summary.workers, restarts: summary.restarts })}`);
+    expect(summary.state).toBe('Succeeded');
+    expect(summary.steps).toBe(maxSteps);
+    for (const killed of ['learner-agent', 'trainer']) expect(summary.restarts[killed]).toBeGreaterThanOrEqual(1);
     countsAddUp(summary);
   });
 });
