@@ -10,7 +10,8 @@ import {
   type RejectReason, type TrainedStep, type TrajectoryGroup,
 } from '../bus/index.js';
 import { EnvironmentClient, EnvironmentUnusable } from './environment-client.js';
-import { HttpError } from './http.js';
+import { retry } from '../util/retry.js';
+import { HttpError, PEER_BACKOFF, isPeerAway } from './http.js';
 import type { AgentMetrics } from './metrics.js';
 import { TrainerClient, type TrainGroup, type TrainResult, type TrainerState } from './trainer-client.js';
 import { groupVerifier } from './verifier.js';
@@ -350,15 +351,6 @@ const meanReward = (groups: TrajectoryGroup[]) => {
 };
 
 /** A killed trainer is restarted by its supervisor (Kubernetes, or `rlkube run`): wait for it, don't fail. */
-async function untilTrainerAnswers<T>(call: () => Promise<T>, { log, signal, clock }: Pick<LearnerAgentDeps, 'log' | 'signal' | 'clock'>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await call();
-    } catch (err) {
-      const unreachable = err instanceof HttpError && (err.reason === 'Unreachable' || err.reason === 'Timeout');
-      if (!unreachable || signal.aborted) throw err;
-      if (attempt % 20 === 0) log.warn({ err: err.message, attempt }, 'trainer unreachable; retrying');
-      await clock.sleep(500);
-    }
-  }
+function untilTrainerAnswers<T>(call: () => Promise<T>, { log, signal, clock }: Pick<LearnerAgentDeps, 'log' | 'signal' | 'clock'>): Promise<T> {
+  return retry('trainer', call, { classify: isPeerAway, backoff: PEER_BACKOFF, signal, log, sleep: (ms) => clock.sleep(ms) });
 }

@@ -2,7 +2,7 @@
 // says which errors those are, the back-off spreads clients apart with jitter, a stop is honoured while sleeping,
 // and a long outage logs at a bounded cadence instead of once per attempt.
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from './clock.js';
+import { realClock, sleep, type Clock } from './clock.js';
 
 export interface Backoff {
   /** The delay after the first failure; it doubles with each further one. */
@@ -39,12 +39,14 @@ export interface RetryOptions {
   /** Give up once the next attempt would start later than `ms` after the first, throwing `error(last failure)`. */
   deadline?: { ms: number; error: (last: unknown) => Error };
   clock?: Clock;
+  /** How a back-off is waited out (default: on `clock`, cut short by `signal`); for callers whose clock sleeps. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
 }
 
 /** Runs `operation` until it succeeds, an error is not retryable, the deadline passes or `signal` aborts. */
 export async function retry<T>(what: string, operation: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const clock = options.clock ?? systemClock;
+  const clock = options.clock ?? realClock;
   const cadence = options.logCadence ?? DEFAULT_LOG_CADENCE;
   const started = clock.now();
   let lastLine: { failures: number; at: number } | undefined;
@@ -62,7 +64,7 @@ export async function retry<T>(what: string, operation: () => Promise<T>, option
         lastLine = { failures, at: now };
         options.log?.warn({ what, failures, reason: reasonOf(err), err: String(err), delayMs }, 'failed; retrying');
       }
-      await clock.sleep(delayMs, options.signal);
+      await (options.sleep ? options.sleep(delayMs, options.signal) : sleep(clock, delayMs, options.signal));
       if (options.signal?.aborted) throw err;
     }
   }
