@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { InvalidManifestError, parseRLJobManifest } from '../api/index.js';
+import { ENVIRONMENT_NAMES, InvalidManifestError, parseRLJobManifest } from '../api/index.js';
 import { RunError, runJob } from './run.js';
 import { PythonEnvError, projectPython } from '../local/python.js';
 import { makeTinyModel } from './tiny-model.js';
@@ -82,7 +82,7 @@ program
   .description('environments (the environment server of python/rlkube_env)')
   .command('score')
   .description('score completions with an environment\'s grader: FILE has {"answer"|"seq", "completion"} per line; prints {"line", "reward"} per line')
-  .argument('<environment>', 'environment name (reverse, arithmetic, gsm8k, math, reasoning-gym, verifiers)')
+  .argument('<environment>', `environment name (${ENVIRONMENT_NAMES.join(', ')})`)
   .argument('<file>', 'JSONL file (- for stdin)')
   .option('--args <k=v...>', 'environment.args entries (numbers stay numbers)')
   .option('--dataset <path-or-url>', 'environment.dataset (needed for {"seq"} lines of gsm8k and math)')
