@@ -1,7 +1,7 @@
 // The agent's client of its environment server (docs/contracts.md): the prompt of task seq, the rewards of a
 // group's completions. The environment itself is Python (python/rlkube_env) or a user's own image.
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from '../util/clock.js';
+import { realClock, type Clock } from '../util/clock.js';
 import { retry } from '../util/retry.js';
 import { HttpError, PEER_BACKOFF, getJson, isPeerAway, postJson } from './http.js';
 
@@ -32,7 +32,7 @@ export class EnvironmentClient {
     private readonly url: string,
     private readonly log: Logger,
     private readonly signal: AbortSignal,
-    private readonly clock: Clock = systemClock,
+    private readonly clock: Clock = realClock,
   ) {}
 
   /** The server's identity, or EnvironmentUnusable with its reason; a server not up yet is waited for. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TINY_MODEL, type RolloutAgentConfig } from '../api/index.js';
 import { BusError, WorkerBus, WorkerKey, connectBus, jobNames, type ClaimedTask, type Heartbeat, type PolicyRecord, type SyncMode, type TrajectoryGroup, type Watch } from '../bus/index.js';
-import { systemClock, type Clock } from '../util/clock.js';
+import { every, realClock, untilAborted, type Clock } from '../util/clock.js';
 import { retry } from '../util/retry.js';
 import { EngineClient } from './engine-client.js';
 import { EnvironmentClient, EnvironmentUnusable, type EnvironmentInfo } from './environment-client.js';
@@ -87,7 +87,7 @@ export class RolloutAgent {
     const policyWatch = await bus.watchPolicy((record) => {
       if (!this.newest || record.version > this.newest.version) this.newest = record;
     });
-    const stopHeartbeats = clock.every(HEARTBEAT_MS, () => void this.beat(this.state));
+    const stopHeartbeats = every(clock, HEARTBEAT_MS, () => void this.beat(this.state));
     try {
       const environment = await this.environmentOrWhy();
       if (!environment) {
@@ -222,11 +222,6 @@ export class RolloutAgent {
   }
 }
 
-function untilAborted(signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-}
-
 /** The agent process's wiring: its job's bus, its engine and environment over HTTP, the system clock. */
 export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, metrics: AgentMetrics, signal: AbortSignal): Promise<void> {
   const spec = config.jobSpec;
@@ -245,7 +240,7 @@ export async function runRolloutAgent(config: RolloutAgentConfig, log: Logger, m
       bus,
       engine: new EngineClient(config.engineUrl, config.engineKind ?? (spec.model.name === TINY_MODEL ? 'tiny' : 'hf'), spec.model.name),
       environment: new EnvironmentClient(config.environmentUrl, log, signal),
-      clock: systemClock,
+      clock: realClock,
     };
     const settings: RolloutSettings = {
       jobKey: jobNames(job).key,
