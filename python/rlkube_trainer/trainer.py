@@ -17,68 +17,16 @@ from typing import List, Optional
 
 import torch
 
-from rlkube_policy import defaults
-
-from . import config, grpo
 from rlkube_http import ApiError, req_int, req_list, req_number
-from .distributed import Dist
 from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked
 from rlkube_policy.weights import atomic_write, deserialize, file_digest, read_policy, serialize, write_policy
 
+from . import grpo
+from .config import TrainerConfig
+from .distributed import Dist
+
 CHECKPOINT_FORMAT = "rlkube-trainer-checkpoint/2"
 LOGPROB_SLACK = 1e-3  # a behavior log-prob above this is not a log-prob
-
-
-@dataclass
-class TrainerConfig:
-    checkpoint_dir: str
-    model: str = defaults.MODEL
-    lr: float = config.LR
-    temperature: float = config.TEMPERATURE
-    clip_low: float = config.CLIP_LOW
-    clip_high: float = config.CLIP_HIGH
-    kl_coef: float = config.KL_COEF
-    is_cap: float = config.IS_CAP
-    max_grad_norm: float = config.MAX_GRAD_NORM
-    minibatches: int = config.MINIBATCHES
-    micro_batch: int = config.MICRO_BATCH
-    checkpoint_every: int = 1  # steps between checkpoints (optimizer state); policy files are written every step
-    device: Optional[str] = None
-    skip_uniform_groups: bool = config.SKIP_UNIFORM_GROUPS
-    adam_beta2: float = config.ADAM_BETA2
-    logprob_tolerance: float = config.LOGPROB_TOLERANCE
-    sampled_positions: int = config.SAMPLED_POSITIONS
-    seed: int = defaults.SEED
-    n_layer: int = defaults.N_LAYER
-    d_model: int = defaults.D_MODEL
-    n_head: int = defaults.N_HEAD
-    max_len: int = defaults.MAX_LEN
-    lora_rank: int = 0
-    lora_alpha: int = 0
-    init_weights: Optional[str] = None
-    check_seed: Optional[int] = None  # positions of the logprob check; default: a per-process secret
-    keep_policies: int = config.KEEP_POLICIES
-    keep_checkpoints: int = config.KEEP_CHECKPOINTS
-    keep_results: int = config.KEEP_RESULTS
-
-    def validate(self) -> None:
-        checks = [
-            (self.lr > 0, "lr must be > 0"),
-            (self.temperature > 0, "temperature must be > 0 (the trainer re-computes sampled log-probs)"),
-            (0 <= self.clip_low < 1, "clip-low must be in [0, 1)"),
-            (self.clip_high >= 0, "clip-high must be >= 0"),
-            (self.kl_coef >= 0, "kl-coef must be >= 0"),
-            (self.is_cap > 0, "is-cap must be > 0"),
-            (self.logprob_tolerance >= 0, "logprob-tolerance must be >= 0"),
-            (self.sampled_positions >= 1, "sampled-positions must be >= 1"),
-            (self.minibatches >= 1, "minibatches must be >= 1"),
-            (self.micro_batch >= 1, "micro-batch must be >= 1"),
-            (self.checkpoint_every >= 1, "checkpoint-every must be >= 1"),
-            (self.keep_policies >= 0 and self.keep_checkpoints >= 1, "keep-* must be >= 1 (policies: 0 = all)"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
 
 
 @dataclass
@@ -150,7 +98,7 @@ class Trainer:
         self.lock = threading.Lock()
         self.policy = self._build()
         self.opt = torch.optim.Adam(self.policy.trainable_parameters(), lr=cfg.lr,
-                                    betas=(0.9, cfg.adam_beta2))
+                                    betas=(cfg.adam_beta1, cfg.adam_beta2))
         self.step = 0
         self.version = 0
         self.results: dict = {}
@@ -166,7 +114,7 @@ class Trainer:
             self._write_checkpoint()
         self._sync_ranks()
         for g in self.opt.param_groups:  # flags win over a resumed optimizer's settings
-            g["lr"], g["betas"] = cfg.lr, (0.9, cfg.adam_beta2)
+            g["lr"], g["betas"] = cfg.lr, (cfg.adam_beta1, cfg.adam_beta2)
         self.ref = None
         if cfg.kl_coef > 0:
             self.ref = self._build()

@@ -10,13 +10,13 @@ body the learner agent posts), then the engine loads the new version by path + d
 line per step and a summary; exits 1 unless the first step's reward is below 0.3 and the 5-step moving
 average of the reward reaches --target within --steps (a check, not a benchmark: time is only printed).
 --lag K makes the engine lag K versions behind (async mode: off-policy groups, truncated IS).
-examples/reverse-cpu.yaml trains with --kl-coef 0.05 (the trainer's default is 0; see config.KL_COEF).
+examples/reverse-cpu.yaml trains with --kl-coef 0.05 (the trainer's default is 0; see config.TrainerConfig.kl_coef);
+the trainer's flags are rlkube_trainer.config's, with the tiny reverse task's temperature and max tokens.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
@@ -25,48 +25,32 @@ import time
 
 import torch
 
-
+from rlkube_engine.server import Engine
 from rlkube_policy import defaults
 from rlkube_trainer import config
-from rlkube_engine.server import Engine
-from rlkube_trainer.trainer import Trainer, TrainerConfig
+from rlkube_trainer.trainer import Trainer
 
 
 def reverse_reward(completion: str, target: str) -> float:
     """Positions where completion[i] == target[i], over max(len(target), len(completion)); 0 when empty."""
     if not completion:
         return 0.0
-    hits = sum(1 for a, b in zip(completion, target) if a == b)
+    hits = sum(1 for a, b in zip(completion, target, strict=False) if a == b)
     return hits / max(len(target), len(completion))
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=defaults.SEED)
-    p.add_argument("--model", default=defaults.MODEL, help="'tiny' or 'hf:<hub-id-or-folder>'")
-    p.add_argument("--lora-rank", type=int, default=0)
-    p.add_argument("--lora-alpha", type=int, default=0)
+    # the trainer's flags (rlkube_trainer.config), at the values the tiny reverse task was tuned with
+    config.add_arguments(p, skip=("checkpoint_dir", "keep_policies"),
+                         overrides={"temperature": config.REVERSE_TEMPERATURE})
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--alphabet", default="abcd")
     p.add_argument("--min-length", type=int, default=2)
     p.add_argument("--max-length", type=int, default=4)
-    p.add_argument("--max-tokens", type=int, default=config.MAX_TOKENS)
-    p.add_argument("--lr", type=float, default=config.LR)
-    p.add_argument("--temperature", type=float, default=config.TEMPERATURE)
-    p.add_argument("--clip-low", type=float, default=config.CLIP_LOW)
-    p.add_argument("--clip-high", type=float, default=config.CLIP_HIGH)
-    p.add_argument("--kl-coef", type=float, default=config.KL_COEF)
-    p.add_argument("--is-cap", type=float, default=config.IS_CAP)
-    p.add_argument("--max-grad-norm", type=float, default=config.MAX_GRAD_NORM)
-    p.add_argument("--adam-beta2", type=float, default=config.ADAM_BETA2)
-    p.add_argument("--minibatches", type=int, default=config.MINIBATCHES)
-    p.add_argument("--skip-uniform-groups", type=int, choices=(0, 1), default=int(config.SKIP_UNIFORM_GROUPS))
-    p.add_argument("--n-layer", type=int, default=defaults.N_LAYER)
-    p.add_argument("--d-model", type=int, default=defaults.D_MODEL)
-    p.add_argument("--n-head", type=int, default=defaults.N_HEAD)
-    p.add_argument("--init-weights", default=None)
+    p.add_argument("--max-tokens", type=int, default=config.REVERSE_MAX_TOKENS)
     p.add_argument("--lag", type=int, default=0, help="engine runs this many versions behind the trainer")
     p.add_argument("--target", type=float, default=0.8)
     p.add_argument("--checkpoint-dir", default=None, help="kept afterwards; default: a temporary directory, removed")
@@ -76,12 +60,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
 
     ckdir = a.checkpoint_dir or tempfile.mkdtemp(prefix="learn-check-")
-    trainer = Trainer(TrainerConfig(
-        checkpoint_dir=ckdir, model=a.model, lora_rank=a.lora_rank, lora_alpha=a.lora_alpha, lr=a.lr, temperature=a.temperature, clip_low=a.clip_low, clip_high=a.clip_high,
-        kl_coef=a.kl_coef, is_cap=a.is_cap, max_grad_norm=a.max_grad_norm, adam_beta2=a.adam_beta2, minibatches=a.minibatches,
-        skip_uniform_groups=bool(a.skip_uniform_groups),
-        seed=a.seed, n_layer=a.n_layer,
-        d_model=a.d_model, n_head=a.n_head, init_weights=a.init_weights, keep_policies=a.lag + 2))
+    trainer = Trainer(config.from_args(a, checkpoint_dir=ckdir, keep_policies=a.lag + 2))
     engine = Engine(a.model, seed=a.seed, n_layer=a.n_layer, d_model=a.d_model, n_head=a.n_head, lora_rank=a.lora_rank,
                     lora_alpha=a.lora_alpha, init_weights=a.init_weights)
     st = trainer.state()
@@ -98,7 +77,7 @@ def main(argv=None) -> int:
             bodies.append({"model": a.model, "prompt": s + "=", "n": a.group_size, "max_tokens": a.max_tokens,
                            "temperature": a.temperature, "logprobs": 0, "return_token_ids": True})
         # one batched sampling run for the B requests (what the engine does with concurrent requests)
-        for out, target in zip(engine.complete_many(bodies), targets):
+        for out, target in zip(engine.complete_many(bodies), targets, strict=True):
             comps = []
             for c in out["choices"]:
                 r = reverse_reward(c["text"], target)

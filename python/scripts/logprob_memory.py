@@ -47,7 +47,7 @@ class RandomQwen(HFPolicy):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--micro-batch", type=int, default=config.MICRO_BATCH)
+    p.add_argument("--micro-batch", type=int, default=config.TrainerConfig.micro_batch)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--completion-len", type=int, default=96)
     p.add_argument("--vocab", type=int, default=32000)

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--temperature", type=float, default=config.TEMPERATURE, help="for the reward estimate")
+    p.add_argument("--temperature", type=float, default=config.REVERSE_TEMPERATURE, help="for the reward estimate")
     p.add_argument("--n-layer", type=int, default=defaults.N_LAYER)
     p.add_argument("--d-model", type=int, default=defaults.D_MODEL)
     p.add_argument("--n-head", type=int, default=defaults.N_HEAD)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     # the reward this policy would start RL with, and the output format it learned
     prompts = [rand() for _ in range(64)]
     with torch.no_grad():
-        outs = sample(policy, [policy.encode_prompt(s + "=") for s in prompts], 8, config.MAX_TOKENS, a.temperature,
+        outs = sample(policy, [policy.encode_prompt(s + "=") for s in prompts], 8, config.REVERSE_MAX_TOKENS, a.temperature,
                       torch.Generator().manual_seed(a.seed))
     texts = [policy.decode(o["token_ids"]) for o in outs]
     rewards = [reverse_reward(t, prompts[i // 8][::-1]) for i, t in enumerate(texts)]

@@ -1,7 +1,6 @@
 """Shared test helpers: a batch of groups sampled by the engine, as the learner agent would post it."""
 import copy
 
-from rlkube_trainer import config
 from rlkube_engine.server import Engine
 from rlkube_trainer.trainer import Trainer, TrainerConfig
 
@@ -16,7 +15,7 @@ def reward(i, n):
 def make_batch(engine: Engine, step: int, prompts=PROMPTS, n=4):
     groups = []
     # the job's temperature on both sides: log-probs are those of logits / temperature
-    bodies = [{"prompt": s, "n": n, "max_tokens": 6, "temperature": config.TEMPERATURE, "logprobs": 0,
+    bodies = [{"prompt": s, "n": n, "max_tokens": 6, "temperature": TrainerConfig.temperature, "logprobs": 0,
                "return_token_ids": True} for s in prompts]
     for out in engine.complete_many(bodies):
         groups.append({

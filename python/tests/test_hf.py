@@ -123,5 +123,8 @@ def test_two_gloo_ranks_reach_the_weights_of_one(tmp_path, model_dir):
             # which Adam's normalised step turns into +-lr either way. Bounded, not compared.
             assert (r0[k] - start[k]).abs().max() <= 2 * 1e-2 + 1e-6, k  # 2 optimizer steps at lr 1e-2
             continue
-        assert torch.allclose(r0[k], v, atol=1e-5), k  # and with the single rank, up to float summation order
+        # and with the single rank, up to float summation order, which Adam's normalised step amplifies where a
+        # gradient element nearly cancels (seen: 3e-5 on 1 element of 4096); ranks that skipped or botched the
+        # all-reduce would each step along their half-batch's gradient, most elements ~lr (1e-2) apart
+        assert torch.allclose(r0[k], v, atol=1e-4), k
     assert any(not torch.allclose(start[k], v) for k, v in r0.items())  # the step did change the weights

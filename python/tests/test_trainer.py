@@ -59,15 +59,15 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     e = Engine(seed=1)
     b0 = make_batch(e, 0)
     b1 = make_batch(e, 1)  # version-0 groups used at step 1: one version old, re-weighted by IS
-    # reference: two steps in one process
-    ref = trainer(tmp_path / "a")
+    # reference: two steps in one process (a checkpoint every step: the optimizer's moments resume exactly too)
+    ref = trainer(tmp_path / "a", checkpoint_every=1)
     ref.train_step(b0)
     want = ref.train_step(b1)
     # the same two steps with a restart in between (model + optimizer + step come from the checkpoint)
-    t = trainer(tmp_path / "b")
+    t = trainer(tmp_path / "b", checkpoint_every=1)
     first = t.train_step(b0)
     del t
-    t2 = trainer(tmp_path / "b")
+    t2 = trainer(tmp_path / "b", checkpoint_every=1)
     assert t2.resumed_from and t2.state()["step"] == 1 and t2.state()["version"] == 1
     assert t2.state()["digest"] == first["digest"]
     assert t2.train_step(b0) == {**first, "replayed": True}  # a retry across the restart
