@@ -4,6 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { realClock } from '../util/clock.js';
+import { backoffDelay, type Backoff } from '../util/retry.js';
 
 export interface ProcessSpec {
   name: string;
@@ -17,7 +19,12 @@ interface Supervised {
   child?: ChildProcess;
   restarts: number;
   log: WriteStream;
+  /** Cancels the restart that is waiting out its back-off. */
+  cancelRestart?: () => void;
 }
+
+/** Restart back-off: 250 ms doubling to 5 s (jittered), so a process that dies at once is not respawned in a hot loop. */
+const RESTART_BACKOFF: Backoff = { initialMs: 250, maxMs: 5000 };
 
 export class Supervisor {
   private readonly processes = new Map<string, Supervised>();
@@ -53,7 +60,10 @@ export class Supervisor {
   async stop(names?: string[], graceMs = 10_000): Promise<void> {
     const targets = [...this.processes.values()].filter((e) => !names || names.includes(e.spec.name));
     if (!names) this.stopping = true;
-    for (const entry of targets) this.processes.delete(entry.spec.name);
+    for (const entry of targets) {
+      this.processes.delete(entry.spec.name);
+      entry.cancelRestart?.();
+    }
     await Promise.all(targets.map((entry) => terminate(entry.child, graceMs)));
     for (const entry of targets) entry.log.end();
   }
@@ -67,14 +77,15 @@ export class Supervisor {
       if (this.stopping || this.processes.get(entry.spec.name) !== entry) return;
       entry.restarts++;
       this.restartCounts[entry.spec.name] = entry.restarts;
-      const delay = Math.min(5000, 250 * 2 ** Math.min(entry.restarts, 5));
-      this.log.warn({ process: entry.spec.name, code, signal, restarts: entry.restarts, delayMs: delay }, 'process exited; restarting');
-      setTimeout(() => {
+      const delayMs = Math.round(backoffDelay(RESTART_BACKOFF, entry.restarts));
+      this.log.warn({ process: entry.spec.name, code, signal, restarts: entry.restarts, delayMs }, 'process exited; restarting');
+      entry.cancelRestart = realClock.after(delayMs, () => {
+        entry.cancelRestart = undefined;
         if (!this.stopping && this.processes.get(entry.spec.name) === entry) {
           this.launch(entry);
           this.onChange?.();
         }
-      }, delay);
+      });
     });
     this.onChange?.();
   }
