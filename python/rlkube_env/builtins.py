@@ -41,7 +41,7 @@ def positional_match(target: str, completion: str) -> float:
     length = max(len(target), len(completion))
     if length == 0 or not completion:
         return 0.0
-    return sum(a == b for a, b in zip(target, completion)) / length
+    return sum(a == b for a, b in zip(target, completion, strict=False)) / length
 
 
 class Arithmetic:

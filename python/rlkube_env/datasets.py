@@ -29,7 +29,8 @@ class Row:
 
 def load_rows(dataset: Optional[str], cache_dir: str, environment: str) -> List[Row]:
     if not dataset:
-        raise EnvironmentUnusable("InvalidEnvironmentArgs", FIELD, f"environment {environment} needs a dataset (JSONL or Parquet: a path, an http(s) URL or hf:<owner>/<name>)")
+        raise EnvironmentUnusable("InvalidEnvironmentArgs", FIELD, f"environment {environment} needs a dataset "
+                                  "(JSONL or Parquet: a path, an http(s) URL or hf:<owner>/<name>)")
     if dataset.startswith(HF_PREFIX):
         resolved = resolve_hf(dataset, dict(os.environ))
         paths = [download(url, cache_dir, resolved.headers_for(url)) for url in parquet_urls(resolved)]
@@ -64,7 +65,8 @@ def read_jsonl(path: str, name: str) -> List[dict]:
             try:
                 record = json.loads(line)
             except (ValueError, UnicodeDecodeError):
-                raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: line {number} is not JSON (a dataset is JSONL or Parquet)") from None
+                raise EnvironmentUnusable("DatasetUnreadable", FIELD,
+                                          f"{name}: line {number} is not JSON (a dataset is JSONL or Parquet)") from None
             if not isinstance(record, dict):
                 raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: line {number} is not a JSON object")
             records.append(record)
@@ -83,7 +85,8 @@ def row_of(record: dict, index: int, name: str) -> Row:
     question = record.get("question", record.get("problem"))
     answer = record.get("answer", record.get("solution"))
     if not isinstance(question, str) or not isinstance(answer, str):
-        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"{name}: row {index + 1} needs string question/answer (or problem/solution) fields")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD,
+                                  f"{name}: row {index + 1} needs string question/answer (or problem/solution) fields")
     return Row(question, answer)
 
 
@@ -147,7 +150,9 @@ def parquet_urls(hub: HubDataset) -> List[str]:
         with urllib.request.urlopen(urllib.request.Request(hub.api_url, headers=hub.headers_for(hub.api_url)), timeout=60) as response:
             urls = json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError) as e:
-        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"hf:{hub.repo}: listing its parquet files failed ({getattr(e, 'reason', None) or e})") from None
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD,
+                                  f"hf:{hub.repo}: listing its parquet files failed ({getattr(e, 'reason', None) or e})") from None
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise EnvironmentUnusable("DatasetUnreadable", FIELD, f"hf:{hub.repo}: config {hub.config!r} split {hub.split!r} has no parquet files")
+        raise EnvironmentUnusable("DatasetUnreadable", FIELD,
+                                  f"hf:{hub.repo}: config {hub.config!r} split {hub.split!r} has no parquet files")
     return urls

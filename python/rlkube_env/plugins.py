@@ -7,7 +7,7 @@ import importlib
 import inspect
 import re
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from .environment import Args, EnvironmentUnusable, IntArg, Score, Signature, Task, TextArg
 
@@ -31,7 +31,8 @@ class ReasoningGym:
             import reasoning_gym
             from reasoning_gym.factory import DATASETS
         except ImportError as e:
-            raise EnvironmentUnusable("PluginUnavailable", "environment.name", f"reasoning-gym is not installed in this image ({e})") from None
+            raise EnvironmentUnusable("PluginUnavailable", "environment.name",
+                                      f"reasoning-gym is not installed in this image ({e})") from None
         if task not in DATASETS:
             raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.task",
                                    f"{task!r} is not a reasoning-gym task (known: {', '.join(sorted(DATASETS))})")
@@ -85,7 +86,8 @@ class Verifiers:
         try:
             self.env = load(**kwargs)
         except TypeError as e:
-            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args", f"{module_name}.load_environment refuses {kwargs}: {e}") from None
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args",
+                                      f"{module_name}.load_environment refuses {kwargs}: {e}") from None
         self.rows = self.env.dataset
         if self.rows is None or len(self.rows) == 0:
             raise EnvironmentUnusable("DatasetUnreadable", "environment.args.module", f"{module_name}'s environment has an empty dataset")
@@ -94,7 +96,8 @@ class Verifiers:
         weights = getattr(rubric, "weights", None) or getattr(rubric, "reward_weights", None)
         self.weights = list(weights) if weights else [1.0] * len(self.funcs)
         if not self.funcs or len(self.weights) != len(self.funcs):
-            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module", f"{module_name}'s rubric has no reward functions (or a weight missing)")
+            raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args.module",
+                                      f"{module_name}'s rubric has no reward functions (or a weight missing)")
         self.chat = getattr(self.env, "message_type", "completion") == "chat"
         self.seed = seed
         self.verifier_id = f"verifiers/{module_name}"
@@ -116,7 +119,7 @@ class Verifiers:
         }
         details: Dict[str, Any] = {}
         total = 0.0
-        for func, weight in zip(self.funcs, self.weights):
+        for func, weight in zip(self.funcs, self.weights, strict=True):
             params = inspect.signature(func).parameters
             takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
             value = func(**{k: v for k, v in values.items() if takes_all or k in params})

@@ -12,15 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_servers import call
 
 from rlkube_env.builtins import positional_match
 from rlkube_env.cli import score_lines
 from rlkube_env.datasets import load_rows, resolve_hf
-from rlkube_env.environment import EnvironmentUnusable, IntArg, TextArg
+from rlkube_env.environment import EnvironmentUnusable, IntArg
 from rlkube_env.registry import ENVIRONMENTS, create_environment, describe
 from rlkube_env.server import MainThread, environment_routes, open_environment
 from rlkube_http import make_server, serve_in_thread
-from test_servers import call
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -305,7 +305,8 @@ class TestServer:
         assert status == 200 and scored["rewards"] == [1.0, pytest.approx(2 / 3), 0.0] and scored["verifierId"] == "reverse/v1"
         assert call(port, "POST", "/score", {"answer": "cba", "completions": ["cba"]})[1]["rewards"] == [1.0]
 
-    @pytest.mark.parametrize("body", [{"seq": -1, "completions": ["a"]}, {"seq": 1}, {"seq": 1, "completions": [3]}, {"answer": 3, "completions": ["a"]}])
+    @pytest.mark.parametrize("body", [
+        {"seq": -1, "completions": ["a"]}, {"seq": 1}, {"seq": 1, "completions": [3]}, {"answer": 3, "completions": ["a"]}])
     def test_bad_requests_are_refused(self, env_server, body):
         status, error = call(env_server(REVERSE), "POST", "/score", body)
         assert status == 400 and error["reason"] == "BadRequest"
@@ -339,12 +340,13 @@ class TestCli:
         out = io.StringIO()
         lines = ['{"answer": "cba", "completion": "cba"}', "", '{"seq": 1, "completion": "ddd"}', '{"completion": "x"}', "nope"]
         assert score_lines(make(REVERSE, 7), lines, out) == 2
-        results = [json.loads(l) for l in out.getvalue().splitlines()]
+        results = [json.loads(line) for line in out.getvalue().splitlines()]
         assert [r.get("reward") for r in results] == [1.0, 1.0, None, None]
         assert [r["line"] for r in results] == [1, 3, 4, 5]
 
     def test_check_exits_3_naming_the_field(self):
-        result = subprocess.run([sys.executable, "-m", "rlkube_env.cli", "check", "--spec", json.dumps({"name": "reverse", "args": {"alphabet": ""}})],
+        spec = json.dumps({"name": "reverse", "args": {"alphabet": ""}})
+        result = subprocess.run([sys.executable, "-m", "rlkube_env.cli", "check", "--spec", spec],
                                 capture_output=True, text=True)
         assert result.returncode == 3
         assert json.loads(result.stdout)["field"] == "environment.args.alphabet"
