@@ -254,7 +254,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     await untilAborted(signal);
     return;
   }
-  if (vocabSize === undefined) throw new BusError('Malformed', 'the trainer\'s /v1/state reports no vocab_size: a trainer image older than this agent');
+  if (vocabSize === undefined) throw new TrainerTooOld('the trainer\'s /v1/state reports no vocab_size: a trainer image older than this agent');
   const nc = await connectBus({ servers: config.natsServers, ...(config.natsCreds ? { credsFile: config.natsCreds } : {}), inboxPrefix: jobNames(job).inboxPrefix, name: config.workerId });
   const closeConnection = () => nc.drain().catch((err: unknown) => log.debug({ err: String(err) }, 'bus connection already closed'));
   // Exactly one learner agent drives the job: a second one stands by here until the holder is gone.
@@ -318,6 +318,15 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     }
   } finally {
     await stop();
+  }
+}
+
+/** A trainer that does not say what this agent needs of it: no restart cures that. */
+export class TrainerTooOld extends Error {
+  readonly reason = 'TrainerTooOld';
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainerTooOld';
   }
 }
 

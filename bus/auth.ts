@@ -13,7 +13,7 @@ export interface Permissions {
 /**
  * Everything a job's agents do on the bus, and nothing more: publish tasks, groups and dead letters, pull from the job's
  * durable consumers, read and write its KV bucket and object store, purge its own streams (the learner
- * drops stale tasks; the object store drops old weights), receive replies on the job's own inbox prefix.
+ * drops stale tasks; the object store drops old weights), remove counted groups (the learner's drain), receive replies on the job's own inbox prefix.
  * Streams are made, changed and removed by the operator only. The list is compact (per-stream wildcards,
  * a few denials) because the user JWT travels in the client's CONNECT line, which nats-server caps at
  * max_control_line (4 KiB by default).
@@ -21,14 +21,15 @@ export interface Permissions {
 export function jobPermissions(job: JobRef): Permissions {
   const n = jobNames(job);
   const work = [n.tasksStream, n.trajStream];
-  const stores = [`KV_${n.controlBucket}`, `OBJ_${n.weightsStore}`];
+  const stores = [n.controlStream, n.weightsStream];
   return {
     pub: {
       allow: [
-        n.tasksWildcard, n.trajWildcard, n.deadSubject, `$KV.${n.controlBucket}.>`, `$O.${n.weightsStore}.>`, '$JS.API.INFO',
+        n.tasksWildcard, n.trajWildcard, n.deadSubject, n.controlWildcard, n.weightsWildcard, '$JS.API.INFO',
         // INFO and PURGE (the rest of STREAM.* is denied below); consumer INFO, CREATE (ordered readers), DELETE.
         ...[...work, ...stores].flatMap((s) => [`$JS.API.STREAM.*.${s}`, `$JS.API.CONSUMER.*.${s}.>`]),
         `$JS.API.STREAM.*.${n.deadStream}`, // the learner counts the dead letters
+        `$JS.API.STREAM.MSG.DELETE.${n.trajStream}`, // the learner's end-of-run drain removes the groups it counted left over
         ...work.flatMap((s) => [`$JS.API.CONSUMER.MSG.NEXT.${s}.*`, `$JS.ACK.${s}.>`]),
         ...stores.flatMap((s) => [`$JS.API.STREAM.MSG.GET.${s}`, `$JS.API.DIRECT.GET.${s}.>`, `$JS.FC.${s}.>`]),
       ],

@@ -2,6 +2,8 @@
 import { JetStreamApiError, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { Counter } from 'prom-client';
 import { BusError } from './errors.js';
 import { WRONG_LAST_SEQUENCE, type Fence } from './lease.js';
 import { withRetry } from './retry.js';
@@ -21,6 +23,23 @@ export interface Watch {
   stop(): Promise<void>;
 }
 
+/**
+ * Control records a watch skipped because they did not decode (e.g. UnsupportedVersion: a writer one wire version
+ * ahead), by key and reason. In no registry of its own: a process serving metrics registers it in its registry.
+ */
+export const controlDecodeFailures = new Counter({
+  name: 'rlkube_control_decode_failures_total',
+  help: 'Control KV records skipped by a watch because they did not decode',
+  labelNames: ['key', 'reason'],
+  registers: [],
+});
+
+export interface ControlOptions {
+  log?: Logger;
+  /** Told of every record a watch skips (the operator makes an Event of it): a frozen-looking job says why. */
+  onUndecodable?: (key: string, err: BusError) => void;
+}
+
 export class ControlStore {
   private fenceBy: Fence | undefined;
 
@@ -28,12 +47,13 @@ export class ControlStore {
     private readonly kv: KV,
     private readonly js: JetStreamClient,
     private readonly subjectOf: (key: string) => string,
+    private readonly options: ControlOptions,
   ) {}
 
-  static async open(nc: NatsConnection, job: JobRef): Promise<ControlStore> {
+  static async open(nc: NatsConnection, job: JobRef, options: ControlOptions = {}): Promise<ControlStore> {
     const names = jobNames(job);
     const kv = await withRetry('open control bucket', () => new Kvm(nc).open(names.controlBucket, { bindOnly: true }));
-    return new ControlStore(kv, jetstream(nc), names.controlSubject);
+    return new ControlStore(kv, jetstream(nc), names.controlSubject, options);
   }
 
   /**
@@ -86,17 +106,23 @@ export class ControlStore {
     return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
   }
 
-  /** Calls onChange with every valid value of `key`, the current one first; invalid values are skipped. */
+  /** Calls onChange with every valid value of `key`, the current one first; invalid values are skipped, and said so. */
   async watch<T>(key: string, codec: JsonCodec<T>, onChange: (value: T) => void): Promise<Watch> {
     const iterator = await this.kv.watch({ key });
     const done = (async () => {
       for await (const entry of iterator) {
         if (entry.operation !== 'PUT') continue;
+        let value: T;
         try {
-          onChange(codec.decode(entry.value));
+          value = codec.decode(entry.value);
         } catch (err) {
           if (!(err instanceof BusError)) throw err;
+          controlDecodeFailures.inc({ key, reason: err.reason });
+          this.options.log?.warn({ key, reason: err.reason, err: err.message, revision: entry.revision }, 'control record skipped: it does not decode');
+          this.options.onUndecodable?.(key, err);
+          continue;
         }
+        onChange(value);
       }
     })();
     return {
@@ -149,6 +175,7 @@ export async function watchLearnerProgress(
   nc: NatsConnection,
   job: JobRef,
   onChange: (progress: LearnerProgress) => void,
+  options: ControlOptions = {},
 ): Promise<Watch> {
-  return (await ControlStore.open(nc, job)).watchProgress(onChange);
+  return (await ControlStore.open(nc, job, options)).watchProgress(onChange);
 }

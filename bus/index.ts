@@ -1,6 +1,6 @@
 // The trajectory bus: the one module both the operator (provisioning, progress) and the agents import.
 export { connectBus, redactedServers, type ConnectOptions } from './connect.js';
-export { ControlStore, watchLearnerProgress, type Watch } from './control.js';
+export { ControlStore, controlDecodeFailures, watchLearnerProgress, type ControlOptions, type Watch } from './control.js';
 export { BusError, type RejectReason } from './errors.js';
 export { DEFAULT_LEASE_TTL_MS, LearnerLease, type Fence, type LeaseOptions } from './lease.js';
 export { GroupJudge, UsedTasks, taskIdOf, type GroupVerifier, type Judgement, type Verdict } from './judge.js';

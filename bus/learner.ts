@@ -101,7 +101,7 @@ export class LearnerBus {
     const consumer = await js.consumers.get(names.trajStream, names.learnerConsumer);
     return new LearnerBus(
       nc, js, jsm, consumer,
-      await ControlStore.open(nc, job),
+      await ControlStore.open(nc, job, options.log ? { log: options.log } : {}),
       await WeightsStore.open(nc, job, options.log ? { log: options.log } : {}),
       (info.config.ack_wait ?? 30e9) / 1e6,
       job, options,
@@ -291,7 +291,7 @@ export class LearnerBus {
     for (const seq of remaining) if (!this.settlement.settledAs(seq)) this.settlement.countLeftOver(seq);
     await this.settlement.save(); // counted before removed: a restart mid-drain counts none twice
     await Promise.all(remaining.map((seq) => this.retry(`remove group ${seq}`, () => this.jsm.streams.deleteMessage(this.names.trajStream, seq, false)).catch((err: unknown) => {
-      if (!(err instanceof JetStreamApiError && err.status === 404)) throw err; // gone already: its ack or term landed
+      if (!isNoSuchMessage(err)) throw err; // gone already: an ack or term of this learner's landed meanwhile
     })));
     this.settlement.forgetRemoved(await this.inStream());
     await this.settlement.save();
@@ -442,6 +442,15 @@ export class LearnerBus {
     clearInterval(this.keepAlive);
     this.keepAlive = undefined;
   }
+}
+
+/**
+ * The server's answers to a delete of a message no longer stored: 10037 (no message found), 10043 (sequence not
+ * found), or a failed delete carrying the store's "no message found" (10057 on nats-server 2.12).
+ */
+function isNoSuchMessage(err: unknown): boolean {
+  if (!(err instanceof JetStreamApiError)) return false;
+  return err.code === 10037 || err.code === 10043 || /no message found/i.test(err.message);
 }
 
 function settle(msg: JsMsg, how: Settled, reason?: string): void {

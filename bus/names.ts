@@ -25,12 +25,16 @@ export function jobNames(job: JobRef) {
     /** The learner's durable pull consumer on the trajectories. */
     learnerConsumer: 'learner',
     controlBucket: `rlkube_${id}`,
+    /** The KV bucket's stream and subjects (the KV client's own layout). */
+    controlStream: `KV_rlkube_${id}`,
     /** The subject a control KV key is stored under (fenced writes publish there with an expectation). */
     controlSubject: (key: string) => `$KV.rlkube_${id}.${key}`,
+    controlWildcard: `$KV.rlkube_${id}.>`,
     weightsStore: `rlkube_${id}_weights`,
-    /** The object store's stream and the subject of one object's chunks (the store client's own layout). */
+    /** The object store's stream and subjects, and the subject of one object's chunks (the store client's own layout). */
     weightsStream: `OBJ_rlkube_${id}_weights`,
     weightsChunks: (nuid: string) => `$O.rlkube_${id}_weights.C.${nuid}`,
+    weightsWildcard: `$O.rlkube_${id}_weights.>`,
     /** Replies to this job's requests and pulls come here (its identity may subscribe to nothing else). */
     inboxPrefix: `_INBOX_${id}`,
   };

@@ -15,6 +15,7 @@ import {
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { BusLimits } from '../api/bus-limits.js';
 import { jobNames, type JobRef } from './names.js';
 
 export interface BusLimits {
@@ -38,7 +39,7 @@ export interface BusLimits {
 }
 
 export const defaultBusLimits: BusLimits = {
-  maxGroupBytes: 8 * 1024 * 1024,
+  maxGroupBytes: BusLimits.maxGroupBytes,
   maxPendingGroups: 4096,
   maxPendingTasks: 4096,
   duplicateWindowMs: 10 * 60_000,
@@ -78,7 +79,7 @@ export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: P
     name: names.tasksStream,
     subjects: [names.tasksWildcard],
     max_msgs: limits.maxPendingTasks,
-    max_msg_size: 64 * 1024,
+    max_msg_size: BusLimits.maxTaskBytes,
   });
   await ensureStream(jsm, {
     ...common,
@@ -108,7 +109,7 @@ export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: P
     storage,
     discard: DiscardPolicy.Old,
     max_msgs: limits.maxDeadLetters,
-    max_msg_size: 64 * 1024,
+    max_msg_size: BusLimits.maxTaskBytes,
     duplicate_window: nanos(limits.duplicateWindowMs),
     num_replicas: replicas,
   });
@@ -120,7 +121,7 @@ export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: P
 export async function teardownJob(nc: NatsConnection, job: JobRef): Promise<void> {
   const names = jobNames(job);
   const jsm = await jetstreamManager(nc);
-  for (const stream of [names.tasksStream, names.trajStream, names.deadStream, `KV_${names.controlBucket}`, `OBJ_${names.weightsStore}`]) {
+  for (const stream of [names.tasksStream, names.trajStream, names.deadStream, names.controlStream, names.weightsStream]) {
     await ignoreNotFound(jsm.streams.delete(stream));
   }
 }

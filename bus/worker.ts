@@ -58,7 +58,7 @@ export class WorkerBus {
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);
     const info = await withRetry('workers consumer info', () => jsm.consumers.info(names.tasksStream, names.workersConsumer));
-    const control = await ControlStore.open(nc, job);
+    const control = await ControlStore.open(nc, job, identity.log ? { log: identity.log } : {});
     // Without a key of its own (tests, benchmarks) the worker signs with one made for this process.
     const key = identity.key ?? WorkerKey.create();
     await control.registerWorkerKey(identity.workerId, key.publicKey);

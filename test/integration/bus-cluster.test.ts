@@ -26,7 +26,7 @@ describe('on a 3-node JetStream cluster', () => {
     const names = jobNames(job);
     await provisionJob(nc, job, { taskAckWaitMs: 2000, groupAckWaitMs: 3000 });
     const jsm = await jetstreamManager(nc);
-    for (const stream of [names.tasksStream, names.trajStream, names.deadStream, `KV_${names.controlBucket}`, `OBJ_${names.weightsStore}`]) {
+    for (const stream of [names.tasksStream, names.trajStream, names.deadStream, names.controlStream, names.weightsStream]) {
       expect({ stream, replicas: (await jsm.streams.info(stream)).config.num_replicas }).toEqual({ stream, replicas: 3 });
     }
 

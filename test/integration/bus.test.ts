@@ -3,13 +3,16 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { spawn } from 'node:child_process';
 import {
+  ControlStore,
   LearnerBus,
   WorkerBus,
+  controlDecodeFailures,
   WorkerKey,
   connectBus,
   encodeGroup,
   jobNames,
   provisionJob,
+  watchLearnerProgress,
   type Batch,
   type BusLimits,
   type JobRef,
@@ -134,9 +137,29 @@ describe('provisioning', () => {
   it('makes every stream, bucket and store with one replica on a lone server (R3 on a cluster: bus-cluster.test.ts)', async () => {
     const names = jobNames(await newJob());
     const jsm = await jetstreamManager(nc);
-    for (const stream of [names.tasksStream, names.trajStream, names.deadStream, `KV_${names.controlBucket}`, `OBJ_${names.weightsStore}`]) {
+    for (const stream of [names.tasksStream, names.trajStream, names.deadStream, names.controlStream, names.weightsStream]) {
       expect({ stream, replicas: (await jsm.streams.info(stream)).config.num_replicas }).toEqual({ stream, replicas: 1 });
     }
+  });
+});
+
+describe('control records', () => {
+  it('a progress record that does not decode is skipped by the watch, counted and told, and the next one delivered', async () => {
+    const job = await newJob();
+    const skipped = async () => (await controlDecodeFailures.get()).values.find((v) => v.labels.key === 'learner' && v.labels.reason === 'UnsupportedVersion')?.value ?? 0;
+    const before = await skipped();
+    const told: string[] = [];
+    const seen: number[] = [];
+    const watch = await watchLearnerProgress(nc, job, (p) => seen.push(p.step), { onUndecodable: (key, err) => told.push(`${key} ${err.reason}`) });
+    // A writer one wire version ahead, then a record this one reads.
+    await jetstream(nc).publish(jobNames(job).controlSubject('learner'), new TextEncoder().encode(JSON.stringify({ v: 2, step: 1 })));
+    await (await ControlStore.open(nc, job)).putProgress({
+      v: 1, step: 2, maxSteps: 3, state: 'Running', policyVersion: 2, reward: null, rejectedByReason: {}, updatedAt: '',
+      groups: { accepted: 0, stale: 0, rejected: 0, leftOver: 0, published: 0 },
+    });
+    await waitFor('the valid record', () => seen.includes(2) || undefined);
+    await watch.stop();
+    expect({ told, seen, skipped: (await skipped()) - before }).toEqual({ told: ['learner UnsupportedVersion'], seen: [2], skipped: 1 });
   });
 });
 
