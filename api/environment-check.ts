@@ -67,10 +67,13 @@ const meaning = (arg: ArgDescription): string => arg.type === 'integer' ? `an in
 
 /** The value read, or the problem with it (the messages of rlkube_env.environment's IntArg and TextArg). */
 function readArg(name: string, arg: ArgDescription, value: unknown): number | string | EnvironmentProblem {
-  const read = arg.type === 'integer'
-    ? ((n) => n !== undefined && n >= arg.minimum && n <= arg.maximum ? n : undefined)(integerOf(value))
-    : typeof value === 'string' && new RegExp(arg.pattern).test(value) ? value : undefined;
-  return read ?? argProblem(name, `must be ${meaning(arg)}, got ${JSON.stringify(value)}`);
+  if (arg.type === 'integer') {
+    const n = integerOf(value);
+    if (n !== undefined && n >= arg.minimum && n <= arg.maximum) return n;
+  } else if (typeof value === 'string' && new RegExp(arg.pattern).test(value)) {
+    return value;
+  }
+  return argProblem(name, `must be ${meaning(arg)}, got ${JSON.stringify(value)}`);
 }
 
 /** The args' problem, checked in rlkube_env's Signature.read order: unknown args, each declared arg, the rules. */

@@ -84,7 +84,7 @@ def unusable(name: str, message: str) -> EnvironmentUnusable:
 def shown(value: Any) -> str:
     """A value as the messages show it: JSON, the way the TypeScript pre-check (api/environment-check.ts) shows it."""
     try:
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
 
