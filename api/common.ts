@@ -104,6 +104,11 @@ export const learnerFields = {
   resources: Type.Optional(Resources),
   agent: AgentSpec,
   checkpoint: Checkpoint,
+  /**
+   * Completions per forward/backward pass of the trainer (gradients accumulate over them): bounds its peak
+   * memory, not what it learns. Lower it for long completions or large models.
+   */
+  microBatch: Type.Integer({ minimum: 1, maximum: 4096, default: 16 }),
   nodeSelector: Type.Optional(StringMap()),
   tolerations: Type.Optional(Type.Array(Toleration, { maxItems: 32 })),
   ...podOverrideFields,

@@ -1,4 +1,4 @@
-// The command lines of the Python servers (images/trainer) for a job, in one place: the operator's pod
+// The command lines of the Python servers (python/) for a job, in one place: the operator's pod
 // builders and `rlkube run` both start them, and must start them alike.
 import type { LearnerTemplate } from './common.js';
 import { retainedPolicyVersions } from './retention.js';
@@ -19,27 +19,61 @@ interface ServerPlace {
 const loraArgs = (spec: RLJobSpec) =>
   spec.model.lora ? ['--lora-rank', String(spec.model.lora.rank), '--lora-alpha', String(Math.round(spec.model.lora.alpha))] : [];
 
-/** `python -m rlkube_trainer.policy_server …`: the tiny and hf engines. */
+/** `python -m rlkube_engine.server …`: the tiny and hf engines. */
 export function engineServerArgs(spec: RLJobSpec, place: ServerPlace & { sampleSeed?: number }): string[] {
   return [
-    '-m', 'rlkube_trainer.policy_server', '--host', place.host, '--port', String(place.port),
+    '-m', 'rlkube_engine.server', '--host', place.host, '--port', String(place.port),
     '--model', modelArg(place.model ?? spec.model.name), '--seed', String(spec.algorithm.seed), ...loraArgs(spec),
     ...(place.sampleSeed !== undefined ? ['--sample-seed', String(place.sampleSeed)] : []),
     ...(place.initWeights ? ['--init-weights', place.initWeights] : []),
   ];
 }
 
-/** `python -m rlkube_trainer.trainer_server …`: the GRPO trainer of a learner. */
+/**
+ * The trainer's settings an RLJob sets one to one: the trainer's name for each (python/rlkube_trainer/config.py,
+ * described in api/generated/trainer-config.json) and where the RLJob holds it (`learner.` paths: the learner's
+ * template). Their defaults and bounds agree (test/unit/api-trainer-config.test.ts).
+ */
+export const TRAINER_SETTINGS = {
+  lr: 'algorithm.learningRate',
+  temperature: 'algorithm.temperature',
+  clip_low: 'algorithm.clipLow',
+  clip_high: 'algorithm.clipHigh',
+  kl_coef: 'algorithm.klCoef',
+  is_cap: 'algorithm.isCap',
+  minibatches: 'algorithm.minibatches',
+  max_grad_norm: 'algorithm.maxGradNorm',
+  adam_beta1: 'algorithm.adamBeta1',
+  adam_beta2: 'algorithm.adamBeta2',
+  skip_uniform_groups: 'algorithm.skipUniformGroups',
+  seed: 'algorithm.seed',
+  logprob_tolerance: 'verification.logprobTolerance',
+  sampled_positions: 'verification.sampledPositions',
+  checkpoint_every: 'learner.checkpoint.everySteps',
+  micro_batch: 'learner.microBatch',
+} as const;
+
+/** The trainer's flag for one of its settings (argparse's spelling; a boolean is --name or --no-name). */
+export const trainerFlag = (name: string, value?: boolean) => `--${value === false ? 'no-' : ''}${name.replaceAll('_', '-')}`;
+
+/** The value at a dotted path of a spec (with the learner's template under `learner`). */
+function valueAt(root: unknown, path: string): unknown {
+  return path.split('.').reduce((node, key) => (node as Record<string, unknown> | undefined)?.[key], root);
+}
+
+const settingArgs = (spec: RLJobSpec, learner: LearnerTemplate) =>
+  Object.entries(TRAINER_SETTINGS).flatMap(([name, path]) => {
+    const value = valueAt({ ...spec, learner }, path);
+    return typeof value === 'boolean' ? [trainerFlag(name, value)] : [trainerFlag(name), String(value)];
+  });
+
+/** `python -m rlkube_trainer.server …`: the GRPO trainer of a learner. */
 export function trainerServerArgs(spec: RLJobSpec, learner: LearnerTemplate, place: ServerPlace & { checkpointDir: string }): string[] {
-  const { algorithm, verification } = spec;
   return [
-    '-m', 'rlkube_trainer.trainer_server', '--host', place.host, '--port', String(place.port),
+    '-m', 'rlkube_trainer.server', '--host', place.host, '--port', String(place.port),
     '--model', modelArg(place.model ?? spec.model.name), '--checkpoint-dir', place.checkpointDir,
-    '--lr', String(algorithm.learningRate), '--temperature', String(algorithm.temperature),
-    '--clip-low', String(algorithm.clipLow), '--clip-high', String(algorithm.clipHigh), '--kl-coef', String(algorithm.klCoef),
-    '--is-cap', String(algorithm.isCap), '--seed', String(algorithm.seed),
-    '--logprob-tolerance', String(verification.logprobTolerance), '--sampled-positions', String(verification.sampledPositions),
-    '--checkpoint-every', String(learner.checkpoint.everySteps), '--nproc-per-node', String(Math.max(1, learner.gpusPerNode)),
+    ...settingArgs(spec, learner),
+    '--nproc-per-node', String(Math.max(1, learner.gpusPerNode)),
     // every group is checked against the weights of the version it claims: those of the staleness bound stay on disk
     '--keep-policies', String(retainedPolicyVersions(spec.sync.maxStaleness)),
     ...loraArgs(spec),

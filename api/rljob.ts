@@ -49,17 +49,30 @@ export const EnvironmentSpec = withRules(Type.Object({
 }]);
 export type EnvironmentSpec = Static<typeof EnvironmentSpec>;
 
+/**
+ * What is learnt and how: the trainer's settings (python/rlkube_trainer/config.py, where each is described)
+ * beside the batch's shape. Their defaults are the trainer's (api/generated/trainer-config.json, checked by
+ * test/unit/api-trainer-config.test.ts); how the learner fits them into memory is spec.learner's (microBatch).
+ */
 export const AlgorithmSpec = defaultsToFilled(Type.Object({
   groupSize: Type.Integer({ minimum: 2, maximum: 1024, default: 8 }),
   batchSize: Type.Integer({ minimum: 1, maximum: 65536, default: 32 }),
   maxSteps: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100 }),
   learningRate: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.001 }),
   temperature: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 1.0 }),
-  clipLow: Type.Number({ minimum: 0, maximum: 1, default: 0.2 }),
+  clipLow: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.2 }),
   clipHigh: Type.Number({ minimum: 0, maximum: 10, default: 0.28 }),
   klCoef: Type.Number({ minimum: 0, default: 0 }),
   /** Truncation of the importance weights of off-policy groups (older policy version, within maxStaleness; 1: they are only ever down-weighted, as V-trace does). */
   isCap: Type.Number({ minimum: 1, default: 2.0 }),
+  /** Optimizer steps per train step: the batch's groups split into this many minibatches (PPO-style). */
+  minibatches: Type.Integer({ minimum: 1, maximum: 1024, default: 8 }),
+  /** Gradients are clipped to this global norm before each optimizer step. */
+  maxGradNorm: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000, default: 1.0 }),
+  adamBeta1: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.9 }),
+  adamBeta2: Type.Number({ minimum: 0, exclusiveMaximum: 1, default: 0.999 }),
+  /** Groups whose rewards are all equal (no advantage) are left out of the token mean, not diluting it. */
+  skipUniformGroups: Type.Boolean({ default: false }),
   seed: Type.Integer({ minimum: 0, default: 1 }),
 }, { additionalProperties: false }));
 
