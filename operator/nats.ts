@@ -4,8 +4,8 @@
 // deadline on its first connect, so an address that never answers fails that job (BusUnavailable), no other.
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { connectBus, provisionJob, redactedServers, teardownJob, watchLearnerProgress, type LearnerProgress } from '../bus/index.js';
-import type { JobBus, JobRef } from './controllers/context.js';
+import { connectBus, provisionJob, redactedServers, teardownJob, watchLearnerProgress } from '../bus/index.js';
+import type { JobBus, JobRef, ProgressWatcher } from './controllers/context.js';
 import { NotLeaderError, type WriteFence } from './kube/client.js';
 
 /** How long a job's own NATS URL may take to answer a first connect (retried within it) before the job is told. */
@@ -68,8 +68,10 @@ export class NatsJobBus implements JobBus {
     await teardownJob(nc, job);
   }
 
-  async watchProgress(job: JobRef, onChange: (progress: LearnerProgress) => void, natsUrl?: string) {
-    return watchLearnerProgress(await this.connection(natsUrl), job, onChange);
+  /** A record that does not decode is logged (warn, key and reason), counted (controlDecodeFailures) and passed on. */
+  async watchProgress(job: JobRef, watcher: ProgressWatcher, natsUrl?: string) {
+    const log = this.log.child({ job: job.name, namespace: job.namespace });
+    return watchLearnerProgress(await this.connection(natsUrl), job, (p) => watcher.onChange(p), { log, onUndecodable: (key, err) => watcher.onUndecodable(key, err) });
   }
 
   /** Drains the connections that are up; one still dialing (the default server waits forever) closes when it comes up. */

@@ -2,11 +2,14 @@
 // learner-progress record run in the background, a few jobs at a time, and report back by enqueueing the
 // job. A slow or absent NATS then delays the job's status, never the Kubernetes work of other jobs; and a job
 // whose own NATS never answers costs only itself (its connect has a deadline and holds no provisioning slot).
+// A progress record that does not decode is said on the job (a Warning Event), or its status would just freeze.
 import type { Logger } from 'pino';
 import type { RLJob } from '../../api/index.js';
-import type { LearnerProgress } from '../../bus/index.js';
+import type { BusError, LearnerProgress } from '../../bus/index.js';
+import type { KubeObject } from '../kube/client.js';
+import type { EventSink } from '../kube/events.js';
 import { BurstGate } from './burst-gate.js';
-import type { JobBus, JobRef } from './context.js';
+import type { JobBus } from './context.js';
 
 export type BusState = { phase: 'Ready' } | { phase: 'Pending' } | { phase: 'Failed'; message: string; retryInMs: number };
 
@@ -39,6 +42,8 @@ export class JobBusLink {
     private readonly concurrency: number,
     private readonly changed: (key: string) => void,
     private readonly log: Logger,
+    /** Where an undecodable progress record is said (rate-limited there: the same one again is not repeated). */
+    private readonly events: EventSink,
     /** Bus work yields to a burst of Kubernetes work; its clock is this link's. */
     private readonly gate: BurstGate = new BurstGate(),
   ) {}
@@ -73,7 +78,7 @@ export class JobBusLink {
       // No slot is held while connecting: an address that never answers fails this job at its deadline alone.
       await this.bus.connect(url);
       if (this.links.get(key) !== link) return; // forgotten meanwhile: nothing was created
-      link.creating = this.inSlot(() => this.create(key, ref, url, link));
+      link.creating = this.inSlot(() => this.create(key, job, link));
       await link.creating;
       link.state = { phase: 'Ready' };
       link.failures = 0;
@@ -89,14 +94,24 @@ export class JobBusLink {
     this.changed(key);
   }
 
-  private async create(key: string, ref: JobRef, url: string | undefined, link: Link): Promise<void> {
+  private async create(key: string, job: RLJob, link: Link): Promise<void> {
     if (this.links.get(key) !== link) return; // forgotten while waiting for a slot
+    const ref = { namespace: job.metadata.namespace!, name: job.metadata.name };
+    const url = job.spec.nats?.url;
     await this.bus.provision(ref, url);
     if (!link.stopWatch) {
-      const watch = await this.bus.watchProgress(ref, (p) => { link.progress = p; this.changed(key); }, url);
+      const watch = await this.bus.watchProgress(ref, {
+        onChange: (p) => { link.progress = p; this.changed(key); },
+        onUndecodable: (recordKey, err) => this.undecodable(job, recordKey, err),
+      }, url);
       link.stopWatch = () => watch.stop();
       if (this.links.get(key) !== link) await link.stopWatch(); // forgotten while we started watching
     }
+  }
+
+  private undecodable(job: RLJob, recordKey: string, err: BusError): void {
+    const message = `learner progress record "${recordKey}" skipped, it does not decode (${err.reason}): ${err.message}; status shows the last one that did`;
+    this.events.record(job as unknown as KubeObject, 'Warning', 'UndecodableProgress', message);
   }
 
   /** Removes the job's NATS resources (idempotent). */

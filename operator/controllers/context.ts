@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import type { V1Deployment, V1Pod, V1Secret, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Learner, RLJob, RolloutPool } from '../../api/index.js';
-import type { LearnerProgress } from '../../bus/index.js';
+import type { BusError, LearnerProgress } from '../../bus/index.js';
 import { KubeApiError, type KubeClient, type KubeObject, type ResourceType } from '../kube/client.js';
 import type { EventSink } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
@@ -19,7 +19,14 @@ export interface JobBus {
   connect(natsUrl?: string): Promise<void>;
   provision(job: JobRef, natsUrl?: string): Promise<void>;
   teardown(job: JobRef, natsUrl?: string): Promise<void>;
-  watchProgress(job: JobRef, onChange: (progress: LearnerProgress) => void, natsUrl?: string): Promise<{ stop(): Promise<void> }>;
+  watchProgress(job: JobRef, watcher: ProgressWatcher, natsUrl?: string): Promise<{ stop(): Promise<void> }>;
+}
+
+/** Told of the job's learner-progress records as a KV watch delivers them. */
+export interface ProgressWatcher {
+  onChange(progress: LearnerProgress): void;
+  /** A record at `key` that does not decode (another wire version, a corrupt value) was skipped: progress looks frozen. */
+  onUndecodable(key: string, err: BusError): void;
 }
 
 type K<T> = T & KubeObject;

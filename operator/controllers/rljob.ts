@@ -165,7 +165,7 @@ export class RLJobController {
   private readonly firstSeen = new Map<string, number>();
 
   constructor(private readonly ctx: ControllerContext) {
-    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.gate);
+    this.busLink = new JobBusLink(ctx.bus, 4, (key) => ctx.enqueueJob(key), ctx.log, ctx.events, ctx.gate);
   }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {

@@ -1,6 +1,6 @@
 // Kubernetes Events about our objects (core/v1), best effort: a failed Event never fails a reconcile.
 import type { Logger } from 'pino';
-import { RESOURCES, type KubeClient, type KubeObject } from './client.js';
+import { RESOURCES, type KubeObject, type ResourceType } from './client.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -11,10 +11,15 @@ export interface EventSink {
 /** The same event (object, reason, message) again within this window is not repeated. */
 const REPEAT_WINDOW_MS = 5 * 60_000;
 
+/** What recording takes of the API client: a create whose answer it does not read (KubeClient, or a test's fake). */
+export interface EventCreator {
+  create(type: ResourceType, namespace: string, obj: KubeObject): Promise<unknown>;
+}
+
 export class EventRecorder implements EventSink {
   private readonly recent = new Map<string, number>();
 
-  constructor(private readonly client: KubeClient, private readonly log: Logger, private readonly component = 'rlkube-operator') {}
+  constructor(private readonly client: EventCreator, private readonly log: Logger, private readonly component = 'rlkube-operator') {}
 
   record(obj: KubeObject, type: EventType, reason: string, message: string): void {
     const { name, namespace, uid, resourceVersion } = obj.metadata ?? {};

@@ -1,6 +1,7 @@
 // The operator's Prometheus metrics and its one HTTP server: /metrics, /healthz, /readyz.
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { controlDecodeFailures } from '../../bus/index.js';
 import type { QueueObserver } from './queue.js';
 
 export class OperatorMetrics {
@@ -16,6 +17,8 @@ export class OperatorMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // Progress records the jobs' watches skipped (each one also a Warning Event on its job).
+    this.registry.registerMetric(controlDecodeFailures);
   }
 
   /** Exports a client's request counts (verb + resource) as rlkube_operator_api_requests_total. */

@@ -1,9 +1,11 @@
 // The operator's connection to a job's own spec.nats.url: an address that cannot be reached (refused, silent,
 // not resolvable) fails within a deadline with a reason and the URL, so the job says BusUnavailable and can be
-// deleted; the operator's own NATS is still waited for however long it takes.
+// deleted; the operator's own NATS is still waited for however long it takes. And the operator's metrics count the
+// progress records its watches could not decode.
 import net from 'node:net';
 import pino from 'pino';
-import { BusError } from '../../bus/index.js';
+import { BusError, controlDecodeFailures } from '../../bus/index.js';
+import { OperatorMetrics } from '../../operator/kube/metrics.js';
 import { NatsJobBus } from '../../operator/nats.js';
 
 /** A loopback port nothing listens on. */
@@ -78,4 +80,10 @@ describe('NatsJobBus with a job URL that cannot be reached', () => {
     await bus.close();
     await server.close();
   }, 15_000);
+});
+
+test('the operator\'s /metrics counts control records its watches skipped, by key and reason', async () => {
+  const metrics = new OperatorMetrics();
+  controlDecodeFailures.inc({ key: 'learner', reason: 'UnsupportedVersion' });
+  expect(await metrics.registry.metrics()).toMatch(/^rlkube_control_decode_failures_total\{key="learner",reason="UnsupportedVersion"\} [1-9]/m);
 });

@@ -7,8 +7,9 @@ import { parseRLJobManifest, type RLJob } from '../../api/index.js';
 import { JobBusLink } from '../../operator/controllers/bus-link.js';
 import { BurstGate } from '../../operator/controllers/burst-gate.js';
 import { Derived, StatusPacer, WriteMemo, sameJson, type JobBus } from '../../operator/controllers/context.js';
-import { RESOURCES } from '../../operator/kube/client.js';
+import { RESOURCES, type KubeObject } from '../../operator/kube/client.js';
 import { sleep } from '../../operator/kube/clock.js';
+import { EventRecorder, type EventSink } from '../../operator/kube/events.js';
 import { FakeClock, settle } from '../harness/clock.js';
 import { readExample } from '../harness/examples.js';
 
@@ -136,9 +137,13 @@ describe('JobBusLink', () => {
     return { ...example, metadata: { name, namespace: 'ns', uid: `uid-${name}` }, spec: { ...example.spec, ...(url ? { nats: { url } } : {}) } };
   };
   const silent = pino({ level: 'silent' });
+  const noEvents: EventSink = { record: () => undefined };
 
-  /** A bus on a fake clock: provisioning takes 10 ms; URLs in `silent` never answer a connect, in `failing` fail it. */
-  function fakeBus(clock: FakeClock, { failTimes = 0, silent = new Set<string>(), failing = new Set<string>() } = {}) {
+  /**
+   * A bus on a fake clock: provisioning takes 10 ms; URLs in `silent` never answer a connect, in `failing` fail it.
+   * The watch delivers step 3, then each of `undecodable` as a progress record that does not decode.
+   */
+  function fakeBus(clock: FakeClock, { failTimes = 0, silent = new Set<string>(), failing = new Set<string>(), undecodable = [] as BusError[] } = {}) {
     const calls: string[] = [];
     let running = 0;
     let maxRunning = 0;
@@ -157,9 +162,10 @@ describe('JobBusLink', () => {
         if (failures-- > 0) throw new Error('nats: connection refused');
       },
       teardown: async (ref) => { calls.push(`teardown ${ref.name}`); },
-      watchProgress: async (ref, onChange) => {
+      watchProgress: async (ref, watcher) => {
         calls.push(`watch ${ref.name}`);
-        clock.after(1, () => onChange({ step: 3 } as never));
+        clock.after(1, () => watcher.onChange({ step: 3 } as never));
+        undecodable.forEach((err, i) => clock.after(2 + i, () => watcher.onUndecodable('learner', err)));
         return { stop: async () => { calls.push(`unwatch ${ref.name}`); } };
       },
     };
@@ -170,7 +176,7 @@ describe('JobBusLink', () => {
     const clock = new FakeClock();
     const { bus, calls } = fakeBus(clock);
     const changed: string[] = [];
-    const link = new JobBusLink(bus, 2, (k) => changed.push(k), silent, new BurstGate(() => false, clock));
+    const link = new JobBusLink(bus, 2, (k) => changed.push(k), silent, noEvents, new BurstGate(() => false, clock));
     expect(link.ensure('ns/a', job('a'))).toEqual({ phase: 'Pending' });
     await clock.until('provisioned', () => link.ensure('ns/a', job('a')).phase === 'Ready');
     await clock.until('progress', () => link.progress('ns/a')?.step === 3);
@@ -180,10 +186,33 @@ describe('JobBusLink', () => {
     expect(calls.slice(2)).toEqual(['unwatch a', 'teardown a']);
   });
 
+  test('a progress record that does not decode is a Warning Event on the job naming key and reason, not repeated', async () => {
+    const clock = new FakeClock();
+    const ahead = new BusError('UnsupportedVersion', 'learner progress: wire version 9, this build reads up to 1');
+    const { bus } = fakeBus(clock, { undecodable: [ahead, ahead, new BusError('Malformed', 'learner progress: not JSON')] });
+    const created: KubeObject[] = [];
+    const events = new EventRecorder({ create: async (_type, _ns, obj) => { created.push(obj); return obj; } }, silent);
+    const changed: string[] = [];
+    const link = new JobBusLink(bus, 2, (k) => changed.push(k), silent, events, new BurstGate(() => false, clock));
+    link.ensure('ns/a', job('a'));
+    await clock.until('three records delivered', () => created.length === 2 && clock.pending === 0);
+    expect(created.map((e) => ({ ...e, metadata: undefined, firstTimestamp: undefined, lastTimestamp: undefined }))).toEqual([
+      expect.objectContaining({
+        type: 'Warning', reason: 'UndecodableProgress',
+        involvedObject: expect.objectContaining({ kind: 'RLJob', name: 'a', namespace: 'ns', uid: 'uid-a' }),
+        message: expect.stringMatching(/"learner".*UnsupportedVersion.*wire version 9/),
+      }),
+      expect.objectContaining({ reason: 'UndecodableProgress', message: expect.stringMatching(/"learner".*Malformed/) }),
+    ]);
+    expect(link.progress('ns/a')?.step).toBe(3); // the last record that decoded stands
+    expect(changed).toEqual(['ns/a', 'ns/a']); // provisioned, progress: a skipped record changes nothing
+    await link.close();
+  });
+
   test('a failure is reported with a back-off, and retried once it is due', async () => {
     const clock = new FakeClock();
     const { bus, calls } = fakeBus(clock, { failTimes: 1 });
-    const link = new JobBusLink(bus, 2, () => undefined, silent, new BurstGate(() => false, clock));
+    const link = new JobBusLink(bus, 2, () => undefined, silent, noEvents, new BurstGate(() => false, clock));
     link.ensure('ns/a', job('a'));
     await clock.until('the failure', () => link.ensure('ns/a', job('a')).phase === 'Failed');
     expect(link.ensure('ns/a', job('a'))).toEqual({ phase: 'Failed', message: 'nats: connection refused', retryInMs: 1000 });
@@ -201,7 +230,7 @@ describe('JobBusLink', () => {
     const clock = new FakeClock();
     const { bus, maxRunning, calls } = fakeBus(clock);
     const gate = new BurstGate(() => true, clock);
-    const link = new JobBusLink(bus, 2, () => undefined, silent, gate);
+    const link = new JobBusLink(bus, 2, () => undefined, silent, noEvents, gate);
     for (let i = 0; i < 6; i++) link.ensure(`ns/j${i}`, job(`j${i}`));
     await clock.advance(BurstGate.MAX_DEFER_MS - 1);
     expect(calls).toEqual([]);
@@ -215,7 +244,7 @@ describe('JobBusLink', () => {
     const clock = new FakeClock();
     const bad = [1, 2, 3, 4].map((i) => `nats://bad-${i}.invalid:4222`);
     const { bus, calls } = fakeBus(clock, { silent: new Set(bad) });
-    const link = new JobBusLink(bus, 2, () => undefined, silent, new BurstGate(() => false, clock));
+    const link = new JobBusLink(bus, 2, () => undefined, silent, noEvents, new BurstGate(() => false, clock));
     bad.forEach((url, i) => link.ensure(`ns/bad${i}`, job(`bad${i}`, url)));
     link.ensure('ns/good', job('good'));
     await clock.until('the good job provisioned', () => link.ensure('ns/good', job('good')).phase === 'Ready');
@@ -229,7 +258,7 @@ describe('JobBusLink', () => {
     const clock = new FakeClock();
     const url = 'nats://127.0.0.1:1';
     const { bus, calls } = fakeBus(clock, { failing: new Set([url]) });
-    const link = new JobBusLink(bus, 2, () => undefined, silent, new BurstGate(() => false, clock));
+    const link = new JobBusLink(bus, 2, () => undefined, silent, noEvents, new BurstGate(() => false, clock));
     link.ensure('ns/bad', job('bad', url));
     await clock.until('the failure', () => link.ensure('ns/bad', job('bad', url)).phase === 'Failed');
     expect(link.ensure('ns/bad', job('bad', url))).toMatchObject({ phase: 'Failed', message: expect.stringContaining(url) });
