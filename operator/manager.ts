@@ -71,7 +71,7 @@ export class Manager {
     } as Caches;
     this.credentials = opts.identities && this.caches.secrets ? new JobCredentials(opts.identities, this.caches.secrets, client, log) : undefined;
 
-    const memo = new WriteMemo();
+    const memo = new WriteMemo(opts.clock);
     // More than the caller's own reconcile waiting or running, or children we made not in the cache yet: a
     // burst is on.
     const gate = new BurstGate(() => Object.values(this.queues).reduce((n, q) => n + q.depth + q.active, 0) > 1 || memo.createdUnseen > 0, opts.clock);

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Learner, RLJob, RolloutPool } from '../../api/index.js';
 import type { BusError, LearnerProgress } from '../../bus/index.js';
 import { KubeApiError, type KubeClient, type KubeObject, type ResourceType } from '../kube/client.js';
+import { realClock, type Clock } from '../kube/clock.js';
 import type { EventSink } from '../kube/events.js';
 import type { Informer } from '../kube/informer.js';
 import type { BuildConfig } from './builders.js';
@@ -78,14 +79,16 @@ export class WriteMemo {
   /** After this long without seeing its event, a write is no longer trusted (a relist may have skipped it). */
   static readonly TRUST_MS = 30_000;
 
+  constructor(private readonly clock: Clock = realClock) {}
+
   /** The result of our identical write (same digest) that the cache has not caught up with, if any. */
   recall<T>(id: string, digest: string): T | undefined {
     const p = this.pending.get(id);
-    if (!p || p.digest !== digest || Date.now() - p.at > WriteMemo.TRUST_MS) return undefined;
+    if (!p || p.digest !== digest || this.clock.now() - p.at > WriteMemo.TRUST_MS) return undefined;
     return p.result as T;
   }
   remember(id: string, digest: string, result: KubeObject): void {
-    this.pending.set(id, { digest, rv: result.metadata?.resourceVersion, result, at: Date.now() });
+    this.pending.set(id, { digest, rv: result.metadata?.resourceVersion, result, at: this.clock.now() });
   }
   /**
    * An object we created that the cache does not show yet (read-your-writes: its controller need not wait
@@ -94,14 +97,14 @@ export class WriteMemo {
   created<T extends KubeObject>(id: string): T | undefined {
     const c = this.unseen.get(id);
     if (!c) return undefined;
-    if (Date.now() - c.at <= WriteMemo.TRUST_MS) return c.obj as T;
+    if (this.clock.now() - c.at <= WriteMemo.TRUST_MS) return c.obj as T;
     this.unseen.delete(id);
     return undefined;
   }
   /** Objects we created that the cache does not show yet (a burst is not over before they are seen). */
   get createdUnseen(): number {
     // Oldest first (insertion order): drop the ones no longer trusted.
-    const now = Date.now();
+    const now = this.clock.now();
     for (const [k, c] of this.unseen) {
       if (now - c.at <= WriteMemo.TRUST_MS) break;
       this.unseen.delete(k);
@@ -112,7 +115,7 @@ export class WriteMemo {
   get size(): number { return this.pending.size + this.unseen.size; }
   rememberCreated(id: string, obj: KubeObject): void {
     this.unseen.delete(id);
-    this.unseen.set(id, { obj, at: Date.now() });
+    this.unseen.set(id, { obj, at: this.clock.now() });
   }
   /**
    * The informer delivered this version of the object: writes up to it are in the cache now. (A write whose
@@ -121,7 +124,7 @@ export class WriteMemo {
   observed(obj: KubeObject, type: ResourceType): void {
     const id = idOf(type, obj);
     this.unseen.delete(id);
-    const now = Date.now();
+    const now = this.clock.now();
     for (const key of [id, idOf(type, obj, 'status:'), idOf(type, obj, 'finalizer:')]) {
       const p = this.pending.get(key);
       if (p && (p.rv === obj.metadata?.resourceVersion || now - p.at > WriteMemo.TRUST_MS)) this.pending.delete(key);

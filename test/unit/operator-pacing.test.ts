@@ -95,6 +95,17 @@ describe('WriteMemo', () => {
     expect(memo.recall('deployments/ns/d', 'h1')).toBeUndefined();
   });
 
+  test('a write the cache never shows is trusted for TRUST_MS on the memo\'s clock, then no longer', async () => {
+    const clock = new FakeClock();
+    const memo = new WriteMemo(clock);
+    memo.remember('deployments/ns/d', 'h1', obj('7'));
+    memo.rememberCreated('deployments/ns/d', obj('7'));
+    await clock.advance(WriteMemo.TRUST_MS);
+    expect([memo.recall('deployments/ns/d', 'h1'), memo.created('deployments/ns/d'), memo.createdUnseen]).toEqual([obj('7'), obj('7'), 1]);
+    await clock.advance(1);
+    expect([memo.recall('deployments/ns/d', 'h1'), memo.created('deployments/ns/d'), memo.createdUnseen]).toEqual([undefined, undefined, 0]);
+  });
+
   test('a deleted object leaves nothing behind, whatever was pending for it', () => {
     const memo = new WriteMemo();
     for (let i = 0; i < 50; i++) {
