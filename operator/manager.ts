@@ -10,10 +10,12 @@ import type { OperatorMetrics } from './kube/metrics.js';
 import { WorkQueue, keyOf, type QueueOptions } from './kube/queue.js';
 import type { BuildConfig } from './controllers/builders.js';
 import { BurstGate } from './controllers/burst-gate.js';
-import { StatusPacer, WriteMemo, idOf, type Caches, type ControllerContext, type JobBus } from './controllers/context.js';
+import type { Caches, ControllerContext, JobBus } from './controllers/context.js';
+import { WriteMemo, idOf } from './controllers/expectations.js';
 import { JobCredentials, SECRET_SELECTOR, slimSecret, type IdentityIssuer } from './controllers/credentials.js';
 import { LearnerController } from './controllers/learner.js';
 import { LABELS, MANAGED_SELECTOR, controllerOf } from './controllers/meta.js';
+import { StatusPacer } from './controllers/pacing.js';
 import { RLJobController } from './controllers/rljob.js';
 import { RolloutPoolController } from './controllers/rolloutpool.js';
 

@@ -6,10 +6,13 @@ import { RESOURCES, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { CHECKPOINT_DIR, RENDEZVOUS_PORT, agentContainer, agentEnv, agentMounts, environmentContainer, podTemplate, podTolerations, podVolumes, trainerContainer, type BuildConfig } from './builders.js';
 import { mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { Derived, applyChild, idOfName, isInvalid, liveJob, retryOf, writeStatus, type ControllerContext } from './context.js';
+import { applyChild, Derived, isInvalid } from './apply.js';
+import type { ControllerContext } from './context.js';
+import { idOfName } from './expectations.js';
+import { jobFinished, liveJob } from './job-state.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
+import { retryOf, writeStatus } from './pacing.js';
 import { isPodReady, schedulingProblem } from './pods.js';
-import { jobFinished } from './rolloutpool.js';
 
 export const learnerSuspended = (learner: Learner, job: RLJob) => learner.spec.suspend || job.spec.suspend || jobFinished(job);
 const selectorOf = (learner: Learner) => ({ [LABELS.learner]: learner.metadata.name });

@@ -7,10 +7,13 @@ import type { LearnerProgress } from '../../bus/index.js';
 import { RESOURCES, isNotFound, type KubeObject } from '../kube/client.js';
 import { splitKey, type ReconcileResult } from '../kube/queue.js';
 import { findCondition, isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { Derived, applyChild, earliest, idOf, writeStatus, type ControllerContext } from './context.js';
+import { applyChild, Derived } from './apply.js';
 import { JobBusLink, type BusState } from './bus-link.js';
 import { natsCredentialsSecret } from './builders.js';
+import type { ControllerContext } from './context.js';
+import { idOf } from './expectations.js';
 import { FINALIZER, LABELS, MANAGED_BY, commonLabels, controllerOf, controllerRef, learnerResourceName, natsCredentialsName, poolResourceName } from './meta.js';
+import { earliest, writeStatus } from './pacing.js';
 
 export function buildLearner(job: RLJob): Learner & KubeObject {
   return {

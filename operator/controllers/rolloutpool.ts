@@ -6,13 +6,16 @@ import { RESOURCES, type KubeObject } from '../kube/client.js';
 import type { ReconcileResult } from '../kube/queue.js';
 import { splitKey } from '../kube/queue.js';
 import { agentContainer, agentEnv, agentMounts, engineContainer, environmentContainer, podTemplate, podTolerations, podVolumes, POLICIES_DIR, type BuildConfig } from './builders.js';
-import { isTrue, mergeConditions, transitions, type DesiredCondition } from './conditions.js';
-import { Derived, applyChild, idOfName, isInvalid, liveJob, retryOf, writeStatus, type ControllerContext } from './context.js';
+import { applyChild, Derived, isInvalid } from './apply.js';
+import { mergeConditions, transitions, type DesiredCondition } from './conditions.js';
+import type { ControllerContext } from './context.js';
+import { idOfName } from './expectations.js';
+import { jobFinished, liveJob } from './job-state.js';
 import { LABELS, commonLabels, controllerRef } from './meta.js';
+import { retryOf, writeStatus } from './pacing.js';
 import { isPodReady, schedulingProblem } from './pods.js';
 
 /** A finished job keeps its pools but not their pods (GPUs go back), as a suspended one does. */
-export const jobFinished = (job: RLJob) => isTrue(job.status?.conditions, 'Succeeded') || isTrue(job.status?.conditions, 'Failed');
 export const poolSuspended = (pool: RolloutPool, job: RLJob) => pool.spec.suspend || job.spec.suspend || jobFinished(job);
 
 export const poolSelector = (pool: RolloutPool) => ({ [LABELS.pool]: pool.metadata.name });

@@ -1,7 +1,7 @@
 // Builders are pure: spec in, child objects out. Table-driven checks of what each piece must hold.
 import { AGENT_ENV, parseAgentEnv, parseRLJobManifest, type Learner, type RLJob, type RolloutPool } from '../../api/index.js';
 import { ENVIRONMENT_PORT, agentEnv, engineContainer, gpuResources, podTolerations, trainerContainer, type BuildConfig } from '../../operator/controllers/builders.js';
-import { contains } from '../../operator/controllers/context.js';
+import { contains } from '../../operator/controllers/json.js';
 import { buildLearnerService, buildStatefulSet } from '../../operator/controllers/learner.js';
 import { FINALIZER, LABELS } from '../../operator/controllers/meta.js';
 import { buildLearner, buildPools } from '../../operator/controllers/rljob.js';
