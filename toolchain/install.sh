@@ -29,11 +29,12 @@ if [[ -f "$here/kube/install.sh" ]]; then bash "$here/kube/install.sh"; fi
 # The Pulumi CLI, its Node.js language host and the Kubernetes provider (toolchain/pulumi: `pulumi up` of infra/).
 bash "$here/pulumi/install.sh"
 
-# Python: the trainer's and the Python engines' stack (images/trainer/requirements.txt, every version fixed by
-# requirements.lock) in a venv outside the repository. The wheels stay in $RLKUBE_HOME/wheels: the image
-# builds install the same files offline. Rebuilt only when the pins change.
-venv="$RLKUBE_HOME/venv" wheels="$RLKUBE_HOME/wheels"
-req="$here/../images/trainer/requirements.txt" lock="$here/../images/trainer/requirements.lock"
+# Python: python/'s pinned stack (python/requirements.txt, every version fixed by requirements.lock) in a venv
+# outside the repository, then python/ itself installed into it (editable, no dependencies): its packages import and
+# its console scripts run from the venv without PYTHONPATH. The wheels stay in $RLKUBE_HOME/wheels: the image builds
+# install the same files offline. The venv is rebuilt only when the pins change.
+venv="$RLKUBE_HOME/venv" wheels="$RLKUBE_HOME/wheels" project="$here/../python"
+req="$project/requirements.txt" lock="$project/requirements.lock"
 pins=$(cat "$req" "$lock" | sha256sum | cut -c1-16)
 if [[ ! -x "$venv/bin/python" || "$(cat "$RLKUBE_HOME/stamps/venv" 2>/dev/null)" != "$pins" ]]; then
   echo "toolchain: python venv ($venv) from $req"
@@ -47,6 +48,8 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$RLKUBE_HOME/stamps/venv" 2>/dev/null)"
   echo "$pins" >"$RLKUBE_HOME/stamps/venv"
   echo "toolchain: python venv ready in $((SECONDS - start))s"
 fi
+# Every run (about 3 s): the venv serves the checkout that last ran setup (local/python.ts checks which one).
+"$venv/bin/pip" install -q --no-deps --no-build-isolation --no-index -e "$project"
 # The test cluster's real node (test/harness/node.ts) and image builds (npm run images): Debian's runc, CNI
 # plugins, buildah and debootstrap, and the network tools kubelet and kube-proxy call.
 node_pkgs=(runc containernetworking-plugins buildah debootstrap iptables conntrack ethtool socat unzip)

@@ -98,7 +98,7 @@ function pythonImage(): void {
   debianImage(debian, ['python3', 'python3-torch', 'python3-numpy']);
   const wheels = path.join(toolchainHome(), 'wheels');
   const wheel = existsSync(wheels) ? readdirSync(wheels).find((f) => /^safetensors-.*-abi3-manylinux.*x86_64.*\.whl$/.test(f)) : undefined;
-  if (!wheel) throw new Error(`test images: no safetensors wheel in ${wheels}; run \`npm run setup\` (it downloads images/trainer/requirements.txt)`);
+  if (!wheel) throw new Error(`test images: no safetensors wheel in ${wheels}; run \`npm run setup\` (it downloads python/requirements.txt)`);
   const ref = TEST_BASES.python;
   if (imageExists(ref) && run('buildah', ['inspect', '--type', 'image', '--format', '{{index .ImageAnnotations "rlkube.wheels"}}', ref], 'inspect').trim() === wheel) return;
   commit(ref, debian, (root) => {

@@ -7,7 +7,7 @@
 #   kubernetes/  pulumi-resource-kubernetes       (github.com/pulumi/pulumi-kubernetes/provider/v4 at the commit of
 #                                                  tag v$KUBERNETES_PROVIDER_VERSION)
 # pulumi and its language host land in $RLKUBE_HOME/bin (the CLI finds the host next to itself). The provider is
-# installed as a plugin into $RLKUBE_HOME/pulumi (PULUMI_HOME) at the version @pulumi/kubernetes in package.json
+# installed as a plugin into $RLKUBE_HOME/pulumi (PULUMI_HOME) at the version @pulumi/kubernetes in infra/package.json
 # asks for, so `pulumi up` finds it offline; it is kept off PATH (an ambient provider would override every version).
 # Idempotent: a binary is skipped when $RLKUBE_HOME/stamps/<name> holds its pin. Called by toolchain/install.sh.
 set -euo pipefail
@@ -18,9 +18,9 @@ export PULUMI_HOME="$RLKUBE_HOME/pulumi" PULUMI_SKIP_UPDATE_CHECK=true
 mkdir -p "$bin" "$stamps" "$PULUMI_HOME"
 export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 
-PULUMI_VERSION=v3.248.0             # must match cli/go.mod and @pulumi/pulumi in package.json
+PULUMI_VERSION=v3.248.0             # must match cli/go.mod and @pulumi/pulumi in infra/package.json
 KUBERNETES_PROVIDER_VERSION=4.25.0  # must match kubernetes/go.mod (its pseudo-version is this tag's commit) and
-                                    # @pulumi/kubernetes in package.json (the plugin version the SDK asks for)
+                                    # @pulumi/kubernetes in infra/package.json (the plugin version the SDK asks for)
 version_x="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
 provider_x="-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$KUBERNETES_PROVIDER_VERSION"
 
@@ -77,7 +77,11 @@ if [[ "$("$bin/pulumi" version)" != "$PULUMI_VERSION" ]]; then
   echo "toolchain/pulumi: $bin/pulumi does not report $PULUMI_VERSION; delete $stamps/pulumi and rerun" >&2
   exit 1
 fi
-if ! "$bin/pulumi" plugin ls 2>/dev/null | grep -Eq "^kubernetes +resource +$KUBERNETES_PROVIDER_VERSION "; then
+# The list is captured before it is searched: piped into `grep -q`, pulumi was killed by SIGPIPE whenever grep had
+# matched and exited before pulumi's last write (its table, "\n" and the cache-size line are three writes), and
+# pipefail turned that into "not installed" (shown with writes delayed by strace: exit 141 every time).
+plugins=$("$bin/pulumi" plugin ls 2>/dev/null)
+if ! grep -Eq "^kubernetes +resource +$KUBERNETES_PROVIDER_VERSION " <<<"$plugins"; then
   echo "toolchain/pulumi: kubernetes provider $KUBERNETES_PROVIDER_VERSION not installed in $PULUMI_HOME; delete $stamps/pulumi-resource-kubernetes and rerun" >&2
   exit 1
 fi
