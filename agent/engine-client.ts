@@ -40,7 +40,7 @@ export type PolicyKind = 'tiny' | 'full' | 'lora';
 
 /** vLLM's name for the LoRA adapter of a policy version; completions ask for it as their model. */
 export const adapterName = (version: number) => `policy-v${version}`;
-/** rlkube's full-weights route in the vLLM engine image (images/vllm/rlkube_vllm/routes.py). */
+/** rlkube's full-weights route in the vLLM engine image (python/rlkube_vllm/routes.py). */
 export const VLLM_LOAD_WEIGHTS_PATH = '/rlkube/v1/load_weights';
 
 /** What kind of policy a file's metadata says it holds, checked against the version it should be. */

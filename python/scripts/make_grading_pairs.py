@@ -1,6 +1,6 @@
 """Writes the (gold, completion) pairs that test the math and gsm8k graders against math-verify, each labelled
 by math-verify itself (the reference call: verify(parse("$gold$"), parse(completion))).
-  python images/trainer/scripts/make_grading_pairs.py test/fixtures/grading
+  python python/scripts/make_grading_pairs.py test/fixtures/grading
 writes math-pairs.jsonl and gsm8k-pairs.jsonl: {"answer", "completion", "label", "kind"} per line."""
 import json
 import os
