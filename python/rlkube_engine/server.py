@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from rlkube_policy import defaults
 from rlkube_http import ApiError, announce_ready, make_server, req_int, req_number
+from rlkube_policy import defaults
 from rlkube_policy.model import TokenizerError, build_policy, sample
 from rlkube_policy.weights import file_digest, read_policy, write_policy
 
@@ -97,7 +97,7 @@ class Engine:
                     gen = torch.Generator().manual_seed(r["seed"]) if r["seed"] is not None else self.generator
                     per.append(sample(self.policy, [r["prompt_ids"]], r["n"], r["max_tokens"], r["temperature"], gen))
             policy = {"version": self.version, "digest": self.digest}
-        return [self._response(r, o, policy) for r, o in zip(reqs, per)]
+        return [self._response(r, o, policy) for r, o in zip(reqs, per, strict=True)]
 
     def _response(self, r: dict, outs: list, policy: dict) -> dict:
         choices = []

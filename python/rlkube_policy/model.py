@@ -74,13 +74,13 @@ class Block(nn.Module):
         self.out = nn.Linear(4 * d, d)
 
     def forward(self, x: torch.Tensor, causal: torch.Tensor) -> torch.Tensor:
-        b, l, d = x.shape
+        b, seq_len, d = x.shape
         h = self.n_head
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
-        q, k, v = (t.view(b, l, h, d // h).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.view(b, seq_len, h, d // h).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(d // h)
-        att = att.masked_fill(~causal[:l, :l], float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(b, l, d)
+        att = att.masked_fill(~causal[:seq_len, :seq_len], float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(b, seq_len, d)
         x = x + self.proj(y)
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
@@ -117,10 +117,10 @@ class TinyTransformer(nn.Module):
                 p.normal_(0.0, 0.02, generator=g)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        l = ids.shape[1]
-        if l > self.max_len:
-            raise ValueError(f"sequence length {l} exceeds the model's max length {self.max_len}")
-        x = self.tok(ids) + self.pos(torch.arange(l, device=ids.device))
+        seq_len = ids.shape[1]
+        if seq_len > self.max_len:
+            raise ValueError(f"sequence length {seq_len} exceeds the model's max length {self.max_len}")
+        x = self.tok(ids) + self.pos(torch.arange(seq_len, device=ids.device))
         for blk in self.blocks:
             x = blk(x, self.causal)
         return self.head(self.ln_f(x))

@@ -177,7 +177,8 @@ class Trainer:
                 _event("policy_skipped", path=path, error=str(e))
                 continue
             if meta.get("rlkube.kind") != self.policy.kind:
-                raise ValueError(f"{path} holds {meta.get('rlkube.kind')} weights; this trainer trains {self.policy.kind} ({self.cfg.model})")
+                raise ValueError(f"{path} holds {meta.get('rlkube.kind')} weights; "
+                                 f"this trainer trains {self.policy.kind} ({self.cfg.model})")
             self.policy.load_policy_state(tensors)
             self.step = self.version = v
             self.weights_path, self.digest = path, file_digest(path)
@@ -370,7 +371,7 @@ class Trainer:
         for g in usable:
             if g.index not in behavior:
                 continue
-            flat_t = [float(x) for row, c in zip(behavior[g.index], g.completions) for x in row[: len(c["token_ids"])]]
+            flat_t = [float(x) for row, c in zip(behavior[g.index], g.completions, strict=True) for x in row[: len(c["token_ids"])]]
             flat_b = [x for c in g.completions for x in c["logprobs"]]
             pos = grpo.sample_positions(len(flat_t), cfg.sampled_positions, random.Random(f"{self.check_key}:{step}:{g.index}"))
             mm = grpo.logprob_mismatch(flat_t, flat_b, pos) if pos else 0.0
@@ -394,7 +395,7 @@ class Trainer:
         for k in range(n_mb):
             mb = learn[k * len(learn) // n_mb:(k + 1) * len(learn) // n_mb]
             rows = [(g, c, float(a)) for g in mb
-                    for c, a in zip(g.completions, grpo.group_advantages(torch.tensor([c["reward"] for c in g.completions])))]
+                    for c, a in zip(g.completions, grpo.group_advantages(torch.tensor([c["reward"] for c in g.completions])), strict=True)]
             old_rows = [row for g in mb for row in old[g.index]]
             behavior_rows = [row for g in mb for row in behavior[g.index]]
             n_tok = sum(len(c["token_ids"]) for _, c, _ in rows)

@@ -16,7 +16,6 @@ import time
 
 import torch
 
-
 from rlkube_policy.model import completion_log_probs_chunked, sample
 from rlkube_trainer.trainer import Trainer, TrainerConfig
 
@@ -64,8 +63,8 @@ def main(argv=None) -> int:
         # behavior log-probs = the trainer's own at v0, so the groups pass its check
         pairs = [(g_["prompt_token_ids"], c["token_ids"]) for g_ in groups for c in g_["completions"]]
         lp = completion_log_probs_chunked(t.policy, pairs, t.cfg.temperature, t.cfg.micro_batch)
-        for g_, rows in zip(groups, lp.split(a.group_size)):
-            for c, row in zip(g_["completions"], rows):
+        for g_, rows in zip(groups, lp.split(a.group_size), strict=True):
+            for c, row in zip(g_["completions"], rows, strict=True):
                 c["logprobs"] = row[: len(c["token_ids"])].tolist()
         t.train_step({"step": 0, "groups": groups})  # warm-up (kernels, allocator)
         torch.cuda.reset_peak_memory_stats()

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
 
-
-from rlkube_trainer import config
 from rlkube_policy.model import HFPolicy, completion_log_probs_chunked
+from rlkube_trainer import config
 
 
 def rss_kib(field: str) -> int:

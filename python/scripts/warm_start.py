@@ -24,17 +24,16 @@ import sys
 
 import torch
 
-
 from rlkube_policy import defaults
-from rlkube_trainer import config
 from rlkube_policy.model import EOS, TinyPolicy, completion_log_probs, sample
 from rlkube_policy.weights import write_policy
+from rlkube_trainer import config
 
 
 def reverse_reward(completion: str, target: str) -> float:
     if not completion:
         return 0.0
-    return sum(1 for a, b in zip(completion, target) if a == b) / max(len(target), len(completion))
+    return sum(1 for a, b in zip(completion, target, strict=False) if a == b) / max(len(target), len(completion))
 
 
 def main(argv=None) -> int:

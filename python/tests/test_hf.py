@@ -6,14 +6,14 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from helpers import make_batch
-from rlkube_trainer.distributed import Dist
-from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked
+
 from rlkube_engine.server import Engine
+from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked
 from rlkube_policy.tiny_hf import make_tiny_hf
-from rlkube_trainer.trainer import Trainer, TrainerConfig
 from rlkube_policy.weights import read_policy
+from rlkube_trainer.distributed import Dist
+from rlkube_trainer.trainer import Trainer, TrainerConfig
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from rlkube_policy.model import (BOS, EOS, PAD, CharTokenizer, TinyPolicy, TokenizerError, build_policy,
-                                  completion_log_probs, sample)
+from rlkube_policy.model import BOS, EOS, PAD, CharTokenizer, TinyPolicy, TokenizerError, build_policy, completion_log_probs, sample
 from rlkube_policy.weights import write_policy
 
 

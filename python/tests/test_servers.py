@@ -6,12 +6,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from helpers import make_batch, trainer
-from rlkube_http import serve_in_thread
-from rlkube_engine.server import Engine, make_engine_server
-from rlkube_trainer.server import make_trainer_server
 
+from rlkube_engine.server import Engine, make_engine_server
+from rlkube_http import serve_in_thread
+from rlkube_trainer.server import make_trainer_server
 
 
 def call(port, method, path, body=None, raw=None):

@@ -4,11 +4,11 @@ import hashlib
 import os
 
 import pytest
-
 from helpers import PROMPTS, make_batch, tampered, trainer
+
+from rlkube_engine.server import Engine
 from rlkube_http import ApiError
 from rlkube_policy.model import build_policy
-from rlkube_engine.server import Engine
 
 
 def file_digest(path):
@@ -223,7 +223,7 @@ def with_texts(batch, prompts=PROMPTS):
     """The batch as the learner agent posts it: each group's task prompt and each completion's text."""
     b = copy.deepcopy(batch)
     policy = build_policy("tiny", seed=1)
-    for g, prompt in zip(b["groups"], prompts):
+    for g, prompt in zip(b["groups"], prompts, strict=True):
         g["prompt"] = prompt
         for c in g["completions"]:
             c["text"] = policy.decode(c["token_ids"])

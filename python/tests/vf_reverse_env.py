@@ -30,6 +30,6 @@ def load_environment(alphabet: str = "abc", length: int = 3, message_type: str =
 
     async def in_place(completion, answer, parser, **kwargs):
         text = parser.parse_answer(completion)
-        return sum(a == b for a, b in zip(text, answer)) / max(len(text), len(answer), 1)
+        return sum(a == b for a, b in zip(text, answer, strict=False)) / max(len(text), len(answer), 1)
 
     return SingleTurnEnv(dataset, Rubric([exact, in_place], [0.5, 0.5]), Parser(), message_type=message_type)
