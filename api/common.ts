@@ -1,7 +1,7 @@
 // Schema pieces shared by the three kinds: conditions, pod placement, resources, pool and learner templates.
 import { Type, type Static } from '@sinclair/typebox';
 import { mountsNameVolumes, podOverrideFields } from './pod-overrides.js';
-import { DnsLabel, Enum, Image, Quantity, StringMap, defaultsToFilled, withRules } from './schema-kit.js';
+import { DnsLabel, Enum, Image, Quantity, StringMap, defaultsToFilled, withRules, type Rule } from './schema-kit.js';
 
 export const GROUP = 'rlkube.dev';
 export const VERSION = 'v1alpha1';
@@ -113,11 +113,11 @@ export const learnerFields = {
   tolerations: Type.Optional(Type.Array(Toleration, { maxItems: 32 })),
   ...podOverrideFields,
 };
-const multiNodeNeedsGpus = {
+const multiNodeNeedsGpus: Rule<{ nodes: number; gpusPerNode: number }> = {
   rule: 'self.nodes == 1 || self.gpusPerNode >= 1',
   message: 'gpusPerNode must be >= 1 when nodes > 1 (multi-node training is GPU-only)',
   fieldPath: '.gpusPerNode',
-  check: (self: any) => self.nodes === 1 || self.gpusPerNode >= 1,
+  check: (self) => self.nodes === 1 || self.gpusPerNode >= 1,
 };
 export const LearnerTemplate = defaultsToFilled(withRules(Type.Object(learnerFields, { additionalProperties: false }), [multiNodeNeedsGpus, mountsNameVolumes]));
 export type LearnerTemplate = Static<typeof LearnerTemplate>;

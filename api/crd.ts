@@ -5,27 +5,49 @@ import { LearnerSchema } from './learner.js';
 import { RLJobSchema } from './rljob.js';
 import { RolloutPoolSchema } from './rolloutpool.js';
 
-type Json = Record<string, any>;
+/** A schema node, as TypeBox writes it and as the CRD carries it: the keywords read here, any other passed through. */
+export interface SchemaNode {
+  [keyword: string]: unknown;
+  $id?: string;
+  type?: string;
+  anyOf?: SchemaNode[];
+  const?: unknown;
+  enum?: unknown[];
+  pattern?: string;
+  default?: unknown;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number | boolean;
+  exclusiveMaximum?: number | boolean;
+  properties?: Record<string, SchemaNode>;
+  patternProperties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean | SchemaNode;
+  required?: string[];
+  items?: SchemaNode;
+  'x-kubernetes-int-or-string'?: boolean;
+  'x-kubernetes-preserve-unknown-fields'?: boolean;
+  'x-kubernetes-list-map-keys'?: string[];
+}
 
 /** TypeBox (JSON Schema draft 7 flavour) → Kubernetes structural OpenAPI v3. */
-export function toOpenAPI(schema: TSchema | Json): Json {
-  const node: Json = JSON.parse(JSON.stringify(schema)); // drops TypeBox's symbol keys
+export function toOpenAPI(schema: TSchema | SchemaNode): SchemaNode {
+  const node = JSON.parse(JSON.stringify(schema)) as SchemaNode; // drops TypeBox's symbol keys
   return convert(node);
 }
 
-function convert(node: Json): Json {
-  const out: Json = { ...node };
+function convert(node: SchemaNode): SchemaNode {
+  const out: SchemaNode = { ...node };
   delete out.$id;
   if (Array.isArray(out.anyOf)) {
     if (out['x-kubernetes-int-or-string']) {
-      const pattern = out.anyOf.find((s: Json) => s.pattern)?.pattern;
+      const pattern = out.anyOf.find((s) => s.pattern)?.pattern;
       out.anyOf = [{ type: 'integer' }, { type: 'string' }];
       if (pattern) out.pattern = pattern;
     } else if (out['x-kubernetes-preserve-unknown-fields']) {
       delete out.anyOf;
-    } else if (out.anyOf.every((s: Json) => s.const !== undefined)) {
+    } else if (out.anyOf.every((s) => s.const !== undefined)) {
       out.type = 'string';
-      out.enum = out.anyOf.map((s: Json) => s.const);
+      out.enum = out.anyOf.map((s) => s.const);
       delete out.anyOf;
     } else {
       throw new Error(`unsupported union in CRD schema: ${JSON.stringify(node).slice(0, 200)}`);
@@ -36,13 +58,14 @@ function convert(node: Json): Json {
   if (typeof out.exclusiveMaximum === 'number') { out.maximum = out.exclusiveMaximum; out.exclusiveMaximum = true; }
   if (out.additionalProperties === false || out.additionalProperties === true) delete out.additionalProperties;
   if (out.patternProperties) {
-    out.additionalProperties = convert(Object.values(out.patternProperties)[0] as Json);
+    out.additionalProperties = convert(Object.values(out.patternProperties)[0]!);
     delete out.patternProperties;
   }
   if (out.properties) {
-    out.properties = Object.fromEntries(Object.entries(out.properties).map(([k, v]) => [k, convert(v as Json)]));
+    const properties = Object.fromEntries(Object.entries(out.properties).map(([k, v]) => [k, convert(v)]));
+    out.properties = properties;
     // A defaulted field is filled in before validation; listing it as required would only confuse readers.
-    const required = (out.required ?? []).filter((k: string) => out.properties[k]?.default === undefined);
+    const required = (out.required ?? []).filter((k) => properties[k]?.default === undefined);
     if (required.length > 0) out.required = required; else delete out.required;
   }
   if (out.items) out.items = convert(out.items);
@@ -54,6 +77,24 @@ function convert(node: Json): Json {
 }
 
 interface PrinterColumn { name: string; type: string; jsonPath: string; description?: string; priority?: number }
+
+/** A CustomResourceDefinition as crdFor makes it (apiextensions.k8s.io/v1, wire field names). */
+export interface CustomResourceDefinition {
+  apiVersion: 'apiextensions.k8s.io/v1';
+  kind: 'CustomResourceDefinition';
+  metadata: { name: string; labels: Record<string, string> };
+  spec: {
+    group: string;
+    names: { kind: string; listKind: string; plural: string; singular: string; shortNames: string[]; categories: string[] };
+    scope: 'Namespaced';
+    versions: Array<{
+      name: string; served: boolean; storage: boolean;
+      schema: { openAPIV3Schema: SchemaNode };
+      subresources: { status: Record<string, never>; scale?: KindDef['scale'] };
+      additionalPrinterColumns: PrinterColumn[];
+    }>;
+  };
+}
 
 interface KindDef {
   schema: TSchema;
@@ -106,8 +147,9 @@ export const KINDS: KindDef[] = [
   },
 ];
 
-export function crdFor(def: KindDef): Json {
+export function crdFor(def: KindDef): CustomResourceDefinition {
   const root = toOpenAPI(def.schema);
+  if (!root.properties) throw new Error(`${def.kind}: the schema's root has no properties`);
   // Only name/generateName may be constrained under metadata; the name rule lives at the root (CEL).
   root.properties.apiVersion = { type: 'string' };
   root.properties.kind = { type: 'string' };
@@ -134,5 +176,5 @@ export function crdFor(def: KindDef): Json {
   };
 }
 
-export const crds = (): Json[] => KINDS.map(crdFor);
+export const crds = (): CustomResourceDefinition[] => KINDS.map(crdFor);
 export const crdFileName = (def: { plural: string }) => `${GROUP}_${def.plural}.yaml`;

@@ -28,7 +28,7 @@ const DnsSubdomain = () => Type.String({ minLength: 1, maxLength: 253, pattern: 
 const CoreObject = () => Type.Object({}, { additionalProperties: true, 'x-kubernetes-preserve-unknown-fields': true });
 
 /** Exactly one of the given optional fields is set. */
-function exactlyOne(fields: readonly string[], message: string): Rule {
+function exactlyOne(fields: readonly string[], message: string): Rule<Record<string, unknown>> {
   return {
     rule: `${fields.map((f) => `(has(self.${f}) ? 1 : 0)`).join(' + ')} == 1`,
     message,
@@ -146,7 +146,7 @@ export const PodOverrides = Type.Object(podOverrideFields, { additionalPropertie
 export type PodOverrides = Static<typeof PodOverrides>;
 
 /** A rule for the object holding the overrides: a mount names one of the user's volumes, never the operator's. */
-export const mountsNameVolumes: Rule = {
+export const mountsNameVolumes: Rule<{ volumeMounts?: VolumeMount[]; volumes?: Volume[] }> = {
   rule: '!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && self.volumes.exists(v, v.name == m.name))',
   message: 'volumeMounts[].name must name one of volumes[]',
   fieldPath: '.volumeMounts',

@@ -117,7 +117,7 @@ export const NatsSpec = Type.Object({
 }, { additionalProperties: false });
 
 /** The task window holds at least one batch (the agents' spec carries the same rule). */
-export const taskWindowRule: Rule = {
+export const taskWindowRule: Rule<{ sync: { taskWindow?: number }; algorithm: { batchSize: number } }> = {
   rule: '!has(self.sync.taskWindow) || self.sync.taskWindow >= self.algorithm.batchSize',
   message: 'sync.taskWindow must be >= algorithm.batchSize',
   fieldPath: '.sync.taskWindow',

@@ -1,9 +1,9 @@
 // Small TypeBox helpers that keep the schemas Kubernetes-shaped (structural, CEL rules next to the fields).
-import { Type, type TSchema, type TLiteral, type TUnion, type SchemaOptions } from '@sinclair/typebox';
+import { Type, type Static, type TSchema, type TLiteral, type TUnion, type SchemaOptions } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
 /** A CEL rule for the CRD plus, where it does not compare with the old object, the same check in TypeScript. */
-export interface Rule {
+export interface Rule<Self = unknown> {
   /** CEL expression, evaluated by the API server (x-kubernetes-validations). */
   rule: string;
   /** Message the API server returns; starts with the field it is about. */
@@ -11,14 +11,14 @@ export interface Rule {
   /** JSONPath (relative to the node holding the rule) of the field the message is about. */
   fieldPath?: string;
   /** The same rule for local validation (CLI, agents). Absent for transition rules (oldSelf). */
-  check?: (self: any) => boolean;
+  check?(self: Self): boolean;
 }
 
 /** Where the TypeScript twins of a node's CEL rules live; a symbol, so JSON output never shows them. */
 export const RULES = Symbol.for('rlkube.rules');
 
 /** Attaches CEL rules (and their TypeScript twins) to a schema node. */
-export function withRules<T extends TSchema>(schema: T, rules: Rule[]): T {
+export function withRules<T extends TSchema>(schema: T, rules: Rule<Static<T>>[]): T {
   const node = schema as T & { [RULES]?: Rule[]; 'x-kubernetes-validations'?: unknown[] };
   node[RULES] = [...(node[RULES] ?? []), ...rules];
   node['x-kubernetes-validations'] = node[RULES]!.map(({ rule, message, fieldPath }) =>

@@ -5,12 +5,18 @@ import { stringify } from 'yaml';
 import { InvalidManifestError, parseRLJobManifest, parseRLJobSpec } from '../../api/index.js';
 import { CRD_DIRS, renderCrds } from '../../api/gen-crds.js';
 import { NATS_URL } from '../../api/schema-kit.js';
-import { crds } from '../../api/crd.js';
+import { crds, type CustomResourceDefinition, type SchemaNode } from '../../api/crd.js';
 import { INVALID_CASES, baseJob, readExample } from '../harness/operator-fixtures.js';
 
 const ROOT = new URL('../../', import.meta.url);
 
 describe('CRDs', () => {
+  /** A CRD's one version (v1alpha1). */
+  const versionOf = (crd: CustomResourceDefinition) => {
+    expect(crd.spec.versions).toHaveLength(1);
+    return crd.spec.versions[0]!;
+  };
+
   test.each(CRD_DIRS)('committed YAML in %s equals the generated one (run `npm run gen:crds`)', (dir) => {
     for (const [file, text] of renderCrds()) {
       expect(readFileSync(new URL(`${dir}/${file}`, ROOT), 'utf8')).toBe(text);
@@ -19,7 +25,7 @@ describe('CRDs', () => {
 
   test('structural: every node has a type unless int-or-string / preserve-unknown-fields', () => {
     const untyped: string[] = [];
-    const visit = (node: any, path: string) => {
+    const visit = (node: SchemaNode, path: string) => {
       if (node.type === undefined && !node['x-kubernetes-int-or-string'] && !node['x-kubernetes-preserve-unknown-fields']) untyped.push(path);
       for (const [k, v] of Object.entries(node.properties ?? {})) visit(v, `${path}.${k}`);
       if (node.items) visit(node.items, `${path}[]`);
@@ -28,24 +34,24 @@ describe('CRDs', () => {
       expect(node.patternProperties).toBeUndefined();
       expect(node.const).toBeUndefined();
     };
-    for (const crd of crds()) visit(crd.spec.versions[0].schema.openAPIV3Schema, crd.spec.names.kind);
+    for (const crd of crds()) visit(versionOf(crd).schema.openAPIV3Schema, crd.spec.names.kind);
     expect(untyped).toEqual([]);
   });
 
   test('subresources, short names, category and columns', () => {
-    const byKind: Record<string, any> = Object.fromEntries(crds().map((c) => [c.spec.names.kind, c]));
+    const byKind: Record<string, CustomResourceDefinition> = Object.fromEntries(crds().map((c) => [c.spec.names.kind, c]));
     expect(Object.keys(byKind).sort()).toEqual(['Learner', 'RLJob', 'RolloutPool']);
-    expect(byKind.RolloutPool.spec.versions[0].subresources.scale).toEqual({
+    expect(versionOf(byKind.RolloutPool!).subresources.scale).toEqual({
       specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector',
     });
     for (const crd of Object.values(byKind)) {
-      expect(crd.spec.versions[0].subresources.status).toEqual({});
+      expect(versionOf(crd).subresources.status).toEqual({});
       expect(crd.spec.names.categories).toEqual(['rlkube']);
-      const status = crd.spec.versions[0].schema.openAPIV3Schema.properties.status;
-      expect(status.properties.conditions['x-kubernetes-list-map-keys']).toEqual(['type']);
+      const status = versionOf(crd).schema.openAPIV3Schema.properties?.status;
+      expect(status?.properties?.conditions?.['x-kubernetes-list-map-keys']).toEqual(['type']);
     }
     expect(crds().map((c) => c.spec.names.shortNames[0])).toEqual(['rlj', 'rlp', 'rll']);
-    expect(byKind.RLJob.spec.versions[0].additionalPrinterColumns.map((c: { name: string }) => c.name))
+    expect(versionOf(byKind.RLJob!).additionalPrinterColumns.map((c) => c.name))
       .toEqual(['Mode', 'Step', 'Policy', 'Reward', 'Pools', 'Status', 'Age']);
   });
 
