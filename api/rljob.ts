@@ -160,6 +160,9 @@ export const GroupCounts = Type.Object({
   stale: Type.Integer({ minimum: 0 }),
   rejected: Type.Integer({ minimum: 0 }),
   published: Type.Integer({ minimum: 0 }),
+  /** Groups published but not used when the run ended (neither trained on, stale nor rejected): with them,
+   * accepted + stale + rejected + leftOver = published. */
+  leftOver: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Of the accepted: made by an older policy version than the one trained on them (AsyncPushPull, within
    * maxStaleness), their loss importance-weighted. */
   offPolicy: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -174,9 +177,6 @@ export const RLJobStatus = Type.Object({
   /** When the job (last) started running; cleared while suspended, so the deadline counts active time. */
   startTime: Type.Optional(Type.String({ format: 'date-time' })),
   completionTime: Type.Optional(Type.String({ format: 'date-time' })),
-  /** Groups published but not used when the run ended (neither trained on, stale nor rejected): with them,
-   * accepted + stale + rejected + leftOver = published. */
-  leftOver: Type.Optional(Type.Integer({ minimum: 0 })),
   step: Type.Optional(Type.Integer({ minimum: 0 })),
   maxSteps: Type.Optional(Type.Integer({ minimum: 0 })),
   /** "step/maxSteps", for the printer column. */
