@@ -70,7 +70,7 @@ program
     });
     console.error(
       `rlkube run: ${summary.state} after ${summary.steps} steps in ${summary.wall_s} s; reward ${summary.reward.initial?.toFixed(3) ?? '—'} → ${summary.reward.final?.toFixed(3) ?? '—'}; ` +
-        `groups accepted ${summary.groups.accepted} (off-policy ${summary.groups.offPolicy ?? 0}), stale ${summary.groups.stale}, rejected ${summary.groups.rejected}, published ${summary.groups.published}; ` +
+        `groups accepted ${summary.groups.accepted} (off-policy ${summary.groups.offPolicy ?? 0}), stale ${summary.groups.stale}, rejected ${summary.groups.rejected}, left over ${summary.groups.leftOver ?? 0}, published ${summary.groups.published}; ` +
         `tasks dead-lettered ${summary.groups.deadLetteredTasks ?? 0}`,
     );
     console.error(`rlkube run: wrote ${join(outDir, 'summary.json')} and ${join(outDir, 'reward.svg')}`);
