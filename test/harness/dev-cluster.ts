@@ -2,10 +2,10 @@
 // node (as root), holding the rlkube images built offline from images/*/Dockerfile. Prints the kubeconfig path and
 // runs until Ctrl-C, then removes everything it added. README "On a cluster" uses it:
 //   npx tsx test/harness/dev-cluster.ts   (as root)
-import { IMAGE_NAMES } from '../../images/build.js';
+import { CLUSTER_IMAGES } from './images.js';
 import { startRealCluster } from './rlkube-cluster.js';
 
-console.log(`building the images (${IMAGE_NAMES.join(', ')}) on offline bases and starting the cluster…`);
+console.log(`building the images (${CLUSTER_IMAGES.join(', ')}) on offline bases and starting the cluster…`);
 const cp = await startRealCluster('dev');
 // volumes for learners' checkpoints (no provisioner on this cluster)
 const pv = await cp.kubectl(['apply', '-f', '-'], cp.realNode!.persistentVolumes('checkpoints', 4));

@@ -128,6 +128,9 @@ export function ensureTestBases(): void {
   pauseImage();
 }
 
+/** The images the test cluster runs: every one but vLLM's (a GPU engine on a base of gigabytes, pulled, never offline). */
+export const CLUSTER_IMAGES = ['operator', 'agent', 'trainer', 'nats'] as const satisfies readonly ImageName[];
+
 /** Build arguments that put the project's Dockerfiles on the offline bases. */
 export const OFFLINE_BUILD_ARGS: Partial<Record<ImageName, Record<string, string>>> = {
   operator: { BUILD_BASE: TEST_BASES.node, RUNTIME_BASE: TEST_BASES.node },

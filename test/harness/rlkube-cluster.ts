@@ -5,8 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { IMAGE_NAMES, REPO_ROOT } from '../../images/build.js';
-import { TEST_BASES, imageArchive, testImageArchives } from './images.js';
+import { REPO_ROOT } from '../../images/build.js';
+import { CLUSTER_IMAGES, TEST_BASES, imageArchive, testImageArchives } from './images.js';
 import { toolchainBinDir } from '../../local/toolchain.js';
 import { startControlPlane, type ControlPlane } from './kube.js';
 
@@ -20,7 +20,7 @@ export const kubeJson = async (cp: ControlPlane, args: string[]) => JSON.parse(a
 
 /** A control plane with one GPU node (simulated) and the real node, holding every rlkube image (built offline). */
 export async function startRealCluster(name: string): Promise<ControlPlane> {
-  const { archives } = testImageArchives(IMAGE_NAMES);
+  const { archives } = testImageArchives(CLUSTER_IMAGES);
   return startControlPlane({
     name,
     gpuNodes: [{ name: 'gpu-0', gpus: 2 }],
