@@ -37,7 +37,7 @@ function jobsIn(namespace: string, count: number, suspend: boolean): RLJob[] {
  */
 function childrenOf(job: RLJob, config: BuildConfig): KubeObject[] {
   const unowned = <T extends KubeObject>(o: T): T => ({ ...o, metadata: { ...o.metadata, ownerReferences: undefined } });
-  const served = <T extends KubeObject>(o: T) => ({ ...o, metadata: { ...o.metadata, uid: 'none' }, spec: { ...(o as any).spec, suspend: false } }) as any;
+  const served = <T extends KubeObject & { spec: object }>(o: T): T => ({ ...o, metadata: { ...o.metadata, uid: 'none' }, spec: { ...o.spec, suspend: false } });
   const learner = buildLearner(job);
   const pools = buildPools(job);
   return [

@@ -160,7 +160,8 @@ function setPath(config: PlatformConfig, dotted: string, value: string): void {
 
 /** The description of the schema node at a dotted path (what a valid value looks like), if it has one. */
 function describedAt(path: string): string | undefined {
-  let node: any = PlatformConfigSchema;
+  interface Described { description?: string; items?: Described; properties?: Record<string, Described> }
+  let node: Described | undefined = PlatformConfigSchema;
   for (const part of path.replace(/\[\d+\]/g, '.*').split('.')) {
     node = part === '*' ? node?.items : node?.properties?.[part];
   }

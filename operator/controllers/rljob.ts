@@ -63,8 +63,8 @@ const deadlineAt = (job: RLJob, startTime: string | undefined) =>
 export function summarizeJob({ job, learner, pools, progress, bus, environment, now }: JobObservation): RLJobStatus {
   const before = job.status ?? {};
   const suspended = job.spec.suspend;
-  let succeeded = findCondition(before.conditions, 'Succeeded');
-  let failed = findCondition(before.conditions, 'Failed');
+  const succeeded = findCondition(before.conditions, 'Succeeded');
+  const failed = findCondition(before.conditions, 'Failed');
   // Finished is final: later observations do not undo Succeeded or Failed.
   const wasFinished = succeeded?.status === 'True' || failed?.status === 'True';
   const startTime = suspended && !wasFinished ? undefined : before.startTime ?? iso(now);

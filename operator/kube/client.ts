@@ -5,7 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig, V1Status } from '@kubernetes/client-node';
 
 export const FIELD_MANAGER = 'rlkube-operator';
 
@@ -164,11 +164,13 @@ export class KubeClient {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
+          let json: unknown;
           try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
           const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) resolve(json as T);
-          else reject(new KubeApiError(status, json?.reason || `HTTP${status}`, `${method} ${url.pathname}: ${json?.message ?? text.slice(0, 500)}`));
+          if (status >= 200 && status < 300) { resolve(json as T); return; }
+          // An error answer is a Status object (or not JSON at all: a proxy's page).
+          const problem = json as V1Status | undefined;
+          reject(new KubeApiError(status, problem?.reason || `HTTP${status}`, `${method} ${url.pathname}: ${problem?.message ?? text.slice(0, 500)}`));
         });
         res.on('error', reject);
       });
