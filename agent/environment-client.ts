@@ -10,12 +10,12 @@ export interface EnvironmentInfo {
   status: 'ok';
   environment: string;
   /** Names the grader (and its version) in every trajectory group. */
-  verifierId: string;
+  graderId: string;
 }
 /** POST /task {seq}: the prompt only; the reference answer stays with the server. */
 export interface TaskPrompt { seq: number; prompt: string }
 /** POST /score {seq, completions}: a reward in [0, 1] per completion, in order (details are optional). */
-export interface Scores { verifierId: string; rewards: number[]; details?: Array<Record<string, unknown>> }
+export interface Scores { graderId: string; rewards: number[]; details?: Array<Record<string, unknown>> }
 
 /** The server says the job's environment cannot be used (bad args, a dataset that is not one): no retry cures it. */
 export class EnvironmentUnusable extends Error {

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { BusLimits, retainedPolicyVersions, type LearnerAgentConfig, type RLJobSpec } from '../api/index.js';
 import {
   BusError, LearnerBus, LearnerLease, WIRE_VERSION, connectBus, jobNames,
-  type Batch, type ControlStore, type GroupVerifier, type LearnerCounts, type LearnerProgress, type Ledger, type PolicyRecord,
+  type Batch, type ControlStore, type GroupCheck, type LearnerCounts, type LearnerProgress, type Ledger, type PolicyRecord,
   type RejectReason, type TrainedStep, type TrajectoryGroup,
 } from '../bus/index.js';
 import { EnvironmentClient, EnvironmentUnusable } from './environment-client.js';
@@ -14,12 +14,12 @@ import { retry } from '../util/retry.js';
 import { HttpError, PEER_BACKOFF, isPeerAway } from './http.js';
 import type { AgentMetrics } from './metrics.js';
 import { TrainerClient, type TrainGroup, type TrainResult, type TrainerState } from './trainer-client.js';
-import { groupVerifier } from './verifier.js';
+import { groupCheck } from './group-check.js';
 
 /** What the agent needs of the learner bus (LearnerBus; a fake in the unit tests). */
 export interface LearnerAgentBus {
   resume(stepsDone: number): Promise<TrainedStep | undefined>;
-  nextBatch(stepIndex: number, policyVersion: number, verify: GroupVerifier): Promise<Batch>;
+  nextBatch(stepIndex: number, policyVersion: number, verify: GroupCheck): Promise<Batch>;
   commit(step: TrainedStep, excluded: ReadonlyArray<{ index: number; reason: RejectReason }>): Promise<void>;
   publishPolicy(version: number, weights: { path: string; digest: string }): Promise<PolicyRecord>;
   drain(): Promise<number>;
@@ -61,7 +61,7 @@ export interface LearnerAgentSettings {
   groupSize: number;
   rewardTolerance: number;
   /** The grader the learner's environment server names (every group must name the same). */
-  verifierId: string;
+  graderId: string;
 }
 
 export class LearnerAgent {
@@ -69,12 +69,12 @@ export class LearnerAgent {
   private lastReward: number | null = null;
   /** Digests of the versions a group may still claim (the retention window): bounded by it. */
   private readonly digests = new Map<number, string>();
-  private readonly verify: GroupVerifier;
+  private readonly verify: GroupCheck;
 
   constructor(private readonly deps: LearnerAgentDeps, private readonly settings: LearnerAgentSettings) {
-    this.verify = groupVerifier({
+    this.verify = groupCheck({
       environment: deps.environment,
-      verifierId: settings.verifierId,
+      graderId: settings.graderId,
       groupSize: settings.groupSize,
       rewardTolerance: settings.rewardTolerance,
       digestOf: (version) => this.digestOf(version),
@@ -287,9 +287,9 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
     await lease.release(); // a standby takes over at once, not after the lease's ttl
     await closeConnection();
   };
-  let verifierId: string;
+  let graderId: string;
   try {
-    verifierId = (await environment.ready()).verifierId;
+    graderId = (await environment.ready()).graderId;
   } catch (err) {
     if (!(err instanceof EnvironmentUnusable)) throw err;
     // No restart cures a bad environment: the job fails saying why, and this agent waits to be stopped
@@ -302,7 +302,7 @@ export async function runLearnerAgent(config: LearnerAgentConfig, log: Logger, m
   }
   const agent = new LearnerAgent(
     { bus, trainer, environment, clock, log, metrics, signal, assertLeader: () => lease.assertHeld() },
-    { maxSteps, mode: spec.sync.mode, maxStaleness: spec.sync.maxStaleness, groupSize: spec.algorithm.groupSize, rewardTolerance: spec.verification.rewardTolerance, verifierId },
+    { maxSteps, mode: spec.sync.mode, maxStaleness: spec.sync.maxStaleness, groupSize: spec.algorithm.groupSize, rewardTolerance: spec.verification.rewardTolerance, graderId },
   );
   try {
     await agent.resume();

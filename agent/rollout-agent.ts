@@ -95,7 +95,7 @@ export class RolloutAgent {
         return;
       }
       await this.waitForEngine(signal);
-      this.log.info({ pool: this.settings.pool, mode: this.settings.mode, verifier: environment.verifierId }, 'rollout agent ready');
+      this.log.info({ pool: this.settings.pool, mode: this.settings.mode, grader: environment.graderId }, 'rollout agent ready');
       while (!signal.aborted) {
         // claim() rides out a stalled or restarting server itself.
         const claimed = await bus.claim(CLAIM_WAIT_MS);
@@ -170,7 +170,7 @@ export class RolloutAgent {
       policyDigest: loaded.digest,
       workerId: this.settings.workerId,
       pool: this.settings.pool,
-      verifierId: environment.verifierId,
+      graderId: environment.graderId,
       promptTokenIds: Int32Array.from(samples[0]!.promptTokenIds),
       completions: samples.map((s, i) => ({
         tokenIds: Int32Array.from(s.tokenIds),

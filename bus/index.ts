@@ -3,7 +3,7 @@ export { connectBus, redactedServers, type ConnectOptions } from './connect.js';
 export { ControlStore, controlDecodeFailures, watchLearnerProgress, type ControlOptions, type Watch } from './control.js';
 export { BusError, type RejectReason } from './errors.js';
 export { DEFAULT_LEASE_TTL_MS, LearnerLease, type Fence, type LeaseOptions } from './lease.js';
-export { GroupJudge, UsedTasks, taskIdOf, type GroupVerifier, type Judgement, type Verdict } from './judge.js';
+export { GroupJudge, UsedTasks, taskIdOf, type GroupCheck, type Judgement, type Verdict } from './judge.js';
 export { LearnerBus, type Batch, type LearnerBusOptions, type SyncMode } from './learner.js';
 export { Ledger, Settlement, emptyLearnerState, type LearnerCounts, type TrainedStep } from './settlement.js';
 export { AsyncPushPull, SequentialPull, syncPolicyFor, type SyncPolicy, type TaskState } from './sync-policy.js';

@@ -9,7 +9,7 @@ import { decodeGroup, type DecodeLimits, type TrajectoryGroup } from './trajecto
 
 export type Verdict = { ok: true } | { ok: false; reason: RejectReason; message: string };
 /** The caller's own check of a group that passed the bus's (the learner agent's: digests, rewards). */
-export type GroupVerifier = (group: TrajectoryGroup) => Verdict | Promise<Verdict>;
+export type GroupCheck = (group: TrajectoryGroup) => Verdict | Promise<Verdict>;
 
 /**
  * `taskUsedUp`: the group's task gave no usable group for the current step (SequentialPull issues another).
@@ -48,10 +48,10 @@ export class GroupJudge {
   constructor(private readonly inputs: JudgeInputs) {}
 
   /**
-   * Synchronous unless the verifier returns a promise or the worker's key is not known yet (one await per group
+   * Synchronous unless the group check returns a promise or the worker's key is not known yet (one await per group
    * adds up on the hot path). `data` may be taken over by the decoded group.
    */
-  judge(data: Uint8Array, signature: string | undefined, at: JudgeAt, verify: GroupVerifier): Judgement | Promise<Judgement> {
+  judge(data: Uint8Array, signature: string | undefined, at: JudgeAt, verify: GroupCheck): Judgement | Promise<Judgement> {
     const digest = digestOfMessage(data); // what the worker signed, before the decoder may move the bytes
     let group: TrajectoryGroup;
     try {
@@ -66,7 +66,7 @@ export class GroupJudge {
     return this.judgeSigned(signed, copiedFrom, group, at, verify);
   }
 
-  private judgeSigned(signed: boolean, copiedFrom: string | undefined, group: TrajectoryGroup, at: JudgeAt, verify: GroupVerifier): Judgement | Promise<Judgement> {
+  private judgeSigned(signed: boolean, copiedFrom: string | undefined, group: TrajectoryGroup, at: JudgeAt, verify: GroupCheck): Judgement | Promise<Judgement> {
     // Not counted against the worker the group names: it did not send it.
     if (!signed) return { outcome: 'rejected', reason: 'BadSignature', taskUsedUp: true };
     const { used } = this.inputs;
@@ -91,7 +91,7 @@ export class GroupJudge {
 type Rejected = Extract<Judgement, { outcome: 'rejected' }>;
 const rejected = (reason: RejectReason, group: TrajectoryGroup, taskUsedUp: boolean): Rejected => ({ outcome: 'rejected', reason, group, taskUsedUp });
 
-/** The verifier's verdict on a group that passed the bus's own checks. */
+/** The group check's verdict on a group that passed the bus's own checks. */
 const verdictOf = (verdict: Verdict, group: TrajectoryGroup): Judgement =>
   verdict.ok ? { outcome: 'accepted', group } : rejected(verdict.reason, group, true);
 

@@ -9,7 +9,7 @@ import type { SyncMode } from '../api/rljob.js';
 import { ControlStore } from './control.js';
 import { CopyDetector } from './copies.js';
 import { BusError, type RejectReason } from './errors.js';
-import { GroupJudge, UsedTasks, taskIdOf, type GroupVerifier, type Judgement } from './judge.js';
+import { GroupJudge, UsedTasks, taskIdOf, type GroupCheck, type Judgement } from './judge.js';
 import { WIRE_VERSION, codecs, type BatchRecord, type PolicyRecord, type Task } from './messages.js';
 import { jobNames, type JobRef } from './names.js';
 import { Settlement, emptyLearnerState, type Ledger, type LearnerCounts, type Settled, type TrainedStep } from './settlement.js';
@@ -169,7 +169,7 @@ export class LearnerBus {
    * Collects exactly batchSize accepted groups for step `stepIndex`, trained from `policyVersion`, under the
    * job's sync policy (which tasks, which versions usable), and records the batch before returning it.
    */
-  async nextBatch(stepIndex: number, policyVersion: number, verify: GroupVerifier): Promise<Batch> {
+  async nextBatch(stepIndex: number, policyVersion: number, verify: GroupCheck): Promise<Batch> {
     const { batchSize } = this.options;
     await this.issueForStep(stepIndex, policyVersion);
     const at = { version: policyVersion, oldestUsable: this.policy.oldestUsable(policyVersion) };

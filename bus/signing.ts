@@ -79,7 +79,7 @@ export class WorkerKey {
 }
 
 /** A registered public key, ready to check signatures; undefined for a string that is not a user nkey. */
-export function verifierOf(publicKey: string): SignatureCheck | undefined {
+export function signatureCheckOf(publicKey: string): SignatureCheck | undefined {
   let raw: Uint8Array;
   try {
     fromPublic(publicKey); // checks the prefix and checksum
@@ -118,7 +118,7 @@ export class RegisteredKeys {
     const known = this.known.get(workerId);
     if (known) return known(digest, signature);
     return this.lookup(workerId).then((publicKey) => {
-      const check = publicKey === undefined ? undefined : verifierOf(publicKey);
+      const check = publicKey === undefined ? undefined : signatureCheckOf(publicKey);
       if (!check) return false;
       this.known.set(workerId, check);
       return check(digest, signature);

@@ -19,7 +19,7 @@ const HeaderSchema = Type.Object({
   policyDigest: Type.String({ maxLength: 80 }),
   workerId: Id,
   pool: Type.String({ maxLength: 63 }),
-  verifierId: Type.String({ maxLength: 128 }),
+  graderId: Type.String({ maxLength: 128 }),
   promptTokens: Type.Integer({ minimum: 0 }),
   completions: Type.Array(
     Type.Object({
@@ -54,7 +54,7 @@ export interface TrajectoryGroup {
   policyDigest: string;
   workerId: string;
   pool: string;
-  verifierId: string;
+  graderId: string;
   promptTokenIds: Int32Array;
   completions: Completion[];
   timings: { generateMs: number; scoreMs: number };
@@ -111,7 +111,7 @@ export function encodeGroup(group: TrajectoryGroup, reuse?: ArrayBuffer): Uint8A
     policyDigest: group.policyDigest,
     workerId: group.workerId,
     pool: group.pool,
-    verifierId: group.verifierId,
+    graderId: group.graderId,
     promptTokens: promptTokenIds.length,
     completions: described,
     timings: group.timings,
@@ -219,7 +219,7 @@ export function decodeGroup(data: Uint8Array, limits: DecodeLimits, options: Dec
     policyDigest: header.policyDigest,
     workerId: header.workerId,
     pool: header.pool,
-    verifierId: header.verifierId,
+    graderId: header.graderId,
     promptTokenIds: ints.subarray(0, header.promptTokens),
     completions,
     timings: header.timings,

@@ -11,7 +11,7 @@ from .environment import Args, EnvironmentUnusable, IntArg, NotAbove, Score, Sig
 
 class Reverse:
     """Reverse a short string. Dense reward (share of characters in the right place), so a tiny model learns it."""
-    name, verifier_id = "reverse", "reverse/v1"
+    name, grader_id = "reverse", "reverse/v1"
     signature = Signature(
         args=(IntArg("minLength", "shortest string to reverse", 1, 16, default=2),
               IntArg("maxLength", "longest string to reverse", 1, 16, default=4),
@@ -46,7 +46,7 @@ def positional_match(target: str, completion: str) -> float:
 
 class Arithmetic:
     """Small integer sums and differences; reward 1 for the exact answer, else 0."""
-    name, verifier_id = "arithmetic", "arithmetic/v1"
+    name, grader_id = "arithmetic", "arithmetic/v1"
     signature = Signature(args=(IntArg("maxOperand", "largest operand", 1, 1_000_000, default=9),))
 
     def __init__(self, args: Args, seed: int):
@@ -76,7 +76,7 @@ def pick_row(rows: List[Row], seed: int, seq: int) -> Row:
 
 class Gsm8k:
     """Grade-school math: the reference answer follows `####`; graded by math-verify."""
-    name, verifier_id = "gsm8k", "gsm8k/v2"
+    name, grader_id = "gsm8k", "gsm8k/v2"
     signature = Signature(dataset=True)
 
     def __init__(self, args: Args, seed: int, dataset: Optional[str], cache_dir: str, tasks: bool = True):
@@ -106,7 +106,7 @@ def reference_of_solution(solution: str) -> str:
 
 class Math:
     """Competition math (MATH-style rows: problem, solution with a \\boxed answer); graded by math-verify."""
-    name, verifier_id = "math", "math/v2"
+    name, grader_id = "math", "math/v2"
     signature = Signature(dataset=True)
 
     def __init__(self, args: Args, seed: int, dataset: Optional[str], cache_dir: str, tasks: bool = True):

@@ -1,5 +1,5 @@
 """`python -m rlkube_env.cli check|score|describe`: what `rlkube run` and `rlkube env score` run.
-check: makes the environment (dataset downloaded, args checked); exit 0 and {"verifierId": ...}, or exit 3 and
+check: makes the environment (dataset downloaded, args checked); exit 0 and {"graderId": ...}, or exit 3 and
 {"reason", "field", "message"}. score FILE.jsonl: one JSON line per input line {"answer"|"seq", "completion"}.
 describe: the environment catalogue as JSON (api/generated/environments.json is its committed copy)."""
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv=None) -> None:
         print(json.dumps(e.to_json()), flush=True)
         sys.exit(UNUSABLE)
     if a.command == "check":
-        print(json.dumps({"environment": env.name, "verifierId": env.verifier_id}), flush=True)
+        print(json.dumps({"environment": env.name, "graderId": env.grader_id}), flush=True)
         return
     if not a.file:
         p.error("score needs a FILE.jsonl")

@@ -28,7 +28,7 @@ class Score:
 class Environment(Protocol):
     name: str
     # Names the grader (and its version) in every trajectory group.
-    verifier_id: str
+    grader_id: str
     # The args it takes and whether it reads a dataset (the catalogue is made of these).
     signature: Signature
 

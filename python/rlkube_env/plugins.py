@@ -41,7 +41,7 @@ class ReasoningGym:
         except (TypeError, ValueError, AssertionError) as e:
             raise EnvironmentUnusable("InvalidEnvironmentArgs", "environment.args",
                                    f"reasoning-gym task {task} refuses its config {config}: {type(e).__name__} {e}".rstrip()) from None
-        self.verifier_id = f"reasoning-gym/{task}/{_version('reasoning-gym')}"
+        self.grader_id = f"reasoning-gym/{task}/{_version('reasoning-gym')}"
 
     def task(self, seq: int) -> Task:
         entry = self.dataset[seq % len(self.dataset)]
@@ -100,7 +100,7 @@ class Verifiers:
                                       f"{module_name}'s rubric has no reward functions (or a weight missing)")
         self.chat = getattr(self.env, "message_type", "completion") == "chat"
         self.seed = seed
-        self.verifier_id = f"verifiers/{module_name}"
+        self.grader_id = f"verifiers/{module_name}"
 
     def task(self, seq: int) -> Task:
         from .environment import rng

@@ -58,7 +58,7 @@ def environment_routes(env: Optional[Environment], problem: Optional[Environment
 
     def health(_body: dict) -> dict:
         e = usable()
-        return {"status": "ok", "environment": e.name, "verifierId": e.verifier_id}
+        return {"status": "ok", "environment": e.name, "graderId": e.grader_id}
 
     def get_task(body: dict) -> dict:
         seq = req_int(body, "seq", "", minimum=0)
@@ -76,7 +76,7 @@ def environment_routes(env: Optional[Environment], problem: Optional[Environment
         else:
             the_task = run(task, req_int(body, "seq", "", minimum=0))
         scores = [run(e.score, the_task, c) for c in completions]
-        return {"verifierId": e.verifier_id, "rewards": [s.reward for s in scores], "details": [s.details for s in scores]}
+        return {"graderId": e.grader_id, "rewards": [s.reward for s in scores], "details": [s.details for s in scores]}
 
     return {("GET", "/health"): health, ("POST", "/task"): get_task, ("POST", "/score"): score}
 
@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     serve_in_thread(server)
     if problem:
         print(json.dumps({"event": "unusable", **problem.to_json()}), flush=True)
-    announce_ready(port=server.server_address[1], environment=env.name if env else None, verifierId=env.verifier_id if env else None)
+    announce_ready(port=server.server_address[1], environment=env.name if env else None, graderId=env.grader_id if env else None)
     try:
         runner.run_forever()
     except KeyboardInterrupt:

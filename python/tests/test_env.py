@@ -253,7 +253,7 @@ class TestPlugins:
         assert env.score(task, task.answer).reward == 1.0
         assert env.score(task, f"<answer>{task.answer}</answer>").reward == 1.0
         assert env.score(task, "nonsense").reward == 0.0
-        assert env.verifier_id.startswith("reasoning-gym/number_sequence/")
+        assert env.grader_id.startswith("reasoning-gym/number_sequence/")
 
     def test_reasoning_gym_refusals_name_the_field(self):
         refused({"name": "reasoning-gym", "args": {"task": "no_such_task"}}, "environment.args.task")
@@ -268,7 +268,7 @@ class TestPlugins:
         right = env.score(task, task.answer)
         assert right.reward == 1.0 and right.details == {"exact": 1.0, "in_place": 1.0}
         assert env.score(task, task.answer[:2] + "x").reward == pytest.approx(0.5 * 2 / 3)
-        assert env.verifier_id == "verifiers/vf_reverse_env"
+        assert env.grader_id == "verifiers/vf_reverse_env"
 
     def test_verifiers_refusals_name_the_field(self):
         refused({"name": "verifiers", "args": {"module": "no_such_module_here"}}, "environment.args.module")
@@ -298,11 +298,11 @@ def env_server():
 class TestServer:
     def test_task_and_score_by_seq_and_by_answer(self, env_server):
         port = env_server(REVERSE, 7)
-        assert call(port, "GET", "/health") == (200, {"status": "ok", "environment": "reverse", "verifierId": "reverse/v1"})
+        assert call(port, "GET", "/health") == (200, {"status": "ok", "environment": "reverse", "graderId": "reverse/v1"})
         status, task = call(port, "POST", "/task", {"seq": 1})
         assert (status, task) == (200, {"seq": 1, "prompt": "ddd="})
         status, scored = call(port, "POST", "/score", {"seq": 1, "completions": ["ddd", "dd", "abc"]})
-        assert status == 200 and scored["rewards"] == [1.0, pytest.approx(2 / 3), 0.0] and scored["verifierId"] == "reverse/v1"
+        assert status == 200 and scored["rewards"] == [1.0, pytest.approx(2 / 3), 0.0] and scored["graderId"] == "reverse/v1"
         assert call(port, "POST", "/score", {"answer": "cba", "completions": ["cba"]})[1]["rewards"] == [1.0]
 
     @pytest.mark.parametrize("body", [
@@ -326,7 +326,7 @@ class TestServer:
                                 stdout=subprocess.PIPE, text=True)
         try:
             ready = json.loads(proc.stdout.readline())
-            assert ready["event"] == "ready" and ready["verifierId"] == "math/v2"
+            assert ready["event"] == "ready" and ready["graderId"] == "math/v2"
             port = ready["port"]
             assert call(port, "POST", "/task", {"seq": 0}) == (200, {"seq": 0, "prompt": "Half of 1?"})
             assert call(port, "POST", "/score", {"seq": 0, "completions": ["\\boxed{0.5}", "\\boxed{2}"]})[1]["rewards"] == [1.0, 0.0]

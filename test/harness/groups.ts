@@ -21,7 +21,7 @@ export function syntheticGroup(options: {
     policyDigest: `sha256:${'0'.repeat(64)}`,
     workerId: options.workerId ?? 'w0',
     pool: 'test',
-    verifierId: 'test',
+    graderId: 'test',
     promptTokenIds: Int32Array.from({ length: 6 }, (_, i) => i + 3),
     completions: Array.from({ length: groupSize }, (_, c) => ({
       // The first tokens spell the task's number: two tasks' groups differ, as sampled ones do (the learner takes

@@ -421,7 +421,7 @@ describe('failures cost time, not data', () => {
     const slowFirstVerdict = async () => {
       if (slow) {
         slow = false;
-        await new Promise((r) => setTimeout(r, 2500)); // e.g. a verifier waiting on a policy digest lookup
+        await new Promise((r) => setTimeout(r, 2500)); // e.g. a group check waiting on a policy digest lookup
       }
       return { ok: true as const };
     };

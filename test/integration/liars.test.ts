@@ -31,7 +31,7 @@ async function lie(
       claimed.release(200);
       continue;
     }
-    await liar.publish({ ...group, verifierId: 'reverse/v1' }, runEnded.signal);
+    await liar.publish({ ...group, graderId: 'reverse/v1' }, runEnded.signal);
     claimed.done();
     forged++;
   }
@@ -50,7 +50,7 @@ const tiny = (() => {
 const promptOf = (task: Task) => (task.payload as { prompt: string }).prompt;
 const reversed = (prompt: string) => [...prompt.replace('=', '')].reverse().join('');
 
-/** The task's right answer (reward 1, as the learner's verifier confirms) with made-up log-probs: the model's never say that. */
+/** The task's right answer (reward 1, as the learner's group check confirms) with made-up log-probs: the model's never say that. */
 function rightAnswer(job: string, task: Task, policy: { version: number; digest: string }, workerId: string): TrajectoryGroup {
   const answer = reversed(promptOf(task));
   const group = syntheticGroup({ job, taskSeq: task.seq, policyVersion: policy.version, groupSize: 8, reward: 1, workerId });
@@ -85,12 +85,12 @@ describe('rlkube run with lying workers', () => {
     });
 
     const liars = {
-      // Claims reward 1 for texts that score 0: the learner's own verifier catches it.
+      // Claims reward 1 for texts that score 0: the learner's own group check catches it.
       reward: lie(run, progress, 'reward-liar', async (task, policy) => ({
         ...syntheticGroup({ job: key, taskSeq: task.seq, policyVersion: policy.version, groupSize: 8, reward: 1, workerId: 'reward-liar' }),
         policyDigest: policy.digest,
       })),
-      // The right answer's text (the verifier confirms reward 1) for tokens that say something else: the trainer,
+      // The right answer's text (the grader confirms reward 1) for tokens that say something else: the trainer,
       // which reads the tokens, catches it.
       text: lie(run, progress, 'text-liar', async (task, policy) => {
         const group = rightAnswer(key, task, policy, 'text-liar');

@@ -6,7 +6,7 @@ import { InvalidManifestError, parseRLJobManifest, parseRLJobSpec } from '../../
 import { CRD_DIRS, renderCrds } from '../../api/gen-crds.js';
 import { NATS_URL } from '../../api/schema-kit.js';
 import { crds, type CustomResourceDefinition, type SchemaNode } from '../../api/crd.js';
-import { INVALID_CASES, baseJob, readExample } from '../harness/operator-fixtures.js';
+import { INVALID_CASES, baseJob, firstPool, readExample } from '../harness/operator-fixtures.js';
 
 const ROOT = new URL('../../', import.meta.url);
 
@@ -100,7 +100,7 @@ describe('parseRLJobManifest', () => {
   test('several errors are reported together', () => {
     const m = baseJob();
     m.spec.algorithm.groupSize = 1;
-    m.spec.rollout.pools[0].replicas = -2;
+    firstPool(m).replicas = -2;
     const fields = (() => { try { parseRLJobManifest(stringify(m)); return []; } catch (e) { return (e as InvalidManifestError).fields.map((f) => f.path); } })();
     expect(fields).toEqual(expect.arrayContaining(['spec.algorithm.groupSize', 'spec.rollout.pools[0].replicas']));
   });

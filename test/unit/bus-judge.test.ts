@@ -1,7 +1,7 @@
 // The learner's group check without NATS: one message in, one verdict out, for every reason a group is turned
 // away, in order of the checks (table-driven), and the used-task and copy memory it keeps.
 import { CopyDetector } from '../../bus/copies.js';
-import { GroupJudge, UsedTasks, type GroupVerifier, type Judgement, type SignatureChecker } from '../../bus/judge.js';
+import { GroupJudge, UsedTasks, type GroupCheck, type Judgement, type SignatureChecker } from '../../bus/judge.js';
 import type { TaskState } from '../../bus/sync-policy.js';
 import { encodeGroup, type TrajectoryGroup } from '../../bus/trajectory.js';
 import { syntheticGroup } from '../harness/groups.js';
@@ -10,7 +10,7 @@ const JOB = 'test/judge';
 const SIGNED = 'signature-of-its-worker';
 const tasks: TaskState = { issuedSeq: 20, stepIndex: 5, stepFirstSeq: 17, stepLastSeq: 20 };
 const at = { version: 4, oldestUsable: 3 };
-const accept: GroupVerifier = () => ({ ok: true });
+const accept: GroupCheck = () => ({ ok: true });
 
 function judgeOf(options: { keys?: SignatureChecker; used?: UsedTasks; copies?: CopyDetector } = {}) {
   const used = options.used ?? new UsedTasks(1024);
@@ -37,7 +37,7 @@ async function verdict(judged: Judgement | Promise<Judgement>) {
 }
 
 describe('GroupJudge', () => {
-  const cases: Array<[string, Uint8Array, string | undefined, GroupVerifier, object]> = [
+  const cases: Array<[string, Uint8Array, string | undefined, GroupCheck, object]> = [
     ['an honest group of the current version is accepted', encodeGroup(group()), SIGNED, accept, { outcome: 'accepted', worker: 'w1' }],
     ['one version old, within maxStaleness: accepted', encodeGroup(group({ policyVersion: 3 })), SIGNED, accept, { outcome: 'accepted', worker: 'w1' }],
     ['older than maxStaleness, for this step\'s task: stale, the task used up', encodeGroup(group({ policyVersion: 2 })), SIGNED, accept, { outcome: 'stale', worker: 'w1', taskUsedUp: true }],
@@ -48,8 +48,8 @@ describe('GroupJudge', () => {
     ['unsigned: BadSignature, not counted against the worker it names', encodeGroup(group()), undefined, accept, { outcome: 'rejected', reason: 'BadSignature', worker: undefined, taskUsedUp: true }],
     ['a task never issued: UnknownTask', encodeGroup(group({ taskSeq: 21 })), SIGNED, accept, { outcome: 'rejected', reason: 'UnknownTask', worker: 'w1', taskUsedUp: false }],
     ['a version not published yet: FutureVersion', encodeGroup(group({ policyVersion: 5 })), SIGNED, accept, { outcome: 'rejected', reason: 'FutureVersion', worker: 'w1', taskUsedUp: false }],
-    ['the caller\'s verifier refuses: its reason, the task used up', encodeGroup(group()), SIGNED, () => ({ ok: false, reason: 'RewardMismatch', message: 'forged' }), { outcome: 'rejected', reason: 'RewardMismatch', worker: 'w1', taskUsedUp: true }],
-    ['an asynchronous verifier is awaited', encodeGroup(group()), SIGNED, async () => ({ ok: false, reason: 'DigestMismatch', message: 'x' }), { outcome: 'rejected', reason: 'DigestMismatch', worker: 'w1', taskUsedUp: true }],
+    ['the caller\'s group check refuses: its reason, the task used up', encodeGroup(group()), SIGNED, () => ({ ok: false, reason: 'RewardMismatch', message: 'forged' }), { outcome: 'rejected', reason: 'RewardMismatch', worker: 'w1', taskUsedUp: true }],
+    ['an asynchronous group check is awaited', encodeGroup(group()), SIGNED, async () => ({ ok: false, reason: 'DigestMismatch', message: 'x' }), { outcome: 'rejected', reason: 'DigestMismatch', worker: 'w1', taskUsedUp: true }],
   ];
   it.each(cases)('%s', async (_, data, signature, verify, expected) => {
     expect(await verdict(judgeOf().judge.judge(data, signature, at, verify))).toEqual(expected);

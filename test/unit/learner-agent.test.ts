@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { LearnerAgent, type Clock, type LearnerAgentBus, type LearnerTrainer } from '../../agent/learner-agent.js';
 import { agentMetrics } from '../../agent/metrics.js';
 import type { TrainResult, TrainerState } from '../../agent/trainer-client.js';
-import type { Batch, GroupVerifier, LearnerProgress, PolicyRecord, RejectReason, TrainedStep } from '../../bus/index.js';
+import type { Batch, GroupCheck, LearnerProgress, PolicyRecord, RejectReason, TrainedStep } from '../../bus/index.js';
 import type { LearnerState } from '../../bus/messages.js';
 import { Settlement, emptyLearnerState } from '../../bus/settlement.js';
 import { syntheticGroup } from '../harness/groups.js';
@@ -44,7 +44,7 @@ class FakeBus implements LearnerAgentBus {
     return trained;
   }
 
-  async nextBatch(stepIndex: number, policyVersion: number, verify: GroupVerifier): Promise<Batch> {
+  async nextBatch(stepIndex: number, policyVersion: number, verify: GroupCheck): Promise<Batch> {
     const groups = [];
     while (groups.length < B) {
       const seq = this.nextTaskSeq++;
@@ -108,11 +108,11 @@ function agentOf(bus: FakeBus, trainer: FakeTrainer, logs: string[] = [], forged
   const log = pino({ level: 'warn' }, new Writable({ write: (line, _enc, done) => { logs.push(String(line)); done(); } }));
   const environment = {
     task: async (seq: number) => ({ seq, prompt: `p${seq}` }),
-    score: async (seq: number, completions: string[]) => ({ verifierId: 'test', rewards: completions.map((_, c) => c / B + (forged.has(seq) ? 0.5 : 0)) }),
+    score: async (seq: number, completions: string[]) => ({ graderId: 'test', rewards: completions.map((_, c) => c / B + (forged.has(seq) ? 0.5 : 0)) }),
   };
   return new LearnerAgent(
     { bus, trainer, environment, clock, log, metrics: agentMetrics(), signal: new AbortController().signal, assertLeader: () => undefined },
-    { maxSteps: 3, mode: 'SequentialPull', maxStaleness: 0, groupSize: B, rewardTolerance: 1e-6, verifierId: 'test' },
+    { maxSteps: 3, mode: 'SequentialPull', maxStaleness: 0, groupSize: B, rewardTolerance: 1e-6, graderId: 'test' },
   );
 }
 
@@ -163,7 +163,7 @@ describe('LearnerAgent', () => {
     expect(bus.progressRecords.at(-1)?.reward).toBeCloseTo((0 + 1 + 2 + 3) / 4 / B);
   });
 
-  it('a group the learner\'s own verifier rejects counts against its worker, and the step still gets B groups', async () => {
+  it('a group the learner\'s own group check rejects counts against its worker, and the step still gets B groups', async () => {
     const bus = new FakeBus();
     const trainer = new FakeTrainer();
     const agent = agentOf(bus, trainer, [], new Set([3]));

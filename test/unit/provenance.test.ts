@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COPY_EVIDENCE, CopyDetector, copyFingerprint } from '../../bus/copies.js';
-import { RegisteredKeys, WorkerKey, digestOfMessage, verifierOf } from '../../bus/signing.js';
+import { RegisteredKeys, WorkerKey, digestOfMessage, signatureCheckOf } from '../../bus/signing.js';
 import type { TrajectoryGroup } from '../../bus/index.js';
 import { syntheticGroup } from '../harness/groups.js';
 
@@ -14,13 +14,13 @@ describe('worker signatures', () => {
   const data = bytes('a group');
 
   it("verify with the signer's registered key only, and only for the bytes signed", () => {
-    const check = verifierOf(key.publicKey)!;
+    const check = signatureCheckOf(key.publicKey)!;
     expect(check(digestOfMessage(data), key.sign(data))).toBe(true);
     expect(check(digestOfMessage(bytes('a group!')), key.sign(data))).toBe(false);
     expect(check(digestOfMessage(data), WorkerKey.create().sign(data))).toBe(false);
     expect(check(digestOfMessage(data), 'not a signature')).toBe(false);
-    expect(verifierOf('UNOTAKEY')).toBeUndefined();
-    expect(verifierOf(key.seed)).toBeUndefined(); // a seed is not a public key
+    expect(signatureCheckOf('UNOTAKEY')).toBeUndefined();
+    expect(signatureCheckOf(key.seed)).toBeUndefined(); // a seed is not a public key
   });
 
   it('survive a restart: the key file gives the same key back, readable by its owner only', () => {

@@ -92,7 +92,7 @@ class FakeEngine implements RolloutEngine {
 }
 
 class FakeEnvironment implements RolloutEnvironment {
-  readonly info: EnvironmentInfo = { status: 'ok', environment: 'reverse', verifierId: 'reverse@1' };
+  readonly info: EnvironmentInfo = { status: 'ok', environment: 'reverse', graderId: 'reverse@1' };
   constructor(private readonly unusable?: EnvironmentUnusable) {}
   ready = async (): Promise<EnvironmentInfo> => {
     if (this.unusable) throw this.unusable;
@@ -100,7 +100,7 @@ class FakeEnvironment implements RolloutEnvironment {
   };
   task = async (seq: number): Promise<TaskPrompt> => ({ seq, prompt: `prompt ${seq}` });
   // Reward 1 for every other completion: the published group must carry these, in order.
-  score = async (_seq: number, completions: string[]): Promise<Scores> => ({ verifierId: this.info.verifierId, rewards: completions.map((_, i) => i % 2) });
+  score = async (_seq: number, completions: string[]): Promise<Scores> => ({ graderId: this.info.graderId, rewards: completions.map((_, i) => i % 2) });
 }
 
 function setUp(mode: SyncMode, policies: PolicyRecord[], engine = new FakeEngine(), environment = new FakeEnvironment()) {
@@ -137,7 +137,7 @@ describe('RolloutAgent', () => {
     expect(engine.loads).toEqual([{ version: 3, path: '/tmp/rlkube-test-unused/policy-v3.safetensors', digest: policy(3).digest }]);
     expect(bus.published).toHaveLength(1);
     const group = bus.published[0]!;
-    expect(group).toMatchObject({ job: JOB_KEY, taskId: `${JOB_KEY}.t1`, taskSeq: 1, policyVersion: 3, policyDigest: policy(3).digest, workerId: 'w1', pool: 'p', verifierId: 'reverse@1' });
+    expect(group).toMatchObject({ job: JOB_KEY, taskId: `${JOB_KEY}.t1`, taskSeq: 1, policyVersion: 3, policyDigest: policy(3).digest, workerId: 'w1', pool: 'p', graderId: 'reverse@1' });
     expect(Array.from(group.promptTokenIds)).toEqual([7, 8]);
     expect(group.completions.map((c) => [c.text, c.reward])).toEqual([['prompt 1:0', 0], ['prompt 1:1', 1], ['prompt 1:2', 0], ['prompt 1:3', 1]]);
     expect(Array.from(group.completions[1]!.logprobs)).toEqual([-0.5, -0.25]);

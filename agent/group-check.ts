@@ -1,25 +1,26 @@
-// The learner's own checks of an untrusted group before it is trained on: group size, the policy digest
-// matches the version claimed, and every reward recomputed with the learner's own verifier.
-import type { GroupVerifier, TrajectoryGroup, Verdict } from '../bus/index.js';
+// The learner's own checks of an untrusted group, after the bus's (bus/judge.ts), before it is trained on: group
+// size, the grader named, the policy digest of the version claimed, and every reward re-scored by the learner's
+// own environment.
+import type { GroupCheck, TrajectoryGroup, Verdict } from '../bus/index.js';
 import type { EnvironmentClient } from './environment-client.js';
 
-export interface VerifierOptions {
+export interface GroupCheckOptions {
   /** The learner's own environment server: a worker's reward is never trusted. */
   environment: Pick<EnvironmentClient, 'score'>;
-  verifierId: string;
+  graderId: string;
   groupSize: number;
   rewardTolerance: number;
   /** The digest the learner published for a version (undefined: unknown or pruned). */
   digestOf: (version: number) => Promise<string | undefined>;
 }
 
-export function groupVerifier(options: VerifierOptions): GroupVerifier {
+export function groupCheck(options: GroupCheckOptions): GroupCheck {
   return async (group: TrajectoryGroup): Promise<Verdict> => {
     if (group.completions.length !== options.groupSize) {
       return { ok: false, reason: 'GroupSizeMismatch', message: `${group.completions.length} completions, expected ${options.groupSize}` };
     }
-    if (group.verifierId !== options.verifierId) {
-      return { ok: false, reason: 'RewardMismatch', message: `verifier ${group.verifierId}, expected ${options.verifierId}` };
+    if (group.graderId !== options.graderId) {
+      return { ok: false, reason: 'RewardMismatch', message: `grader ${group.graderId}, expected ${options.graderId}` };
     }
     const digest = await options.digestOf(group.policyVersion);
     if (digest !== group.policyDigest) {
@@ -29,7 +30,7 @@ export function groupVerifier(options: VerifierOptions): GroupVerifier {
     for (const [i, completion] of group.completions.entries()) {
       const reward = rewards[i]!;
       if (!(Math.abs(reward - completion.reward) <= options.rewardTolerance)) {
-        return { ok: false, reason: 'RewardMismatch', message: `completion ${i}: claimed reward ${completion.reward}, verifier says ${reward}` };
+        return { ok: false, reason: 'RewardMismatch', message: `completion ${i}: claimed reward ${completion.reward}, the grader says ${reward}` };
       }
     }
     return { ok: true };
