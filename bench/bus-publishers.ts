@@ -5,12 +5,12 @@
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { WorkerBus, connectBus, encodeGroup, taskIdOf, type JobRef, type TrajectoryGroup } from '../bus/index.js';
+import { WorkerBus, connectBus, encodeGroup, taskIdOf, type JobKey, type TrajectoryGroup } from '../bus/index.js';
 import { syntheticGroup, tokensForBytes } from '../test/harness/groups.js';
 
 export type PublishCommand =
   | { kind: 'raw'; subject: string; bytes: number; count: number }
-  | { kind: 'bus'; job: JobRef; jobKey: string; bytes: number; count: number; groupSize: number };
+  | { kind: 'bus'; job: JobKey; jobKey: string; bytes: number; count: number; groupSize: number };
 
 export interface Publishers {
   /** Untimed set-up of the next run (opening the WorkerBus, building the payload). */

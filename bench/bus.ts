@@ -9,7 +9,7 @@ import {
   jobNames,
   provisionJob,
   teardownJob,
-  type JobRef,
+  type JobKey,
   type PolicyRecord,
   type SyncMode,
 } from '../bus/index.js';
@@ -22,7 +22,7 @@ const FETCH = 64; // messages per pull, in both runs
 const GROUP_SIZE = 8;
 
 let jobs = 0;
-const newJob = (): JobRef => ({ namespace: 'bench', name: `j${++jobs}` });
+const newJob = (): JobKey => ({ namespace: 'bench', name: `j${++jobs}` });
 
 /** Called around the timed part of a run (to read CPU counters). */
 interface Meter {

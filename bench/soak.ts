@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { parseRLJobSpec, type RLJob } from '../api/index.js';
-import { LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type JobRef } from '../bus/index.js';
+import { LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type JobKey } from '../bus/index.js';
 import { startNatsServer } from '../local/nats-server.js';
 import { KubeClient, RESOURCES, type KubeObject } from '../operator/kube/client.js';
 import { runSyntheticWorker } from '../test/harness/groups.js';
@@ -20,7 +20,7 @@ import { startControlPlane } from '../test/harness/kube.js';
 import { startNats } from '../test/harness/nats.js';
 import { REPO_ROOT, cpuJob, kube, startOperator } from '../test/harness/operator-fixtures.js';
 
-const JOB: JobRef = { namespace: 'soak', name: 'learner' };
+const JOB: JobKey = { namespace: 'soak', name: 'learner' };
 const BATCH = 4;
 const WINDOW = 16;
 /** Steps (or job cycles) before the start figure: caches, JIT and pools have reached their working size. */

@@ -5,10 +5,10 @@ import { createWriteStream } from 'node:fs';
 import { get } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { WorkerBus, connectBus, type JobRef, type PolicyRecord } from '../bus/index.js';
+import { WorkerBus, connectBus, type JobKey, type PolicyRecord } from '../bus/index.js';
 
 type Request =
-  | { op: 'open'; job: JobRef }
+  | { op: 'open'; job: JobKey }
   | { op: 'bus'; record: PolicyRecord; dest: string }
   | { op: 'http'; url: string; dest: string }
   | { op: 'close' };
@@ -16,7 +16,7 @@ type Reply = { ok: true } | { ok: false; error: string };
 
 export interface Engine {
   /** Untimed: opens the job's WorkerBus on this engine's connection. */
-  open(job: JobRef): Promise<void>;
+  open(job: JobKey): Promise<void>;
   /** The policy through the bus into `dest` (streamed, digest-checked). */
   fetchFromBus(record: PolicyRecord, dest: string): Promise<void>;
   /** The same bytes by a plain HTTP GET into `dest`. */

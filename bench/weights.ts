@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { LearnerBus, connectBus, provisionJob, teardownJob, type JobRef } from '../bus/index.js';
+import { LearnerBus, connectBus, provisionJob, teardownJob, type JobKey } from '../bus/index.js';
 import { WEIGHTS_CHUNK_BYTES } from '../bus/weights.js';
 import { startNatsServer } from '../local/nats-server.js';
 import { startEngine, type Engine } from './weights-engines.js';
@@ -26,7 +26,7 @@ let jobs = 0;
 
 /** Learner → store → 8 engines' files, each engine on its own connection and thread. Seconds. */
 async function busTransfer(learnerNc: NatsConnection, engines: Engine[], file: string, digest: string, outDir: string) {
-  const job: JobRef = { namespace: 'bench', name: `w${++jobs}` };
+  const job: JobKey = { namespace: 'bench', name: `w${++jobs}` };
   await provisionJob(learnerNc, job);
   const learner = await LearnerBus.open(learnerNc, job, {
     mode: 'SequentialPull', batchSize: 1, maxStaleness: 0, taskWindow: 1, vocabSize: 64, maxGroupBytes: MiB, taskPayload: () => ({}),

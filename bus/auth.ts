@@ -3,7 +3,7 @@
 // object store and inboxes, so that the server, not our code, refuses anything of another job.
 import { createHash } from 'node:crypto';
 import type { KeyPair } from '@nats-io/nkeys';
-import { jobNames, type JobRef } from './names.js';
+import { jobNames, type JobKey } from './names.js';
 
 export interface Permissions {
   pub: { allow: string[]; deny?: string[] };
@@ -18,7 +18,7 @@ export interface Permissions {
  * a few denials) because the user JWT travels in the client's CONNECT line, which nats-server caps at
  * max_control_line (4 KiB by default).
  */
-export function jobPermissions(job: JobRef): Permissions {
+export function jobPermissions(job: JobKey): Permissions {
   const n = jobNames(job);
   const work = [n.tasksStream, n.trajStream];
   const stores = [n.controlStream, n.weightsStream];

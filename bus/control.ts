@@ -15,7 +15,7 @@ import {
   type LearnerProgress,
   type PolicyRecord,
 } from './messages.js';
-import { controlKeys, jobNames, type JobRef } from './names.js';
+import { controlKeys, jobNames, type JobKey } from './names.js';
 
 const encoder = new TextEncoder();
 
@@ -50,7 +50,7 @@ export class ControlStore {
     private readonly options: ControlOptions,
   ) {}
 
-  static async open(nc: NatsConnection, job: JobRef, options: ControlOptions = {}): Promise<ControlStore> {
+  static async open(nc: NatsConnection, job: JobKey, options: ControlOptions = {}): Promise<ControlStore> {
     const names = jobNames(job);
     const kv = await withRetry('open control bucket', () => new Kvm(nc).open(names.controlBucket, { bindOnly: true }));
     return new ControlStore(kv, jetstream(nc), names.controlSubject, options);
@@ -173,7 +173,7 @@ export class ControlStore {
 /** The operator's view: learner progress, event-driven through a KV watch. */
 export async function watchLearnerProgress(
   nc: NatsConnection,
-  job: JobRef,
+  job: JobKey,
   onChange: (progress: LearnerProgress) => void,
   options: ControlOptions = {},
 ): Promise<Watch> {

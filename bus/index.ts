@@ -9,7 +9,7 @@ export { Ledger, Settlement, emptyLearnerState, type LearnerCounts, type Trained
 export { AsyncPushPull, SequentialPull, syncPolicyFor, type SyncPolicy, type TaskState } from './sync-policy.js';
 export { WIRE_VERSION } from './messages.js';
 export type { BatchRecord, GroupCounts, Heartbeat, LearnerProgress, LearnerState, PolicyRecord, Task, WorkerTally } from './messages.js';
-export { jobNames, type JobRef } from './names.js';
+export { jobNames, type JobKey } from './names.js';
 export { defaultBusLimits, jobProvisioned, provisionJob, teardownJob, type BusLimits } from './provision.js';
 export { decodeGroup, encodeGroup, type Completion, type TrajectoryGroup } from './trajectory.js';
 export { digestOf } from './weights.js';

@@ -11,7 +11,7 @@ import { CopyDetector } from './copies.js';
 import { BusError, type RejectReason } from './errors.js';
 import { GroupJudge, UsedTasks, taskIdOf, type GroupCheck, type Judgement } from './judge.js';
 import { WIRE_VERSION, codecs, type BatchRecord, type PolicyRecord, type Task } from './messages.js';
-import { jobNames, type JobRef } from './names.js';
+import { jobNames, type JobKey } from './names.js';
 import { Settlement, emptyLearnerState, type Ledger, type LearnerCounts, type Settled, type TrainedStep } from './settlement.js';
 import { RegisteredKeys } from './signing.js';
 import { syncPolicyFor, type SyncPolicy } from './sync-policy.js';
@@ -72,7 +72,7 @@ export class LearnerBus {
     readonly control: ControlStore,
     private readonly weights: WeightsStore,
     private readonly groupAckWaitMs: number,
-    job: JobRef,
+    job: JobKey,
     private readonly options: LearnerBusOptions,
   ) {
     this.names = jobNames(job);
@@ -90,7 +90,7 @@ export class LearnerBus {
     });
   }
 
-  static async open(nc: NatsConnection, job: JobRef, options: LearnerBusOptions): Promise<LearnerBus> {
+  static async open(nc: NatsConnection, job: JobKey, options: LearnerBusOptions): Promise<LearnerBus> {
     if (options.mode === 'AsyncPushPull' && options.taskWindow < options.batchSize) {
       throw new BusError('Malformed', `taskWindow ${options.taskWindow} < batchSize ${options.batchSize}`);
     }

@@ -9,7 +9,7 @@ import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { BusError } from './errors.js';
 import { WIRE_VERSION, jsonCodec } from './messages.js';
-import { controlKeys, jobNames, type JobRef } from './names.js';
+import { controlKeys, jobNames, type JobKey } from './names.js';
 import { isTransient, withRetry } from './retry.js';
 
 /** The server refused a write whose expected last sequence no longer holds (JetStream error 10071). */
@@ -74,7 +74,7 @@ export class LearnerLease implements Fence {
    * lease nor its renewal has changed for its ttl on this process's clock (its holder is gone). Every take
    * is a compare-and-set on the revision read, so of two standbys only one wins.
    */
-  static async acquire(nc: NatsConnection, job: JobRef, options: LeaseOptions): Promise<LearnerLease> {
+  static async acquire(nc: NatsConnection, job: JobKey, options: LeaseOptions): Promise<LearnerLease> {
     const names = jobNames(job);
     const kv = await withRetry('open control bucket', () => new Kvm(nc).open(names.controlBucket, { bindOnly: true }));
     const ttlMs = options.ttlMs ?? DEFAULT_LEASE_TTL_MS;

@@ -1,11 +1,11 @@
 // The only place that knows rlkube's subject, stream, consumer, bucket and key names.
-export interface JobRef {
+export interface JobKey {
   namespace: string;
   name: string;
 }
 
 /** Namespaces and job names are DNS labels (no '_' or '.'), so '_' and '.' separate them unambiguously. */
-export function jobNames(job: JobRef) {
+export function jobNames(job: JobKey) {
   const id = `${job.namespace}_${job.name}`;
   const subject = `rlkube.${job.namespace}.${job.name}`;
   return {

@@ -16,7 +16,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { BusLimits } from '../api/bus-limits.js';
-import { jobNames, type JobRef } from './names.js';
+import { jobNames, type JobKey } from './names.js';
 
 export interface BusLimits {
   /** Largest trajectory group message (bytes); the server's max_payload must allow it. */
@@ -60,7 +60,7 @@ export function replicasFor(nc: NatsConnection): number {
   return Math.max(1, Math.min(3, info.connect_urls?.length ?? 3));
 }
 
-export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: Partial<BusLimits> = {}): Promise<void> {
+export async function provisionJob(nc: NatsConnection, job: JobKey, overrides: Partial<BusLimits> = {}): Promise<void> {
   const limits = { ...defaultBusLimits, ...overrides };
   const replicas = limits.replicas ?? replicasFor(nc);
   const names = jobNames(job);
@@ -118,7 +118,7 @@ export async function provisionJob(nc: NatsConnection, job: JobRef, overrides: P
 }
 
 /** Removes everything provisionJob made; absent resources are fine. */
-export async function teardownJob(nc: NatsConnection, job: JobRef): Promise<void> {
+export async function teardownJob(nc: NatsConnection, job: JobKey): Promise<void> {
   const names = jobNames(job);
   const jsm = await jetstreamManager(nc);
   for (const stream of [names.tasksStream, names.trajStream, names.deadStream, names.controlStream, names.weightsStream]) {
@@ -127,7 +127,7 @@ export async function teardownJob(nc: NatsConnection, job: JobRef): Promise<void
 }
 
 /** True when the job's streams exist (used by tests and the operator's status). */
-export async function jobProvisioned(nc: NatsConnection, job: JobRef): Promise<boolean> {
+export async function jobProvisioned(nc: NatsConnection, job: JobKey): Promise<boolean> {
   const jsm = await jetstreamManager(nc);
   const names = jobNames(job);
   return (await ignoreNotFound(jsm.streams.info(names.trajStream))) !== undefined;

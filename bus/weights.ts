@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { BusError } from './errors.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import type { PolicyLocation, PolicyRecord } from './messages.js';
-import { jobNames, weightsObjectName, type JobRef } from './names.js';
+import { jobNames, weightsObjectName, type JobKey } from './names.js';
 
 // The object store client hashes every chunk it stores; its default is a pure-JS SHA-256 at a few hundred
 // MB/s, Node's (OpenSSL) is several times faster. Process-wide, as the client asks.
@@ -50,7 +50,7 @@ export class WeightsStore {
   private constructor(
     private readonly js: JetStreamClient,
     private readonly store: ObjectStore,
-    job: JobRef,
+    job: JobKey,
     private readonly chunkBytes: number,
     log: Logger | undefined,
   ) {
@@ -58,7 +58,7 @@ export class WeightsStore {
     this.retry = log ? { log } : {};
   }
 
-  static async open(nc: NatsConnection, job: JobRef, options: WeightsStoreOptions = {}): Promise<WeightsStore> {
+  static async open(nc: NatsConnection, job: JobKey, options: WeightsStoreOptions = {}): Promise<WeightsStore> {
     const store = await withRetry('open weights store', () => new Objm(nc).open(jobNames(job).weightsStore));
     const chunkBytes = Math.min(options.chunkBytes ?? WEIGHTS_CHUNK_BYTES, nc.info?.max_payload ?? 1024 * 1024);
     return new WeightsStore(jetstream(nc), store, job, chunkBytes, options.log);

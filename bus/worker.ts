@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ControlStore, type Watch } from './control.js';
 import { BusError } from './errors.js';
 import { WIRE_VERSION, codecs, type Heartbeat, type PolicyRecord, type Task } from './messages.js';
-import { jobNames, type JobRef } from './names.js';
+import { jobNames, type JobKey } from './names.js';
 import { backoffMs, isTransient, withRetry } from './retry.js';
 import { WorkerKey } from './signing.js';
 import { encodeGroup, type TrajectoryGroup } from './trajectory.js';
@@ -37,7 +37,7 @@ export class WorkerBus {
     private readonly taskAckWaitMs: number,
     readonly control: ControlStore,
     private readonly weights: WeightsStore,
-    job: JobRef,
+    job: JobKey,
     readonly workerId: string,
     readonly pool: string,
     private readonly log: Logger | undefined,
@@ -51,7 +51,7 @@ export class WorkerBus {
 
   static async open(
     nc: NatsConnection,
-    job: JobRef,
+    job: JobKey,
     identity: { workerId: string; pool: string; log?: Logger; maxDeliveries?: number; key?: WorkerKey },
   ): Promise<WorkerBus> {
     const names = jobNames(job);

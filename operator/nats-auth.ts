@@ -9,7 +9,7 @@ import { createAccount, createUser, fromSeed, type KeyPair } from '@nats-io/nkey
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { accountJwt, accountOfUser, credsFile, jobPermissions, jwtOfCreds, userJwt } from '../bus/auth.js';
-import { connectBus, type JobRef } from '../bus/index.js';
+import { connectBus, type JobKey } from '../bus/index.js';
 import { NotLeaderError, type WriteFence } from './kube/client.js';
 
 /** What the operator is given to issue job identities (operator/config.ts: --nats-system-creds, ...). */
@@ -77,7 +77,7 @@ export class JobIdentities {
   }
 
   /** A new identity for the job: a fresh signing key of the account, and the one user it signs. */
-  issue(job: JobRef): IssuedIdentity {
+  issue(job: JobKey): IssuedIdentity {
     const key = createAccount();
     const user = createUser();
     try {

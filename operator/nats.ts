@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { connectBus, provisionJob, redactedServers, teardownJob, watchLearnerProgress } from '../bus/index.js';
-import type { JobBus, JobRef, ProgressWatcher } from './controllers/context.js';
+import type { JobBus, JobKey, ProgressWatcher } from './controllers/context.js';
 import { NotLeaderError, type WriteFence } from './kube/client.js';
 
 /** How long a job's own NATS URL may take to answer a first connect (retried within it) before the job is told. */
@@ -56,20 +56,20 @@ export class NatsJobBus implements JobBus {
     await this.connection(natsUrl);
   }
 
-  async provision(job: JobRef, natsUrl?: string): Promise<void> {
+  async provision(job: JobKey, natsUrl?: string): Promise<void> {
     const nc = await this.connection(natsUrl);
     this.fenced('provision');
     await provisionJob(nc, job);
   }
 
-  async teardown(job: JobRef, natsUrl?: string): Promise<void> {
+  async teardown(job: JobKey, natsUrl?: string): Promise<void> {
     const nc = await this.connection(natsUrl);
     this.fenced('teardown');
     await teardownJob(nc, job);
   }
 
   /** A record that does not decode is logged (warn, key and reason), counted (controlDecodeFailures) and passed on. */
-  async watchProgress(job: JobRef, watcher: ProgressWatcher, natsUrl?: string) {
+  async watchProgress(job: JobKey, watcher: ProgressWatcher, natsUrl?: string) {
     const log = this.log.child({ job: job.name, namespace: job.namespace });
     return watchLearnerProgress(await this.connection(natsUrl), job, (p) => watcher.onChange(p), { log, onUndecodable: (key, err) => watcher.onUndecodable(key, err) });
   }

@@ -12,15 +12,15 @@ import type { JobCredentials } from './credentials.js';
 import type { WriteMemo } from './expectations.js';
 import type { StatusPacer } from './pacing.js';
 
-export interface JobRef { namespace: string; name: string }
+export interface JobKey { namespace: string; name: string }
 
 /** The bus's provisioning API as the controllers use it (operator/nats.ts implements it over NATS). */
 export interface JobBus {
   /** Connects to the job's NATS (or the default), or fails (a job's own URL has a deadline). */
   connect(natsUrl?: string): Promise<void>;
-  provision(job: JobRef, natsUrl?: string): Promise<void>;
-  teardown(job: JobRef, natsUrl?: string): Promise<void>;
-  watchProgress(job: JobRef, watcher: ProgressWatcher, natsUrl?: string): Promise<{ stop(): Promise<void> }>;
+  provision(job: JobKey, natsUrl?: string): Promise<void>;
+  teardown(job: JobKey, natsUrl?: string): Promise<void>;
+  watchProgress(job: JobKey, watcher: ProgressWatcher, natsUrl?: string): Promise<{ stop(): Promise<void> }>;
 }
 
 /** Told of the job's learner-progress records as a KV watch delivers them. */

@@ -2,7 +2,7 @@
 // node — the trajectories stream's leader, SIGKILLed mid-run — costs a leader election, not data.
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type Batch, type JobRef } from '../../bus/index.js';
+import { LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type Batch, type JobKey } from '../../bus/index.js';
 import { runSyntheticWorker, waitFor } from '../harness/groups.js';
 import { startNatsCluster, type NatsCluster } from '../harness/nats.js';
 
@@ -22,7 +22,7 @@ const accept = () => ({ ok: true as const });
 
 describe('on a 3-node JetStream cluster', () => {
   it('replicates every stream, bucket and store three times, and a SIGKILLed stream leader loses nothing', async () => {
-    const job: JobRef = { namespace: 'test', name: 'replicated' };
+    const job: JobKey = { namespace: 'test', name: 'replicated' };
     const names = jobNames(job);
     await provisionJob(nc, job, { taskAckWaitMs: 2000, groupAckWaitMs: 3000 });
     const jsm = await jetstreamManager(nc);

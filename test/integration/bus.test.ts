@@ -15,7 +15,7 @@ import {
   watchLearnerProgress,
   type Batch,
   type BusLimits,
-  type JobRef,
+  type JobKey,
   type LearnerBusOptions,
   Settlement,
 } from '../../bus/index.js';
@@ -39,7 +39,7 @@ afterAll(async () => {
 
 const accept = () => ({ ok: true as const });
 
-async function newJob(limits: Partial<BusLimits> = {}): Promise<JobRef> {
+async function newJob(limits: Partial<BusLimits> = {}): Promise<JobKey> {
   const job = { namespace: 'test', name: `job${++jobCounter}` };
   await provisionJob(nc, job, { taskAckWaitMs: 2000, groupAckWaitMs: 3000, ...limits });
   return job;
@@ -59,7 +59,7 @@ function learnerOptions(overrides: Partial<LearnerBusOptions>): LearnerBusOption
   };
 }
 
-async function startWorkers(job: JobRef, count: number, options: Parameters<typeof runSyntheticWorker>[3] & { maxDeliveries?: number } = {}) {
+async function startWorkers(job: JobKey, count: number, options: Parameters<typeof runSyntheticWorker>[3] & { maxDeliveries?: number } = {}) {
   const controller = new AbortController();
   const buses = await Promise.all(
     Array.from({ length: count }, (_, i) => WorkerBus.open(nc, job, { workerId: `w${i}`, pool: 'test', ...(options.maxDeliveries ? { maxDeliveries: options.maxDeliveries } : {}) })),
@@ -117,7 +117,7 @@ async function expectSixStepsCountedOnce(learner: LearnerBus, batches: Batch[]) 
 async function streamMessages(stream: string): Promise<number> {
   return (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;
 }
-async function groupsHeldByLearner(job: JobRef): Promise<number> {
+async function groupsHeldByLearner(job: JobKey): Promise<number> {
   return (await (await jetstreamManager(nc)).consumers.info(jobNames(job).trajStream, jobNames(job).learnerConsumer)).num_ack_pending;
 }
 

@@ -13,7 +13,7 @@ import {
   emptyLearnerState,
   jobNames,
   provisionJob,
-  type JobRef,
+  type JobKey,
   type LearnerProgress,
 } from '../../bus/index.js';
 import { runSyntheticWorker, waitFor } from '../harness/groups.js';
@@ -34,7 +34,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function newJob(): Promise<JobRef> {
+async function newJob(): Promise<JobKey> {
   const job = { namespace: 'test', name: `lease${++jobs}` };
   await provisionJob(nc, job, { taskAckWaitMs: 2000, groupAckWaitMs: 3000 });
   return job;
@@ -55,7 +55,7 @@ interface Trainer {
  * A learner agent without its trainer process: takes the lease (standing by while another holds it), fences
  * its records with it, resumes from the checkpoint, and trains step after step up to `maxSteps`.
  */
-async function learner(id: string, conn: NatsConnection, job: JobRef, trainer: Trainer, maxSteps: number, afterStep?: (step: number) => Promise<void>) {
+async function learner(id: string, conn: NatsConnection, job: JobKey, trainer: Trainer, maxSteps: number, afterStep?: (step: number) => Promise<void>) {
   const lease = await LearnerLease.acquire(conn, job, { holder: id, ttlMs: TTL_MS });
   const bus = await LearnerBus.open(conn, job, {
     mode: 'SequentialPull', batchSize: BATCH, maxStaleness: 0, taskWindow: 2 * BATCH, vocabSize: 64, maxGroupBytes: 1 << 20,
@@ -158,7 +158,7 @@ test('a restarted pod of the same name takes over at once, and the learner it re
 });
 
 /** Counts the writes of the lease's renewal key (a KV watch). */
-async function countRenewals(job: JobRef) {
+async function countRenewals(job: JobKey) {
   const kv = await new Kvm(nc).open(jobNames(job).controlBucket);
   const watch = await kv.watch({ key: 'learner.lease.renewal' });
   let count = 0;

@@ -11,14 +11,14 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LearnerBus, LearnerLease, WorkerBus, connectBus, jobNames, provisionJob, type JobRef } from '../../bus/index.js';
+import { LearnerBus, LearnerLease, WorkerBus, connectBus, jobNames, provisionJob, type JobKey } from '../../bus/index.js';
 import { JobIdentities, type IssuedIdentity } from '../../operator/nats-auth.js';
 import { runSyntheticWorker, waitFor } from '../harness/groups.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
 
-const A: JobRef = { namespace: 'team-a', name: 'job' };
-const B: JobRef = { namespace: 'team-b', name: 'job' };
-const keyOf = (job: JobRef) => `${job.namespace}/${job.name}`;
+const A: JobKey = { namespace: 'team-a', name: 'job' };
+const B: JobKey = { namespace: 'team-b', name: 'job' };
+const keyOf = (job: JobKey) => `${job.namespace}/${job.name}`;
 
 let server: AuthNatsServer;
 let operator: NatsConnection;
@@ -27,7 +27,7 @@ const issued = new Map<string, IssuedIdentity>();
 const open: NatsConnection[] = [];
 
 /** A connection as a job's pod makes it: the job's credentials, replies on the job's inbox prefix. */
-async function connectAs(job: JobRef): Promise<NatsConnection> {
+async function connectAs(job: JobKey): Promise<NatsConnection> {
   const nc = await connect({
     servers: server.url,
     authenticator: credsAuthenticator(Buffer.from(issued.get(keyOf(job))!.creds)),

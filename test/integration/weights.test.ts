@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BusError, LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type JobRef } from '../../bus/index.js';
+import { BusError, LearnerBus, WorkerBus, connectBus, jobNames, provisionJob, type JobKey } from '../../bus/index.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
 
 const MiB = 1024 * 1024;
@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 async function setUp() {
-  const job: JobRef = { namespace: 'test', name: `weights${++jobs}` };
+  const job: JobKey = { namespace: 'test', name: `weights${++jobs}` };
   await provisionJob(nc, job);
   const learner = await LearnerBus.open(nc, job, {
     mode: 'SequentialPull', batchSize: 1, maxStaleness: 0, taskWindow: 1, vocabSize: 64, maxGroupBytes: MiB, taskPayload: () => ({}),
