@@ -82,7 +82,8 @@ test('a job identity runs its own bus: a learner and a worker over two Sequentia
     await learner.publishPolicy(step, { bytes: new Uint8Array([step]) });
   }
   stop.abort();
-  expect(await run).toBeGreaterThanOrEqual(8);
+  const workerPublished = await run;
+  expect(workerPublished).toBeGreaterThanOrEqual(8);
   // What a rollout agent does besides: watch the policy record, fetch its weights, heartbeat.
   const seen: number[] = [];
   const watch = await worker.watchPolicy((p) => seen.push(p.version));
@@ -102,7 +103,11 @@ test('a job identity runs its own bus: a learner and a worker over two Sequentia
   expect(Buffer.compare(readFileSync(join(dir, 'engine.safetensors')), Buffer.from(bytes))).toBe(0);
   rmSync(dir, { recursive: true, force: true });
   expect(await learner.deadLettered()).toBe(0);
-  expect(await learner.drain()).toBeGreaterThanOrEqual(0); // purges the queued tasks: the job's own streams it may purge
+  // The drain purges the queued tasks and removes the unused groups (the job's own streams it may purge and delete
+  // from), counting every group the worker published exactly once.
+  expect(await learner.drain()).toBe(workerPublished);
+  const { accepted, stale, rejected, leftOver } = learner.counts;
+  expect([accepted, accepted + stale + rejected + leftOver]).toEqual([8, workerPublished]);
   await lease.release();
 }, 60_000);
 
