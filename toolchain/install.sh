@@ -44,12 +44,12 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$RLKUBE_HOME/stamps/venv" 2>/dev/null)"
   python3 -m pip wheel -q -w "$wheels" -r "$req" -c "$lock"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --no-index --find-links "$wheels" -r "$req" -c "$lock"
+  "$venv/bin/python" -m pip install -q --no-index --find-links "$wheels" -r "$req" -c "$lock"
   echo "$pins" >"$RLKUBE_HOME/stamps/venv"
   echo "toolchain: python venv ready in $((SECONDS - start))s"
 fi
 # Every run (about 3 s): the venv serves the checkout that last ran setup (local/python.ts checks which one).
-"$venv/bin/pip" install -q --no-deps --no-build-isolation --no-index -e "$project"
+"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation --no-index -e "$project"
 # The test cluster's real node (test/harness/node.ts) and image builds (npm run images): Debian's runc, CNI
 # plugins, buildah and debootstrap, and the network tools kubelet and kube-proxy call.
 node_pkgs=(runc containernetworking-plugins buildah debootstrap iptables conntrack ethtool socat unzip)
