@@ -105,10 +105,17 @@ export const learnerFields = {
   agent: AgentSpec,
   checkpoint: Checkpoint,
   /**
-   * Completions per forward/backward pass of the trainer (gradients accumulate over them): bounds its peak
-   * memory, not what it learns. Lower it for long completions or large models.
+   * At most this many completions per forward/backward pass of the trainer (gradients accumulate over them):
+   * bounds its peak memory, not what it learns.
    */
   microBatch: Type.Integer({ minimum: 1, maximum: 4096, default: 16 }),
+  /**
+   * At most this many padded tokens per forward/backward pass (rows × their longest prompt+completion; a longer
+   * one goes alone): what bounds memory when completions are long and uneven. The default is verl's
+   * (ppo_max_token_len_per_gpu) and above what `npm run bench -- gpu` trains per pass (16 × 768 tokens); the tiny
+   * policy never reaches it. Lower it for large models; raise it above microBatch × the longest sequence for rows only.
+   */
+  microBatchTokens: Type.Integer({ minimum: 1, maximum: 1048576, default: 16384 }),
   nodeSelector: Type.Optional(StringMap()),
   tolerations: Type.Optional(Type.Array(Toleration, { maxItems: 32 })),
   ...podOverrideFields,

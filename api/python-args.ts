@@ -51,6 +51,7 @@ export const TRAINER_SETTINGS = {
   sampled_positions: 'verification.sampledPositions',
   checkpoint_every: 'learner.checkpoint.everySteps',
   micro_batch: 'learner.microBatch',
+  micro_batch_tokens: 'learner.microBatchTokens',
 } as const;
 
 /** The trainer's flag for one of its settings (argparse's spelling; a boolean is --name or --no-name). */

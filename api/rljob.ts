@@ -52,7 +52,7 @@ export type EnvironmentSpec = Static<typeof EnvironmentSpec>;
 /**
  * What is learnt and how: the trainer's settings (python/rlkube_trainer/config.py, where each is described)
  * beside the batch's shape. Their defaults are the trainer's (api/generated/trainer-config.json, checked by
- * test/unit/api-trainer-config.test.ts); how the learner fits them into memory is spec.learner's (microBatch).
+ * test/unit/api-trainer-config.test.ts); how the learner fits them into memory is spec.learner's (microBatch, microBatchTokens).
  */
 export const AlgorithmSpec = defaultsToFilled(Type.Object({
   groupSize: Type.Integer({ minimum: 2, maximum: 1024, default: 8 }),

@@ -426,14 +426,34 @@ def completion_log_probs(policy, pairs: Sequence[tuple], temperature: float) -> 
     return logp.masked_fill(~mask, 0.0), mask
 
 
+def micro_batch_slices(lengths: Sequence[int], max_rows: int, max_tokens: Optional[int] = None) -> List[slice]:
+    """Cuts rows of these lengths (prompt + completion tokens) into consecutive micro-batches, in order, each as
+    long as it may be: at most `max_rows` rows and, rows being padded to the longest, rows x its longest length
+    at most `max_tokens` (None: rows only). A row longer than the budget makes a micro-batch alone. The trainer's
+    log-prob passes and its training micro-batches are cut this way: the budget bounds a forward's memory where
+    a row count does not (long, uneven completions)."""
+    out: List[slice] = []
+    start, longest = 0, 0
+    for i, n in enumerate(lengths):
+        longest = max(longest, n)
+        rows = i - start + 1
+        if rows > 1 and (rows > max_rows or (max_tokens is not None and rows * longest > max_tokens)):
+            out.append(slice(start, i))
+            start, longest = i, n
+    if lengths:
+        out.append(slice(start, len(lengths)))
+    return out
+
+
 @torch.no_grad()
-def completion_log_probs_chunked(policy, pairs: Sequence[tuple], temperature: float, micro_batch: int) -> torch.Tensor:
-    """completion_log_probs of many pairs, `micro_batch` rows per forward: peak memory is that of one
-    micro-batch whatever len(pairs). Returns logp [N, T] on the CPU (no grad)."""
+def completion_log_probs_chunked(policy, pairs: Sequence[tuple], temperature: float, micro_batch: int,
+                                 micro_batch_tokens: Optional[int] = None) -> torch.Tensor:
+    """completion_log_probs of many pairs, one forward per micro-batch (micro_batch_slices: at most `micro_batch`
+    rows and `micro_batch_tokens` padded tokens): peak memory is that of one micro-batch whatever len(pairs).
+    Returns logp [N, T] on the CPU (no grad)."""
     t_max = max((len(c) for _, c in pairs), default=0)
     out = torch.zeros(len(pairs), t_max)
-    for i in range(0, len(pairs), micro_batch):
-        chunk = pairs[i:i + micro_batch]
-        logp, _ = completion_log_probs(policy, chunk, temperature)
-        out[i:i + len(chunk), : logp.shape[1]] = logp.float().cpu()
+    for part in micro_batch_slices([len(p) + len(c) for p, c in pairs], micro_batch, micro_batch_tokens):
+        logp, _ = completion_log_probs(policy, pairs[part], temperature)
+        out[part, : logp.shape[1]] = logp.float().cpu()
     return out

@@ -63,8 +63,15 @@ class TrainerConfig:
                                minimum=1)
     # True on `reverse`: steadier late (5/5 seeds end >= 0.83) but slower early (steps 43-112).
     skip_uniform_groups: bool = setting(False, "leave groups whose rewards are all equal out of the token mean")
-    micro_batch: int = setting(16, "completions per forward/backward (gradients accumulate over them): bounds the "
-                                   "trainer's peak memory, not what it learns", minimum=1)
+    micro_batch: int = setting(16, "at most this many completions per forward/backward (gradients accumulate over "
+                                   "them): bounds the trainer's peak memory, not what it learns", minimum=1)
+    # A row count alone does not bound a forward's memory when completions are long and uneven; the padded token
+    # count (rows x the longest prompt+completion) does. 16384 is verl's ppo_max_token_len_per_gpu default and above
+    # the largest micro-batch measured on a GPU (`npm run bench -- gpu`: 16 x (256 + 512) = 12288 tokens of a
+    # 0.5B-class model); the tiny policy (16 x max_len 32 = 512) never reaches it. No "off" value: a job that wants
+    # rows only sets a budget above micro_batch x the longest sequence.
+    micro_batch_tokens: int = setting(16384, "at most this many padded tokens per forward/backward (rows x their longest "
+                                             "prompt+completion); a longer sequence goes alone", minimum=1)
     # Group checks (the RLJob's spec.verification).
     logprob_tolerance: float = setting(0.10, "a group's median exp(|logprob difference|) - 1 above this is rejected", minimum=0)
     sampled_positions: int = setting(32, "token positions per group the logprob check compares", minimum=1)

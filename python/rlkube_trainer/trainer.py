@@ -18,7 +18,7 @@ from typing import List, Optional
 import torch
 
 from rlkube_http import ApiError, req_int, req_list, req_number
-from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked
+from rlkube_policy.model import build_policy, completion_log_probs, completion_log_probs_chunked, micro_batch_slices
 from rlkube_policy.weights import atomic_write, deserialize, file_digest, read_policy, serialize, write_policy
 
 from . import grpo
@@ -325,17 +325,22 @@ class Trainer:
                 out.update(self._old_log_probs(of_version))
         return out, gone
 
+    def _micro_batches(self, lengths: List[int]) -> List[slice]:
+        """The micro-batches of rows of these lengths (prompt + completion), for the log-prob passes and training alike."""
+        return micro_batch_slices(lengths, self.cfg.micro_batch, self.cfg.micro_batch_tokens)
+
     def _old_log_probs(self, groups: List[Group]) -> dict:
         """The policy's log-probs of every completion (no grad), micro-batched and shared out over the ranks:
         {group index: [G, T]}."""
         pairs = [(g.prompt, c["token_ids"]) for g in groups for c in g.completions]
         t_max = max((len(c) for _, c in pairs), default=0)
         lp = torch.zeros(len(pairs), t_max)
-        mb = self.cfg.micro_batch
-        for k, i in enumerate(range(0, len(pairs), mb)):
+        cfg = self.cfg
+        for k, part in enumerate(self._micro_batches([len(p) + len(c) for p, c in pairs])):
             if self.dist.mine(k):
-                chunk = completion_log_probs_chunked(self.policy, pairs[i:i + mb], self.cfg.temperature, mb)
-                lp[i:i + chunk.shape[0], : chunk.shape[1]] = chunk
+                chunk = completion_log_probs_chunked(self.policy, pairs[part], cfg.temperature, cfg.micro_batch,
+                                                     cfg.micro_batch_tokens)
+                lp[part, : chunk.shape[1]] = chunk
         self.dist.sum_(lp)
         out, r = {}, 0
         for g in groups:
@@ -403,11 +408,10 @@ class Trainer:
                 continue
             self.opt.zero_grad(set_to_none=True)
             self.policy.module.train()
-            for j, i in enumerate(range(0, len(rows), cfg.micro_batch)):
-                if not self.dist.mine(j):
-                    continue
-                part = rows[i:i + cfg.micro_batch]
-                sums += self._accumulate(part, old_rows[i:i + cfg.micro_batch], behavior_rows[i:i + cfg.micro_batch], n_tok)
+            # every micro-batch's loss is scaled to its share of n_tok: the update is the same however rows are cut
+            for j, part in enumerate(self._micro_batches([len(g.prompt) + len(c["token_ids"]) for g, c, _ in rows])):
+                if self.dist.mine(j):
+                    sums += self._accumulate(rows[part], old_rows[part], behavior_rows[part], n_tok)
             self.dist.sum_grads(params)
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)))
             self.opt.step()

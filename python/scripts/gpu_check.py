@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                   for _ in range(a.groups)]
         # behavior log-probs = the trainer's own at v0, so the groups pass its check
         pairs = [(g_["prompt_token_ids"], c["token_ids"]) for g_ in groups for c in g_["completions"]]
-        lp = completion_log_probs_chunked(t.policy, pairs, t.cfg.temperature, t.cfg.micro_batch)
+        lp = completion_log_probs_chunked(t.policy, pairs, t.cfg.temperature, t.cfg.micro_batch, t.cfg.micro_batch_tokens)
         for g_, rows in zip(groups, lp.split(a.group_size), strict=True):
             for c, row in zip(g_["completions"], rows, strict=True):
                 c["logprobs"] = row[: len(c["token_ids"])].tolist()

@@ -20,14 +20,17 @@ def test_the_servers_flags_are_every_setting_with_its_default():
 
 def test_flags_reach_the_config_with_their_types():
     _, cfg = parse_args(["--checkpoint-dir", "d", "--adam-beta1", "0.8", "--minibatches", "3", "--micro-batch", "5",
-                         "--max-grad-norm", "0.5", "--skip-uniform-groups", "--check-seed", "7", "--checkpoint-every", "1"])
+                         "--micro-batch-tokens", "4096", "--max-grad-norm", "0.5", "--skip-uniform-groups",
+                         "--check-seed", "7", "--checkpoint-every", "1"])
     assert (cfg.adam_beta1, cfg.minibatches, cfg.micro_batch, cfg.max_grad_norm) == (0.8, 3, 5, 0.5)
+    assert cfg.micro_batch_tokens == 4096
     assert cfg.skip_uniform_groups is True and cfg.check_seed == 7 and cfg.checkpoint_every == 1
     assert parse_args(["--checkpoint-dir", "d", "--no-skip-uniform-groups"])[1].skip_uniform_groups is False
 
 
 @pytest.mark.parametrize("flag,value", [("--clip-low", "1"), ("--adam-beta2", "1.0"), ("--lr", "0"),
-                                        ("--minibatches", "0"), ("--max-grad-norm", "-1"), ("--keep-policies", "-1")])
+                                        ("--minibatches", "0"), ("--max-grad-norm", "-1"), ("--keep-policies", "-1"),
+                                        ("--micro-batch-tokens", "0")])
 def test_a_value_out_of_bounds_stops_the_server_naming_the_flag(flag, value, capsys):
     with pytest.raises(SystemExit) as stop:
         parse_args(["--checkpoint-dir", "d", flag, value])

@@ -78,8 +78,9 @@ def test_micro_batched_log_probs_equal_the_whole_batch(model_dir):
               list(torch.randint(3, 40, (int(torch.randint(0, 12, (1,), generator=g)),), generator=g)))
              for _ in range(37)]
     whole, mask = completion_log_probs(p, pairs, 0.9)
-    for mb in (1, 5, 16):
-        assert torch.allclose(completion_log_probs_chunked(p, pairs, 0.9, mb)[mask], whole.detach()[mask], atol=1e-5)
+    for mb, tokens in ((1, None), (5, None), (16, None), (16, 40), (16, 1)):
+        got = completion_log_probs_chunked(p, pairs, 0.9, mb, tokens)
+        assert torch.allclose(got[mask], whole.detach()[mask], atol=1e-5), (mb, tokens)
 
 
 def _free_port():

@@ -111,7 +111,7 @@ describe('trainerServerArgs', () => {
     const { spec } = filledJob();
     const args = trainerServerArgs(spec, spec.learner, place);
     expect(args).toEqual(expect.arrayContaining(['--minibatches', '8', '--max-grad-norm', '1', '--adam-beta1', '0.9',
-      '--adam-beta2', '0.999', '--no-skip-uniform-groups', '--micro-batch', '16', '--checkpoint-every', '10']));
+      '--adam-beta2', '0.999', '--no-skip-uniform-groups', '--micro-batch', '16', '--micro-batch-tokens', '16384', '--checkpoint-every', '10']));
     const processFlags = ['--host', '--port', '--nproc-per-node'];  // the server process's, not the trainer's settings
     const known = new Set([...described.flatMap((s) => [s.flag, `--no-${s.flag.slice(2)}`]), ...processFlags]);
     expect(args.filter((a) => a.startsWith('--') && !known.has(a))).toEqual([]);
@@ -122,6 +122,7 @@ describe('the new settings are bounded', () => {
   test.each([
     ['algorithm.minibatches', 0], ['algorithm.maxGradNorm', 0], ['algorithm.adamBeta1', 1], ['algorithm.adamBeta2', 1.5],
     ['algorithm.clipLow', 1], ['algorithm.skipUniformGroups', 'yes'], ['learner.microBatch', 0],
+    ['learner.microBatchTokens', 0], ['learner.microBatchTokens', 1048577],
   ] as const)('refuses spec.%s: %p, naming the field', (path, value) => {
     const m = baseJob();
     setAt(m.spec, path, value);
