@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { parseRLJobManifest } from '../api/index.js';
+import { parseRLJobManifest, type RLJob } from '../api/index.js';
 import { connectBus, watchLearnerProgress } from '../bus/index.js';
 import { runJob } from '../cli/run.js';
 import { projectPython } from '../local/python.js';
@@ -21,7 +21,7 @@ async function onCluster(): Promise<{ state: string; steps: number; firstStepS: 
   const cp = await startRealCluster('bench-cluster');
   try {
     await installRlkube(cp);
-    const svc = await kubeJson(cp, ['get', 'service', 'nats', '-n', 'rlkube-system']);
+    const svc = await kubeJson<{ spec: { clusterIP: string } }>(cp, ['get', 'service', 'nats', '-n', 'rlkube-system']);
     const nc = await connectBus({ servers: `nats://${svc.spec.clusterIP}:4222`, name: 'bench-cluster' });
     try {
       let firstStepAt: number | undefined;
@@ -42,9 +42,9 @@ async function onCluster(): Promise<{ state: string; steps: number; firstStepS: 
       const firstStepS = Number(((firstStepAt! - started) / 1000).toFixed(2));
       console.log(`cluster: kubectl apply → first trained step ${firstStepS} s`);
       const status = await pollUntil(async (observe) => {
-        const st = (await kubeJson(cp, ['get', 'rljob', NAME])).status ?? {};
+        const st = (await kubeJson<RLJob>(cp, ['get', 'rljob', NAME])).status ?? {};
         observe(JSON.stringify({ step: st.step, summary: st.summary }));
-        return ['Succeeded', 'Failed'].includes(st.summary) && st;
+        return (st.summary === 'Succeeded' || st.summary === 'Failed') && st;
       }, { timeoutMs: 600_000, intervalMs: 1_000, what: `${NAME} to finish on the real node` });
       console.log(`cluster: ${status.summary} at step ${status.step} after ${((performance.now() - started) / 1000).toFixed(1)} s`);
       return { state: String(status.summary), steps: Number(status.step), firstStepS };

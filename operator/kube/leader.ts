@@ -7,7 +7,7 @@
 // leader renews with one call (the lease it last wrote, by resourceVersion); it reads first only when that
 // fails, so a slow API server costs it one round trip per renewal, not two.
 import type { Logger } from 'pino';
-import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeClient, type KubeObject, type WriteFence } from './client.js';
+import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeObject, type ResourceType, type WriteFence } from './client.js';
 import { realClock, type Clock } from './clock.js';
 
 export interface LeaderElectionOptions {
@@ -23,8 +23,15 @@ export interface LeaderElectionOptions {
 
 export const DEFAULT_LEASE_TIMING = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
 
-interface Lease extends KubeObject {
+export interface Lease extends KubeObject {
   spec?: { holderIdentity?: string; leaseDurationSeconds?: number; acquireTime?: string; renewTime?: string; leaseTransitions?: number };
+}
+
+/** The API calls the elector makes, on its Lease only (KubeClient makes them; a test, a fake). */
+export interface LeaseApi {
+  get(type: ResourceType, namespace: string, name: string): Promise<Lease>;
+  create(type: ResourceType, namespace: string, obj: Lease): Promise<Lease>;
+  replace(type: ResourceType, namespace: string, name: string, obj: Lease): Promise<Lease>;
 }
 
 /** RFC 3339 with microseconds, as the API's MicroTime expects. */
@@ -48,7 +55,7 @@ export class LeaderElector implements WriteFence {
    * past the deadline is worthless anyway).
    */
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: LeaseApi,
     private readonly opts: LeaderElectionOptions,
     private readonly log: Logger,
     /** Monotonic time for the windows and the timers (the Lease's own timestamps are wall-clock, as the API wants). */
@@ -142,7 +149,7 @@ export class LeaderElector implements WriteFence {
     const { namespace, name, identity } = this.opts;
     if (this.leading && this.written) {
       try {
-        return await this.write(() => this.client.replace<Lease>(RESOURCES.leases, namespace, name, this.leaseBody(this.written, new Date())));
+        return await this.write(() => this.client.replace(RESOURCES.leases, namespace, name, this.leaseBody(this.written, new Date())));
       } catch (err) {
         if (!isConflict(err)) throw err;
         this.written = undefined; // someone else wrote it: read it and decide as a candidate would
@@ -150,14 +157,14 @@ export class LeaderElector implements WriteFence {
     }
     let lease: Lease | undefined;
     try {
-      lease = await this.client.get<Lease>(RESOURCES.leases, namespace, name);
+      lease = await this.client.get(RESOURCES.leases, namespace, name);
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
     const now = new Date();
     if (!lease) {
       try {
-        return await this.write(() => this.client.create<Lease>(RESOURCES.leases, namespace, this.leaseBody(undefined, now)));
+        return await this.write(() => this.client.create(RESOURCES.leases, namespace, this.leaseBody(undefined, now)));
       } catch (err) {
         if (err instanceof KubeApiError && err.statusCode === 409) return false; // someone else created it first
         throw err;
@@ -171,7 +178,7 @@ export class LeaderElector implements WriteFence {
     const durationMs = (lease.spec?.leaseDurationSeconds ?? this.opts.leaseDurationMs / 1000) * 1000;
     if (holder !== '' && holder !== identity && this.clock.now() < this.observed.at + durationMs) return false;
     try {
-      return await this.write(() => this.client.replace<Lease>(RESOURCES.leases, namespace, name, this.leaseBody(lease, now)));
+      return await this.write(() => this.client.replace(RESOURCES.leases, namespace, name, this.leaseBody(lease, now)));
     } catch (err) {
       if (isConflict(err)) return false;
       throw err;
@@ -194,7 +201,7 @@ export class LeaderElector implements WriteFence {
     if (this.writableForMs() <= 0) { this.leading = false; return; }
     this.leading = false;
     try {
-      const lease = await this.client.get<Lease>(RESOURCES.leases, this.opts.namespace, this.opts.name);
+      const lease = await this.client.get(RESOURCES.leases, this.opts.namespace, this.opts.name);
       if (lease.spec?.holderIdentity !== this.opts.identity) return;
       await this.client.replace(RESOURCES.leases, this.opts.namespace, this.opts.name, {
         ...lease,

@@ -4,6 +4,7 @@
 // namespaced mode grants the operator's rules in the watched namespaces only.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { V1ClusterRole, V1Deployment, V1PodDisruptionBudget, V1Role, V1RoleBinding, V1Service } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import { CHART, helm, renderChart, type RenderedObject } from '../harness/helm.js';
 import { REPO_ROOT } from '../harness/operator-fixtures.js';
@@ -61,7 +62,16 @@ const lint = (args: string[]) => {
   const r = helm(['lint', CHART, ...args]);
   return { code: r.code, output: r.stdout + r.stderr };
 };
-const only = (objects: RenderedObject[], kind: string) => objects.filter((o) => o.kind === kind);
+/** A rendered object of a kind, as the Kubernetes client types it (helm renders the metadata these tests read). */
+type As<T> = RenderedObject & Omit<T, 'apiVersion' | 'kind' | 'metadata'>;
+interface RenderedKinds {
+  Deployment: As<V1Deployment>; PodDisruptionBudget: As<V1PodDisruptionBudget>; Service: As<V1Service>;
+  ClusterRole: As<V1ClusterRole>; ClusterRoleBinding: As<V1RoleBinding>; Role: As<V1Role>; RoleBinding: As<V1RoleBinding>;
+  /** monitoring.coreos.com/v1, not in the client: the fields checked here. */
+  ServiceMonitor: RenderedObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: unknown[] } };
+}
+/** The rendered objects of one kind (selected by their own `kind`, so the type is theirs). */
+const only = <K extends keyof RenderedKinds>(objects: RenderedObject[], kind: K) => objects.filter((o) => o.kind === kind) as Array<RenderedKinds[K]>;
 
 describe('operator chart values', () => {
   test('every value in values.yaml has a bad value in the table below', () => {
@@ -98,7 +108,7 @@ describe('operator chart values', () => {
     const [pdb] = only(objects, 'PodDisruptionBudget');
     const [deployment] = only(objects, 'Deployment');
     expect(only(objects, 'PodDisruptionBudget')).toHaveLength(1);
-    expect(pdb!.spec).toEqual({ minAvailable: 1, selector: deployment!.spec.selector });
+    expect(pdb!.spec).toEqual({ minAvailable: 1, selector: deployment!.spec?.selector });
     expect(only(renderChart(['--set', 'replicaCount=1']), 'PodDisruptionBudget')).toEqual([]);
     expect(only(renderChart(['--set', 'podDisruptionBudget.enabled=false']), 'PodDisruptionBudget')).toEqual([]);
   });
@@ -111,7 +121,7 @@ describe('operator chart values', () => {
     expect(monitor!.metadata.labels).toMatchObject({ release: 'kps' });
     expect(service!.metadata.labels).toMatchObject(monitor!.spec.selector.matchLabels);
     expect(monitor!.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s' }]);
-    expect(service!.spec.ports.map((p: { name: string }) => p.name)).toContain('metrics');
+    expect(service!.spec?.ports?.map((p) => p.name)).toContain('metrics');
 
     const refused = helm(['template', 'rlkube', CHART, '--set', 'serviceMonitor.enabled=true']);
     expect(refused.code).not.toBe(0);
@@ -132,6 +142,6 @@ describe('operator chart values', () => {
     // the Lease stays in the release namespace
     expect(only(scoped, 'Role').filter((r) => r.metadata.name.endsWith('-leader-election')).map((r) => r.metadata.namespace)).toEqual(['rlkube-system']);
     const [deployment] = only(scoped, 'Deployment');
-    expect(deployment!.spec.template.spec.containers[0].env).toContainEqual({ name: 'RLKUBE_WATCH_NAMESPACES', value: 'team-a,team-b' });
+    expect(deployment!.spec?.template.spec?.containers[0]?.env).toContainEqual({ name: 'RLKUBE_WATCH_NAMESPACES', value: 'team-a,team-b' });
   });
 });

@@ -9,12 +9,14 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
+import type { V1Deployment, V1Lease, V1Pod, V1PodDisruptionBudget, V1Secret } from '@kubernetes/client-node';
 import { connect, credsAuthenticator } from '@nats-io/transport-node';
+import type { RLJob } from '../../api/index.js';
+import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { jobNames } from '../../bus/index.js';
 import { CHART, helm } from '../harness/helm.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, writeServiceAccountKubeconfig, type OperatorProcess } from '../harness/operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, writeServiceAccountKubeconfig, type Live, type OperatorProcess } from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 90_000, intervalMs: 500 };
 const SCOPED_SA = 'system:serviceaccount:rlkube-scoped:scoped-rlkube-operator';
@@ -68,10 +70,10 @@ describe('Helm chart rlkube-operator (e2e)', () => {
     for (const crd of ['rljobs.rlkube.dev', 'rolloutpools.rlkube.dev', 'learners.rlkube.dev']) {
       await kube(cp, ['wait', '--for=condition=Established', `crd/${crd}`, '--timeout=60s']);
     }
-    const deployment = await kubeJson(cp, ['get', 'deployment', 'rlkube-rlkube-operator', '-n', 'rlkube-system']);
-    expect(deployment.spec.template.spec.serviceAccountName).toBe('rlkube-rlkube-operator');
-    expect(deployment.spec.template.spec.containers[0].securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
-    const pdb = await kubeJson(cp, ['get', 'poddisruptionbudget', 'rlkube-rlkube-operator', '-n', 'rlkube-system']);
+    const deployment = await kubeJson<Live<V1Deployment>>(cp, ['get', 'deployment', 'rlkube-rlkube-operator', '-n', 'rlkube-system']);
+    expect(deployment.spec.template.spec?.serviceAccountName).toBe('rlkube-rlkube-operator');
+    expect(deployment.spec.template.spec?.containers[0]?.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    const pdb = await kubeJson<Live<V1PodDisruptionBudget>>(cp, ['get', 'poddisruptionbudget', 'rlkube-rlkube-operator', '-n', 'rlkube-system']);
     expect(pdb.spec).toMatchObject({ minAvailable: 1, selector: deployment.spec.selector });
 
     const saKubeconfig = await serviceAccountKubeconfig('rlkube-system', 'rlkube-rlkube-operator');
@@ -82,22 +84,22 @@ describe('Helm chart rlkube-operator (e2e)', () => {
 
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(cpuJob('charted', 1)));
     await pollUntil(async (observe) => {
-      const job = await kubeJson(cp, ['get', 'rljob', 'charted']);
+      const job = await kubeJson<RLJob>(cp, ['get', 'rljob', 'charted']);
       observe(JSON.stringify(job.status ?? {}));
-      return job.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+      return job.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     }, { ...WAIT, what: 'job charted to be Ready under the chart ServiceAccount' });
-    const lease = await kubeJson(cp, ['get', 'lease', 'rlkube-operator', '-n', 'rlkube-system']);
+    const lease = await kubeJson<Live<V1Lease>>(cp, ['get', 'lease', 'rlkube-operator', '-n', 'rlkube-system']);
     expect(lease.spec.holderIdentity).toBe('chart-sa');
 
     // The job's NATS credentials: a Secret owned by the job, mounted by its agents only.
-    const job = await kubeJson(cp, ['get', 'rljob', 'charted']);
-    const secret = await kubeJson(cp, ['get', 'secret', 'charted-nats-creds']);
-    expect(secret.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'RLJob', name: 'charted', uid: job.metadata.uid, controller: true })]);
-    const creds = Buffer.from(secret.data.creds, 'base64');
+    const job = await kubeJson<RLJob>(cp, ['get', 'rljob', 'charted']);
+    const secret = await kubeJson<V1Secret>(cp, ['get', 'secret', 'charted-nats-creds']);
+    expect(secret.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'RLJob', name: 'charted', uid: job.metadata.uid, controller: true })]);
+    const creds = Buffer.from(secret.data?.creds ?? '', 'base64');
     expect(creds.toString()).toContain('BEGIN NATS USER JWT');
     expect(creds.toString()).not.toContain(readFileSync(nats.operatorCreds, 'utf8').split('\n')[1]!); // not the operator's own
-    const pods = (await kubeJson<{ items: any[] }>(cp, ['get', 'pods', '-l', 'rlkube.dev/job=charted'])).items;
-    expect(pods.map((p) => p.metadata.labels['rlkube.dev/role']).sort()).toEqual(['learner', 'rollout']);
+    const pods = (await kubeJson<{ items: Array<Live<V1Pod>> }>(cp, ['get', 'pods', '-l', 'rlkube.dev/job=charted'])).items;
+    expect(pods.map((p) => p.metadata.labels?.['rlkube.dev/role']).sort()).toEqual(['learner', 'rollout']);
     for (const pod of pods) {
       expect(pod.spec.volumes).toContainEqual({ name: 'nats-creds', secret: expect.objectContaining({ secretName: 'charted-nats-creds' }) });
       for (const c of pod.spec.containers) {
@@ -155,8 +157,9 @@ describe('Helm chart rlkube-operator (e2e)', () => {
       .toEqual(['yes', 'no', 'no']);
 
     // The operator as the chart runs it: its ServiceAccount, and the Deployment's RLKUBE_WATCH_NAMESPACES.
-    const deployment = await kubeJson(cp, ['get', 'deployment', 'scoped-rlkube-operator', '-n', 'rlkube-scoped']);
-    const watched = deployment.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === 'RLKUBE_WATCH_NAMESPACES').value as string;
+    const deployment = await kubeJson<Live<V1Deployment>>(cp, ['get', 'deployment', 'scoped-rlkube-operator', '-n', 'rlkube-scoped']);
+    const watched = deployment.spec.template.spec?.containers[0]?.env?.find((e) => e.name === 'RLKUBE_WATCH_NAMESPACES')?.value;
+    if (watched === undefined) throw new Error('the chart\'s Deployment sets no RLKUBE_WATCH_NAMESPACES');
     expect(watched).toBe('team-a');
     await kube(cp, ['scale', 'deployment', 'scoped-rlkube-operator', '-n', 'rlkube-scoped', '--replicas=0']);
     await kube(cp, ['apply', '-f', '-'], persistentVolumes(1, '', 'scoped-pv'));
@@ -166,12 +169,12 @@ describe('Helm chart rlkube-operator (e2e)', () => {
     operator = await startOperator({ kubeconfig, natsUrl: nats.url, identity: 'scoped-sa', env: { RLKUBE_WATCH_NAMESPACES: watched }, args: ['--lease-namespace', 'rlkube-scoped', ...nats.operatorArgs] });
 
     await pollUntil(async (observe) => {
-      const job = await kubeJson(cp, ['get', 'rljob', 'inside', '-n', 'team-a']);
+      const job = await kubeJson<RLJob>(cp, ['get', 'rljob', 'inside', '-n', 'team-a']);
       observe(JSON.stringify(job.status ?? {}));
-      return job.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+      return job.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     }, { ...WAIT, what: 'job team-a/inside to be Ready under the namespaced chart\'s ServiceAccount' });
     // The job in team-b, there before the operator started, was never touched.
-    const outside = await kubeJson(cp, ['get', 'rljob', 'outside', '-n', 'team-b']);
+    const outside = await kubeJson<RLJob>(cp, ['get', 'rljob', 'outside', '-n', 'team-b']);
     expect({ status: outside.status, finalizers: outside.metadata.finalizers }).toEqual({ status: undefined, finalizers: undefined });
     expect(await kube(cp, ['get', 'rolloutpools,learners,deployments,statefulsets,services,secrets', '-n', 'team-b', '-o', 'name'])).toBe('');
     // Deleting the watched job runs its finalizer (NATS state, credentials) with the same Roles.

@@ -2,31 +2,39 @@
 // with nvidia.com/gpu) and a real nats-server. Invariants: bad manifests never reach the operator; every child
 // of a job exists, is owned and lands where its GPUs are; status tells the truth (GPU shortage, suspension,
 // learner progress); deleting a job leaves nothing behind, in Kubernetes or in NATS.
+import type { V1Deployment, V1Pod, V1ReplicaSet, V1Service, V1StatefulSet } from '@kubernetes/client-node';
+import type { Learner, RLJob, RolloutPool } from '../../api/index.js';
 import { connectBus, ControlStore, jobProvisioned } from '../../bus/index.js';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
 import { podOverrides } from '../harness/pod-overrides.js';
 import {
-  INVALID_CASES, baseJob, cpuJob, kube, kubeJson, persistentVolumes, readExample, startOperator, type OperatorProcess,
+  INVALID_CASES, baseJob, cpuJob, firstPool, kube, kubeJson, persistentVolumes, readExample, startOperator, type Live, type OperatorProcess,
 } from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 90_000, intervalMs: 500 };
 const TEST_MS = 180_000;
-type Obj = { metadata: { name: string; uid: string; ownerReferences?: Array<{ kind: string; name: string; uid: string; controller?: boolean }>; labels?: Record<string, string> }; spec?: any; status?: any };
+/** What kubectl returns for each kind these checks read. */
+interface Kinds {
+  rljob: RLJob; rljobs: RLJob; learner: Learner; learners: Learner; rolloutpool: RolloutPool; rolloutpools: RolloutPool;
+  deployment: Live<V1Deployment>; statefulset: Live<V1StatefulSet>; service: Live<V1Service>; pods: Live<V1Pod>; replicasets: Live<V1ReplicaSet>;
+}
+type Obj = Kinds[keyof Kinds];
+interface WithConditions { status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> } }
 
 describe('rlkube operator (e2e)', () => {
   let cp: ControlPlane;
   let nats: NatsServer;
   let operator: OperatorProcess;
 
-  const get = (kind: string, name: string) => kubeJson<Obj>(cp, ['get', kind, name]);
-  const list = async (kind: string, selector?: string) => (await kubeJson<{ items: Obj[] }>(cp, ['get', kind, ...(selector ? ['-l', selector] : [])])).items;
-  const condition = (obj: Obj | undefined, type: string) => obj?.status?.conditions?.find((c: { type: string }) => c.type === type);
+  const get = <K extends keyof Kinds>(kind: K, name: string) => kubeJson<Kinds[K]>(cp, ['get', kind, name]);
+  const list = async <K extends keyof Kinds>(kind: K, selector?: string) => (await kubeJson<{ items: Array<Kinds[K]> }>(cp, ['get', kind, ...(selector ? ['-l', selector] : [])])).items;
+  const condition = (obj: WithConditions | undefined, type: string) => obj?.status?.conditions?.find((c) => c.type === type);
   const provisioned = async (name: string) => {
     const nc = await connectBus({ servers: nats.url });
     try { return await jobProvisioned(nc, { namespace: 'default', name }); } finally { await nc.close(); }
   };
-  const waitCondition = (kind: string, name: string, type: string, status: string, reason?: string) => pollUntil(async (observe) => {
+  const waitCondition = <K extends 'rljob' | 'rolloutpool' | 'learner'>(kind: K, name: string, type: string, status: string, reason?: string) => pollUntil(async (observe) => {
     const obj = await get(kind, name);
     const c = condition(obj, type);
     observe(JSON.stringify(obj.status?.conditions ?? []));
@@ -103,13 +111,13 @@ describe('rlkube operator (e2e)', () => {
     await kube(cp, ['apply', '-f', '-'], readExample('gsm8k-gpu.yaml'));
     await waitCondition('rljob', 'gsm8k-gpu', 'Ready', 'True');
     const pods = await list('pods', 'rlkube.dev/job=gsm8k-gpu');
-    const gpusOf = (p: Obj) => p.spec.containers.map((c: any) => Number(c.resources?.limits?.['nvidia.com/gpu'] ?? 0)).reduce((a: number, b: number) => a + b, 0);
+    const gpusOf = (p: Kinds['pods']) => p.spec.containers.map((c) => Number(c.resources?.limits?.['nvidia.com/gpu'] ?? 0)).reduce((a, b) => a + b, 0);
     const rollout = pods.filter((p) => p.metadata.labels?.['rlkube.dev/role'] === 'rollout');
     const learner = pods.filter((p) => p.metadata.labels?.['rlkube.dev/role'] === 'learner');
     expect(rollout.map((p) => [p.spec.nodeName, gpusOf(p)])).toEqual([['gpu-a100-0', 1], ['gpu-a100-0', 1]]);
     expect(learner.map((p) => [p.spec.nodeName, gpusOf(p)])).toEqual([['gpu-h100-0', 2]]);
     const engine = rollout[0]!.spec.containers.find((c: { name: string }) => c.name === 'engine');
-    expect(engine.args).toEqual(expect.arrayContaining(['--model', 'Qwen/Qwen2.5-0.5B-Instruct', '--enable-lora']));
+    expect(engine?.args).toEqual(expect.arrayContaining(['--model', 'Qwen/Qwen2.5-0.5B-Instruct', '--enable-lora']));
   }, TEST_MS);
 
   test('learner progress written to the job KV bucket appears in kubectl get rljobs', async () => {
@@ -128,7 +136,7 @@ describe('rlkube operator (e2e)', () => {
     }, { ...WAIT, what: 'kubectl get rljobs to show step 12/150, policy 12, reward 0.4375' });
     expect(row).toContain('SequentialPull');
     const job = await get('rljob', 'reverse-cpu');
-    expect(job.status.groups).toEqual({ accepted: 384, stale: 3, rejected: 1, published: 388 });
+    expect(job.status?.groups).toEqual({ accepted: 384, stale: 3, rejected: 1, published: 388 });
     expect(condition(job, 'Progressing')).toMatchObject({ status: 'True', reason: 'Training' });
   }, TEST_MS);
 
@@ -139,9 +147,9 @@ describe('rlkube operator (e2e)', () => {
     greedy.spec.learner = { nodes: 1, gpusPerNode: 1 };
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(greedy));
     const pool = await waitCondition('rolloutpool', 'greedy-huge', 'Degraded', 'True', 'InsufficientGPU');
-    expect(condition(pool, 'Degraded').message).toContain('Insufficient nvidia.com/gpu');
+    expect(condition(pool, 'Degraded')?.message).toContain('Insufficient nvidia.com/gpu');
     const job = await waitCondition('rljob', 'greedy', 'Degraded', 'True', 'PoolInsufficientGPU');
-    expect(job.status.summary).toBe('Degraded');
+    expect(job.status?.summary).toBe('Degraded');
     const events = await kubeJson<{ items: Array<{ reason: string }> }>(cp, ['get', 'events', '--field-selector', 'involvedObject.name=greedy-huge,involvedObject.kind=RolloutPool']);
     expect(events.items.map((e) => e.reason)).toContain('InsufficientGPU');
     await kube(cp, ['delete', 'rljob', 'greedy', '--wait=true', '--timeout=60s']);
@@ -152,9 +160,9 @@ describe('rlkube operator (e2e)', () => {
     bad.spec.environment = { name: 'reverse', args: { minLength: 5, maxLength: 3, alphabet: 'abcd' } };
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(bad));
     const job = await waitCondition('rljob', 'badenv', 'Degraded', 'True', 'InvalidEnvironmentArgs');
-    expect(condition(job, 'Degraded').message).toMatch(/^environment\.args\.minLength: /);
+    expect(condition(job, 'Degraded')?.message).toMatch(/^environment\.args\.minLength: /);
     expect(condition(job, 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidEnvironmentArgs' });
-    expect(job.status.summary).toBe('Degraded');
+    expect(job.status?.summary).toBe('Degraded');
     expect(await list('learners', 'rlkube.dev/job=badenv')).toHaveLength(0);
     expect(await list('rolloutpools', 'rlkube.dev/job=badenv')).toHaveLength(0);
     const events = await kubeJson<{ items: Array<{ reason: string }> }>(cp, ['get', 'events', '--field-selector', 'involvedObject.name=badenv,involvedObject.kind=RLJob']);
@@ -167,7 +175,7 @@ describe('rlkube operator (e2e)', () => {
       observe(message);
       return message.startsWith('environment.args.alphabet: ') ? obj : undefined;
     }, { ...WAIT, what: 'the empty alphabet named' });
-    expect(condition(empty, 'Degraded').reason).toBe('InvalidEnvironmentArgs');
+    expect(condition(empty, 'Degraded')?.reason).toBe('InvalidEnvironmentArgs');
 
     await kube(cp, ['patch', 'rljob', 'badenv', '--type=merge', '-p', JSON.stringify({ spec: { environment: { args: { alphabet: 'abcd' } } } })]);
     await waitCondition('rljob', 'badenv', 'Degraded', 'False', 'AsExpected');
@@ -204,22 +212,22 @@ describe('rlkube operator (e2e)', () => {
     await waitCondition('rolloutpool', 'reverse-extra', 'Ready', 'True', 'AllReplicasReady');
     const pods = await list('pods', 'rlkube.dev/pool=reverse-extra');
     expect(pods.map((p) => p.spec.nodeName)).toEqual(['gpu-h100-0', 'gpu-h100-0']);
-    const env = Object.fromEntries(pods[0]!.spec.containers.find((c: { name: string }) => c.name === 'agent').env.map((e: any) => [e.name, e.value]));
+    const env = Object.fromEntries(pods[0]!.spec.containers.find((c) => c.name === 'agent')?.env?.map((e) => [e.name, e.value]) ?? []);
     expect(env).toMatchObject({ RLKUBE_JOB: 'reverse-cpu', RLKUBE_ROLE: 'rollout', RLKUBE_POOL: 'reverse-extra' });
-    expect(JSON.parse(env.RLKUBE_JOB_SPEC).algorithm).toEqual((await get('rljob', 'reverse-cpu')).spec.algorithm);
+    expect(JSON.parse(String(env.RLKUBE_JOB_SPEC)).algorithm).toEqual((await get('rljob', 'reverse-cpu')).spec.algorithm);
     const job = await pollUntil(async (observe) => {
       const j = await get('rljob', 'reverse-cpu');
-      observe(j.status?.readyPools);
+      observe(String(j.status?.readyPools));
       return j.status?.readyPools === '2/2' ? j : undefined;
     }, { ...WAIT, what: 'reverse-cpu to count the joined pool (2/2 ready pools)' });
     expect((await get('rolloutpool', 'reverse-extra')).metadata.ownerReferences).toBeUndefined();
-    expect(job.status.summary).toBe('Running');
+    expect(job.status?.summary).toBe('Running');
   }, TEST_MS);
 
   test('activeDeadlineSeconds fails the job (DeadlineExceeded), ttlSecondsAfterFinished then deletes it', async () => {
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(cpuJob('short', 1, { activeDeadlineSeconds: 3, ttlSecondsAfterFinished: 4 })));
     const failed = await waitCondition('rljob', 'short', 'Failed', 'True', 'DeadlineExceeded');
-    expect(failed.status.completionTime).toBeDefined();
+    expect(failed.status?.completionTime).toBeDefined();
     await pollUntil(async (observe) => {
       const r = await cp.kubectl(['get', 'rljob', 'short', '-o', 'name']);
       observe(r.stdout + r.stderr);
@@ -237,7 +245,7 @@ describe('rlkube operator (e2e)', () => {
     ] }));
     const overrides = podOverrides();
     const m = cpuJob('overrides', 2);
-    Object.assign(m.spec.rollout.pools[0], overrides);
+    Object.assign(firstPool(m), overrides);
     Object.assign(m.spec.learner, overrides);
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(m));
     await waitCondition('rljob', 'overrides', 'Ready', 'True', 'AllChildrenReady');
@@ -254,7 +262,7 @@ describe('rlkube operator (e2e)', () => {
       });
       expect(p.spec.volumes).toContainEqual(overrides.volumes[0]);
       for (const c of p.spec.containers) {
-        expect({ container: c.name, env: c.env.slice(-3) }).toEqual({ container: c.name, env: overrides.env });
+        expect({ container: c.name, env: c.env?.slice(-3) }).toEqual({ container: c.name, env: overrides.env });
         expect(c.envFrom).toEqual(overrides.envFrom);
         expect(c.volumeMounts).toContainEqual(overrides.volumeMounts[0]);
       }
@@ -274,10 +282,10 @@ describe('rlkube operator (e2e)', () => {
 
     // Volume sources are checked by the Pod API when the Deployment is written: the pool says why it was refused.
     const bad = cpuJob('overrides-bad', 1);
-    Object.assign(bad.spec.rollout.pools[0], { volumes: [{ name: 'cache', persistentVolumeClaim: {} }], volumeMounts: overrides.volumeMounts });
+    Object.assign(firstPool(bad), { volumes: [{ name: 'cache', persistentVolumeClaim: {} }], volumeMounts: overrides.volumeMounts });
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(bad));
     const rejected = await waitCondition('rolloutpool', 'overrides-bad-cpu', 'Degraded', 'True', 'DeploymentRejected');
-    expect(condition(rejected, 'Degraded').message).toContain('persistentVolumeClaim.claimName');
+    expect(condition(rejected, 'Degraded')?.message).toContain('persistentVolumeClaim.claimName');
     await waitCondition('rljob', 'overrides-bad', 'Degraded', 'True', 'PoolDegraded');
     await kube(cp, ['delete', 'rljob', 'overrides', 'overrides-bad', '--wait=true', '--timeout=60s']);
     await kube(cp, ['delete', 'pvc/model-cache', 'serviceaccount/rl-runner', 'priorityclass/rl-high', '--wait=false']);

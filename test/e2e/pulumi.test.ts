@@ -13,10 +13,12 @@
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { V1Deployment, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { RLJob } from '../../api/index.js';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startAuthNats, type AuthNatsServer } from '../harness/nats-auth.js';
 import { createPulumiStack, type PulumiStack } from '../harness/pulumi.js';
-import { cpuJob, kube, kubeJson, persistentVolumes, writeServiceAccountKubeconfig, startOperator, type OperatorProcess } from '../harness/operator-fixtures.js';
+import { cpuJob, kube, kubeJson, persistentVolumes, writeServiceAccountKubeconfig, startOperator, type Live, type OperatorProcess } from '../harness/operator-fixtures.js';
 
 const WAIT = { timeoutMs: 120_000, intervalMs: 500 };
 const SYSTEM = 'rlkube-system';
@@ -108,10 +110,10 @@ describe('pulumi up of infra/ (e2e)', () => {
     expect((await stack.run(['stack', 'export'], { configFile: false })).output).not.toContain(readFileSync(nats.operatorSigningKey, 'utf8').trim());
 
     for (const crd of CRDS) await kube(cp, ['wait', '--for=condition=Established', `crd/${crd}`, '--timeout=60s']);
-    const deployment = await kubeJson(cp, ['get', 'deployment', 'rlkube-operator', '-n', SYSTEM]);
-    const container = deployment.spec.template.spec.containers[0];
-    expect(container.image).toBe(IMAGES.operator);
-    const env = Object.fromEntries((container.env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value]));
+    const deployment = await kubeJson<Live<V1Deployment>>(cp, ['get', 'deployment', 'rlkube-operator', '-n', SYSTEM]);
+    const container = deployment.spec.template.spec?.containers[0];
+    expect(container?.image).toBe(IMAGES.operator);
+    const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
     expect(env).toMatchObject({
       RLKUBE_NATS_URL: nats.url, RLKUBE_WATCH_NAMESPACES: JOBS,
       RLKUBE_AGENT_IMAGE: IMAGES.agent, RLKUBE_TRAINER_IMAGE: IMAGES.trainer, RLKUBE_VLLM_IMAGE: IMAGES.vllm,
@@ -122,25 +124,25 @@ describe('pulumi up of infra/ (e2e)', () => {
     const job = { ...cpuJob('via-pulumi', 1), metadata: { name: 'via-pulumi', namespace: JOBS } };
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(job));
     await pollUntil(async (observe) => {
-      const status = (await kubeJson(cp, ['get', 'rljob', 'via-pulumi', '-n', JOBS])).status ?? {};
+      const status = (await kubeJson<RLJob>(cp, ['get', 'rljob', 'via-pulumi', '-n', JOBS])).status ?? {};
       observe(JSON.stringify(status));
-      return status.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+      return status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     }, { ...WAIT, what: 'the RLJob via-pulumi to be Ready under the operator pulumi installed' });
 
     // Its children run the images the settings named, with the job's own NATS identity (issued through the
     // credentials pulumi put into the operator's Secrets).
-    const pods = (await kubeJson<{ items: any[] }>(cp, ['get', 'pods', '-n', JOBS, '-l', 'rlkube.dev/job=via-pulumi'])).items;
-    expect(pods.map((p) => p.metadata.labels['rlkube.dev/role']).sort()).toEqual(['learner', 'rollout']);
+    const pods = (await kubeJson<{ items: Array<Live<V1Pod>> }>(cp, ['get', 'pods', '-n', JOBS, '-l', 'rlkube.dev/job=via-pulumi'])).items;
+    expect(pods.map((p) => p.metadata.labels?.['rlkube.dev/role']).sort()).toEqual(['learner', 'rollout']);
     for (const pod of pods) {
-      const agent = pod.spec.containers.find((c: { name: string }) => c.name === 'agent');
+      const agent = pod.spec.containers.find((c) => c.name === 'agent');
       expect({ pod: pod.metadata.name, image: agent?.image }).toEqual({ pod: pod.metadata.name, image: IMAGES.agent });
       // the engine (the tiny policy server) and the trainer both run the trainer image
-      const others = pod.spec.containers.filter((c: { name: string }) => c.name !== 'agent').map((c: { image: string }) => c.image);
+      const others = pod.spec.containers.filter((c) => c.name !== 'agent').map((c) => c.image);
       expect(others.length).toBeGreaterThan(0);
       expect(others).toEqual(others.map(() => IMAGES.trainer));
     }
-    const creds = await kubeJson(cp, ['get', 'secret', 'via-pulumi-nats-creds', '-n', JOBS]);
-    expect(Buffer.from(creds.data.creds, 'base64').toString()).toContain('BEGIN NATS USER JWT');
+    const creds = await kubeJson<V1Secret>(cp, ['get', 'secret', 'via-pulumi-nats-creds', '-n', JOBS]);
+    expect(Buffer.from(creds.data?.creds ?? '', 'base64').toString()).toContain('BEGIN NATS USER JWT');
 
     // A job's finalizer needs the operator: delete jobs before `pulumi destroy` (README).
     await kube(cp, ['delete', 'rljob', 'via-pulumi', '-n', JOBS, '--wait=true', '--timeout=90s']);
@@ -162,29 +164,33 @@ describe('pulumi up of infra/ (e2e)', () => {
    * as the kubelet would), the Secrets it mounts written to files at the paths its env names are rewritten to,
    * and its ServiceAccount's token.
    */
-  async function runDeploymentLocally(deployment: any): Promise<OperatorProcess> {
+  async function runDeploymentLocally(deployment: Live<V1Deployment>): Promise<OperatorProcess> {
     const pod = deployment.spec.template.spec;
-    const container = pod.containers[0];
-    const namespace = deployment.metadata.namespace as string;
+    const container = pod?.containers[0];
+    const namespace = deployment.metadata.namespace;
+    if (!pod || !container || !namespace) throw new Error(`Deployment ${deployment.metadata.name}: no pod template, container or namespace`);
     const identity = `${deployment.metadata.name}-local`;
     const mounted = new Map<string, string>(); // path in the pod → file here
     for (const mount of container.volumeMounts ?? []) {
-      const volume = pod.volumes.find((v: { name: string }) => v.name === mount.name);
-      const secret = await kubeJson(cp, ['get', 'secret', volume.secret.secretName, '-n', namespace]);
-      for (const item of volume.secret.items as Array<{ key: string; path: string }>) {
+      const source = pod.volumes?.find((v) => v.name === mount.name)?.secret;
+      if (!source?.secretName) throw new Error(`volume ${mount.name} of the operator's pod is not a Secret`);
+      const secret = await kubeJson<V1Secret>(cp, ['get', 'secret', source.secretName, '-n', namespace]);
+      for (const item of source.items ?? []) {
         const file = join(files, `${mount.name}-${item.path}`);
-        writeFileSync(file, Buffer.from(secret.data[item.key], 'base64'), { mode: 0o600 });
+        const data = secret.data?.[item.key];
+        if (data === undefined) throw new Error(`Secret ${source.secretName} has no key ${item.key}`);
+        writeFileSync(file, Buffer.from(data, 'base64'), { mode: 0o600 });
         mounted.set(`${mount.mountPath}/${item.path}`, file);
       }
     }
     const env: Record<string, string> = {};
-    for (const e of container.env as Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>) {
+    for (const e of container.env ?? []) {
       const field = e.valueFrom?.fieldRef?.fieldPath;
       const value = field === 'metadata.name' ? identity : field === 'metadata.namespace' ? namespace : e.value ?? '';
       env[e.name] = mounted.get(value) ?? value;
     }
     const kubeconfig = join(files, 'operator-sa.kubeconfig');
-    await writeServiceAccountKubeconfig(cp, namespace, pod.serviceAccountName, kubeconfig);
+    await writeServiceAccountKubeconfig(cp, namespace, pod.serviceAccountName ?? 'default', kubeconfig);
     return startOperator({ kubeconfig, natsUrl: env.RLKUBE_NATS_URL!, identity, env, args: ['--lease-namespace', namespace] });
   }
 });

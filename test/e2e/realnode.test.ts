@@ -4,10 +4,15 @@
 // pod on the real node is what happened to a process.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { V1PersistentVolumeClaim, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { Learner, RLJob, RolloutPool } from '../../api/index.js';
 import { connectBus, jobProvisioned } from '../../bus/index.js';
 import { TEST_BASES } from '../harness/images.js';
 import { pollUntil, type ControlPlane } from '../harness/kube.js';
+import type { Live } from '../harness/operator-fixtures.js';
 import { installRlkube, kube, kubeJson, reverseJob, startRealCluster } from '../harness/rlkube-cluster.js';
+
+type Pod = Live<V1Pod>;
 
 const WAIT = { timeoutMs: 120_000, intervalMs: 500 };
 const JOB_WAIT = { timeoutMs: 600_000, intervalMs: 1_000 };
@@ -57,14 +62,14 @@ describe('real node (e2e)', () => {
     await kube(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifests }));
 
     await pollUntil(async (observe) => {
-      const pod = await kubeJson(cp, ['get', 'pod', 'web']);
+      const pod = await kubeJson<Pod>(cp, ['get', 'pod', 'web']);
       observe(JSON.stringify(pod.status?.conditions ?? pod.status?.phase ?? {}));
-      return pod.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') && pod;
+      return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && pod;
     }, { ...WAIT, what: 'pod web to pass its readiness probe' });
-    const web = await kubeJson(cp, ['get', 'pod', 'web']);
+    const web = await kubeJson<Pod>(cp, ['get', 'pod', 'web']);
     expect(web.spec.nodeName).toBe('real-0');
-    expect(web.status.podIP).toMatch(/^10\.244\.0\./);
-    expect((await kubeJson(cp, ['get', 'pvc', 'web-data'])).status.phase).toBe('Bound');
+    expect(web.status?.podIP).toMatch(/^10\.244\.0\./);
+    expect((await kubeJson<V1PersistentVolumeClaim>(cp, ['get', 'pvc', 'web-data'])).status?.phase).toBe('Bound');
     expect(existsSync(path.join(pvDir, 'written-by-pod'))).toBe(true);
 
     const clientPod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'default' },
@@ -72,13 +77,13 @@ describe('real node (e2e)', () => {
         containers: [{ name: 'client', image: TEST_BASES.node, imagePullPolicy: 'Never', command: ['node', '-e', client] }] } };
     await kube(cp, ['apply', '-f', '-'], JSON.stringify(clientPod));
     const phase = await pollUntil(async (observe) => {
-      const pod = await kubeJson(cp, ['get', 'pod', 'client']);
-      observe(pod.status?.phase ?? '');
-      return ['Succeeded', 'Failed'].includes(pod.status?.phase) && pod.status.phase as string;
+      const phase = (await kubeJson<Pod>(cp, ['get', 'pod', 'client'])).status?.phase;
+      observe(phase ?? '');
+      return (phase === 'Succeeded' || phase === 'Failed') && phase;
     }, { ...WAIT, what: 'pod client to finish' });
     const logs = await kube(cp, ['logs', 'client']);
     expect({ phase, logs }).toMatchObject({ phase: 'Succeeded' });
-    const service = await kubeJson(cp, ['get', 'service', 'web']);
+    const service = await kubeJson<Live<V1Service>>(cp, ['get', 'service', 'web']);
     expect(JSON.parse(logs.trim())).toEqual({ addr: service.spec.clusterIP, body: 'hello from web' });
   });
 
@@ -94,7 +99,7 @@ describe('real node (e2e)', () => {
     await kube(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [pod('gpu-user', 1), pod('cpu-user', 0)] }));
     for (const [name, node] of [['gpu-user', 'gpu-0'], ['cpu-user', 'real-0']] as const) {
       const p = await pollUntil(async (observe) => {
-        const got = await kubeJson(cp, ['get', 'pod', name]);
+        const got = await kubeJson<Pod>(cp, ['get', 'pod', name]);
         observe(`${got.spec.nodeName ?? '-'} ${got.status?.phase}`);
         return got.status?.phase === 'Running' && got;
       }, { ...WAIT, what: `pod ${name} to be Running` });
@@ -102,8 +107,8 @@ describe('real node (e2e)', () => {
     }
     // The CPU pod is a process: its container is one of the real node's containerd containers.
     const containers = cp.realNode!.ctr(['containers', 'ls', '--quiet']).stdout.split('\n').filter(Boolean);
-    const cpuPod = await kubeJson(cp, ['get', 'pod', 'cpu-user']);
-    expect(containers).toContain(String(cpuPod.status.containerStatuses[0].containerID).replace('containerd://', ''));
+    const cpuPod = await kubeJson<Pod>(cp, ['get', 'pod', 'cpu-user']);
+    expect(containers).toContain(String(cpuPod.status?.containerStatuses?.[0]?.containerID).replace('containerd://', ''));
   });
 
   test('the chart\'s operator and a NATS pod train an RLJob to Succeeded on the real node, through a rollout and a learner pod deletion', async () => {
@@ -112,7 +117,7 @@ describe('real node (e2e)', () => {
 
     // step, reward and ready pools as `kubectl get rljobs` shows them, until the first steps are trained
     const seen = new Set<string>();
-    const status = async () => (await kubeJson(cp, ['get', 'rljob', JOB])).status ?? {};
+    const status = async () => (await kubeJson<RLJob>(cp, ['get', 'rljob', JOB])).status ?? {};
     const untilStep = (n: number) => pollUntil(async (observe) => {
       const st = await status();
       const row = (await kube(cp, ['get', 'rljobs', JOB, '--no-headers'])).trim().replace(/\s+/g, ' ');
@@ -123,25 +128,25 @@ describe('real node (e2e)', () => {
     await untilStep(2);
     // every pod of the job passes its real probes (engine /health on the pod IP, trainer /health), and the pools
     // and the learner say Ready
-    const isReady = (o: Record<string, any>) => o.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+    const isReady = (o: { status?: { conditions?: Array<{ type: string; status: string }> } }) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     const pods = await pollUntil(async (observe) => {
-      const items = (await kubeJson(cp, ['get', 'pods', '-l', `rlkube.dev/job=${JOB}`])).items as Array<Record<string, any>>;
+      const items = (await kubeJson<{ items: Pod[] }>(cp, ['get', 'pods', '-l', `rlkube.dev/job=${JOB}`])).items;
       observe(items.map((p) => `${p.metadata.name}:${isReady(p) ? 'Ready' : p.status?.phase}`).join(' '));
       return items.length === 3 && items.every(isReady) && items;
     }, { ...WAIT, what: `the 3 pods of job ${JOB} (2 rollout, 1 learner) to be Ready` });
     expect(pods.map((p) => p.spec.nodeName)).toEqual(pods.map(() => 'real-0'));
     for (const kind of ['rolloutpool', 'learner']) {
       await pollUntil(async (observe) => {
-        const items = (await kubeJson(cp, ['get', kind, '-l', `rlkube.dev/job=${JOB}`])).items as Array<Record<string, any>>;
+        const items = (await kubeJson<{ items: Array<RolloutPool | Learner> }>(cp, ['get', kind, '-l', `rlkube.dev/job=${JOB}`])).items;
         observe(JSON.stringify(items.map((o) => o.status?.conditions)));
         return items.length === 1 && items.every(isReady);
       }, { ...WAIT, what: `the ${kind} of job ${JOB} to be Ready` });
     }
     // every container of ours logs JSON, line by line (nats-server's own log is not ours)
-    const [operatorPod] = (await kubeJson(cp, ['get', 'pods', '-n', 'rlkube-system', '-l', 'app.kubernetes.io/name=rlkube-operator'])).items;
+    const [operatorPod] = (await kubeJson<{ items: Pod[] }>(cp, ['get', 'pods', '-n', 'rlkube-system', '-l', 'app.kubernetes.io/name=rlkube-operator'])).items;
     const logged: Array<[string, string, string]> = [
-      ['rlkube-system', operatorPod.metadata.name, 'operator'],
-      ...pods.flatMap((p) => (p.spec.containers as Array<{ name: string }>).map((c): [string, string, string] => ['default', p.metadata.name, c.name])),
+      ['rlkube-system', String(operatorPod?.metadata.name), 'operator'],
+      ...pods.flatMap((p) => p.spec.containers.map((c): [string, string, string] => ['default', String(p.metadata.name), c.name])),
     ];
     for (const [ns, pod, container] of logged) {
       const lines = (await kube(cp, ['logs', '-n', ns, pod, '-c', container])).split('\n').filter((l) => l.trim());
@@ -151,32 +156,32 @@ describe('real node (e2e)', () => {
     }
 
     // faults: a rollout pod, then the learner pod, deleted while the job trains
-    const rollout = pods.find((p) => p.metadata.labels['rlkube.dev/role'] === 'rollout')!;
-    await kube(cp, ['delete', 'pod', rollout.metadata.name, '--wait=false']);
-    const atDelete = (await status()).step as number;
+    const rollout = pods.find((p) => p.metadata.labels?.['rlkube.dev/role'] === 'rollout')!;
+    await kube(cp, ['delete', 'pod', String(rollout.metadata.name), '--wait=false']);
+    const atDelete = (await status()).step ?? 0;
     await untilStep(atDelete + 2);
-    const learner = pods.find((p) => p.metadata.labels['rlkube.dev/role'] === 'learner')!;
-    await kube(cp, ['delete', 'pod', learner.metadata.name, '--wait=false']);
+    const learner = pods.find((p) => p.metadata.labels?.['rlkube.dev/role'] === 'learner')!;
+    await kube(cp, ['delete', 'pod', String(learner.metadata.name), '--wait=false']);
 
     const done = await pollUntil(async (observe) => {
       const st = await status();
       const row = (await kube(cp, ['get', 'rljobs', JOB, '--no-headers'])).trim().replace(/\s+/g, ' ');
       seen.add(row);
       observe(`${row} ${JSON.stringify(st.conditions ?? [])}`);
-      return st.conditions?.some((c: { type: string; status: string }) => (c.type === 'Succeeded' || c.type === 'Failed') && c.status === 'True') && st;
+      return st.conditions?.some((c) => (c.type === 'Succeeded' || c.type === 'Failed') && c.status === 'True') && st;
     }, { ...JOB_WAIT, what: `job ${JOB} to finish` });
-    expect(done.conditions.find((c: { type: string }) => c.type === 'Succeeded')?.status).toBe('True');
+    expect(done.conditions?.find((c) => c.type === 'Succeeded')?.status).toBe('True');
     expect(done.step).toBe(12);
     const g = done.groups;
-    expect(g.accepted + g.stale + g.rejected + g.leftOver).toBe(g.published);
-    expect(g.accepted).toBeGreaterThan(0);
+    expect(g && g.accepted + g.stale + g.rejected + (g.leftOver ?? Number.NaN)).toBe(g?.published);
+    expect(g?.accepted).toBeGreaterThan(0);
     // the printer columns moved: several distinct step/reward rows were seen on the way
     expect(seen.size).toBeGreaterThan(2);
     expect([...seen].at(-1)).toContain('Succeeded');
   });
 
   test('deleting the job leaves nothing of it in Kubernetes or NATS', async () => {
-    const svc = await kubeJson(cp, ['get', 'service', 'nats', '-n', 'rlkube-system']);
+    const svc = await kubeJson<Live<V1Service>>(cp, ['get', 'service', 'nats', '-n', 'rlkube-system']);
     const natsUrl = `nats://${svc.spec.clusterIP}:4222`; // this machine reaches ClusterIPs through kube-proxy's rules
     const provisioned = async () => {
       const nc = await connectBus({ servers: natsUrl });

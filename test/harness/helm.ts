@@ -17,7 +17,7 @@ export function helm(args: string[]): HelmResult {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-export interface RenderedObject { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [field: string]: any }
+export interface RenderedObject { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [field: string]: unknown }
 
 /** `helm template` of the chart with these extra arguments: the objects it renders (throws with helm's stderr). */
 export function renderChart(args: string[]): RenderedObject[] {

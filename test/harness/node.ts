@@ -377,7 +377,7 @@ function takeLock(): number {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = Number.parseInt(readFileSync(LOCK, 'utf8').trim(), 10);
       if (holder > 0 && alive(holder)) {
-        throw new Error(`real node: process ${holder} holds ${LOCK} (one real node per machine: kube-proxy owns the KUBE-* iptables chains)`);
+        throw new Error(`real node: process ${holder} holds ${LOCK} (one real node per machine: kube-proxy owns the KUBE-* iptables chains)`, { cause: err });
       }
       rmSync(LOCK, { force: true });
     }

@@ -7,14 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import type { ControlPlane } from './kube.js';
+import { firstPool, type JobManifest } from './manifests.js';
 import { OVERRIDE_INVALID_CASES } from './pod-overrides.js';
 
 export { EXAMPLES_DIR, readExample } from './examples.js';
-
-type Manifest = Record<string, any>;
+export { firstPool, type Fields, type JobManifest, type PoolManifest } from './manifests.js';
 
 /** A small valid CPU job to mutate. */
-export function baseJob(name = 'bad'): Manifest {
+export function baseJob(name = 'bad'): JobManifest {
   return {
     apiVersion: 'rlkube.dev/v1alpha1',
     kind: 'RLJob',
@@ -31,29 +31,29 @@ export function baseJob(name = 'bad'): Manifest {
 }
 
 /** A valid job with a Hugging Face model (vLLM pools, GPU learner). */
-function hfJob(m: Manifest): Manifest {
+function hfJob(m: JobManifest): JobManifest {
   m.spec.model = { name: 'Qwen/Qwen2.5-0.5B-Instruct' };
-  m.spec.rollout.pools[0].engine = { kind: 'vllm', gpus: 1 };
+  firstPool(m).engine = { kind: 'vllm', gpus: 1 };
   m.spec.learner.gpusPerNode = 1;
   return m;
 }
 
-export interface InvalidCase { name: string; field: string; mutate: (m: Manifest) => Manifest }
+export interface InvalidCase { name: string; field: string; mutate: (m: JobManifest) => JobManifest }
 
 export const INVALID_CASES: InvalidCase[] = [
   { name: 'group of one', field: 'spec.algorithm.groupSize', mutate: (m) => { m.spec.algorithm.groupSize = 1; return m; } },
   { name: 'zero batch', field: 'spec.algorithm.batchSize', mutate: (m) => { m.spec.algorithm.batchSize = 0; return m; } },
   { name: 'zero learning rate', field: 'spec.algorithm.learningRate', mutate: (m) => { m.spec.algorithm.learningRate = 0; return m; } },
-  { name: 'negative replicas', field: 'spec.rollout.pools[0].replicas', mutate: (m) => { m.spec.rollout.pools[0].replicas = -1; return m; } },
+  { name: 'negative replicas', field: 'spec.rollout.pools[0].replicas', mutate: (m) => { firstPool(m).replicas = -1; return m; } },
   { name: 'unknown sync mode', field: 'spec.sync.mode', mutate: (m) => { m.spec.sync.mode = 'Eventually'; return m; } },
   { name: 'negative staleness', field: 'spec.sync.maxStaleness', mutate: (m) => { m.spec.sync.maxStaleness = -1; return m; } },
   { name: 'no task deliveries', field: 'spec.sync.maxTaskDeliveries', mutate: (m) => { m.spec.sync.maxTaskDeliveries = 0; return m; } },
-  { name: 'unknown engine kind', field: 'spec.rollout.pools[0].engine.kind', mutate: (m) => { m.spec.rollout.pools[0].engine.kind = 'tgi'; return m; } },
+  { name: 'unknown engine kind', field: 'spec.rollout.pools[0].engine.kind', mutate: (m) => { firstPool(m).engine.kind = 'tgi'; return m; } },
   { name: 'unknown environment', field: 'spec.environment.name', mutate: (m) => { m.spec.environment.name = 'chess'; return m; } },
-  { name: 'pool name not a DNS label', field: 'spec.rollout.pools[0].name', mutate: (m) => { m.spec.rollout.pools[0].name = 'CPU_pool'; return m; } },
+  { name: 'pool name not a DNS label', field: 'spec.rollout.pools[0].name', mutate: (m) => { firstPool(m).name = 'CPU_pool'; return m; } },
   {
     name: 'duplicate pool names', field: 'spec.rollout.pools',
-    mutate: (m) => { m.spec.rollout.pools.push({ ...m.spec.rollout.pools[0] }); return m; },
+    mutate: (m) => { m.spec.rollout.pools.push({ ...firstPool(m) }); return m; },
   },
   { name: 'no pools', field: 'spec.rollout.pools', mutate: (m) => { m.spec.rollout.pools = []; return m; } },
   {
@@ -62,16 +62,16 @@ export const INVALID_CASES: InvalidCase[] = [
   },
   {
     name: 'vllm engine without GPUs', field: 'spec.rollout.pools[0].engine.gpus',
-    mutate: (m) => { hfJob(m).spec.rollout.pools[0].engine.gpus = 0; return m; },
+    mutate: (m) => { firstPool(hfJob(m)).engine.gpus = 0; return m; },
   },
   {
     name: 'the tiny engine for a Hugging Face model', field: 'spec.rollout.pools',
-    mutate: (m) => { hfJob(m).spec.rollout.pools[0].engine = { kind: 'tiny' }; return m; },
+    mutate: (m) => { firstPool(hfJob(m)).engine = { kind: 'tiny' }; return m; },
   },
   { name: 'LoRA on the tiny model', field: 'spec.model.lora', mutate: (m) => { m.spec.model.lora = { rank: 8 }; return m; } },
   {
     name: 'GPUs asked through resources', field: 'spec.rollout.pools[0].engine.resources',
-    mutate: (m) => { m.spec.rollout.pools[0].engine.resources = { limits: { 'nvidia.com/gpu': 1 } }; return m; },
+    mutate: (m) => { firstPool(m).engine.resources = { limits: { 'nvidia.com/gpu': 1 } }; return m; },
   },
   {
     name: 'multi-node CPU learner', field: 'spec.learner.gpusPerNode',
@@ -82,8 +82,8 @@ export const INVALID_CASES: InvalidCase[] = [
   ...OVERRIDE_INVALID_CASES,
 ];
 
-export const yamlOf = (m: Manifest): string => JSON.stringify(m);
-export const parseYaml = (text: string): Manifest => parse(text) as Manifest;
+export const yamlOf = (m: JobManifest): string => JSON.stringify(m);
+export const parseYaml = (text: string): JobManifest => parse(text) as JobManifest;
 
 // ---- operator processes and cluster helpers for the e2e suites ----
 
@@ -165,7 +165,10 @@ export async function kube(cp: ControlPlane, args: string[], input?: string): Pr
   return r.stdout;
 }
 
-export async function kubeJson<T = any>(cp: ControlPlane, args: string[]): Promise<T> {
+/** A live object as kubectl returns it: its metadata and spec are there (the client's types leave them optional). */
+export type Live<T extends { metadata?: object; spec?: object }> = T & Required<Pick<T, 'metadata' | 'spec'>>;
+
+export async function kubeJson<T>(cp: ControlPlane, args: string[]): Promise<T> {
   return JSON.parse(await kube(cp, [...args, '-o', 'json'])) as T;
 }
 
@@ -182,9 +185,9 @@ export function persistentVolumes(count: number, storageClassName: string, prefi
 }
 
 /** A small valid CPU job (one pool of `replicas`, one learner). */
-export function cpuJob(name: string, replicas = 1, extra: Record<string, unknown> = {}): Manifest {
+export function cpuJob(name: string, replicas = 1, extra: Record<string, unknown> = {}): JobManifest {
   const m = baseJob(name);
-  m.spec.rollout.pools[0].replicas = replicas;
+  firstPool(m).replicas = replicas;
   Object.assign(m.spec, extra);
   return m;
 }

@@ -1,9 +1,9 @@
 // Pod-level overrides shared by the unit and e2e tests: a valid set that touches every field, and the
 // invalid variants of a job (each naming the field the refusal must mention).
-type Manifest = Record<string, any>;
+import { firstPool as pool, type JobManifest } from './manifests.js';
 
 /** Every override once: a model cache on a PVC, a token from a Secret, placement, priority, identity. */
-export function podOverrides(): Manifest {
+export function podOverrides() {
   return {
     env: [
       { name: 'HF_HOME', value: '/cache/hf' },
@@ -27,9 +27,8 @@ export function podOverrides(): Manifest {
   };
 }
 
-export interface OverrideCase { name: string; field: string; mutate: (m: Manifest) => Manifest }
+export interface OverrideCase { name: string; field: string; mutate: (m: JobManifest) => JobManifest }
 
-const pool = (m: Manifest) => m.spec.rollout.pools[0];
 const data = { name: 'data', emptyDir: {} };
 
 export const OVERRIDE_INVALID_CASES: OverrideCase[] = [

@@ -4,19 +4,13 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse } from 'yaml';
 import { REPO_ROOT } from '../../images/build.js';
 import { CLUSTER_IMAGES, TEST_BASES, imageArchive, testImageArchives } from './images.js';
 import { toolchainBinDir } from '../../local/toolchain.js';
 import { startControlPlane, type ControlPlane } from './kube.js';
+import { firstPool, kube, parseYaml, type JobManifest } from './operator-fixtures.js';
 
-export async function kube(cp: ControlPlane, args: string[], input?: string): Promise<string> {
-  const r = await cp.kubectl(args, input);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (exit ${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
-
-export const kubeJson = async (cp: ControlPlane, args: string[]) => JSON.parse(await kube(cp, [...args, '-o', 'json'])) as Record<string, any>;
+export { kube, kubeJson } from './operator-fixtures.js';
 
 /** A control plane with one GPU node (simulated) and the real node, holding every rlkube image (built offline). */
 export async function startRealCluster(name: string): Promise<ControlPlane> {
@@ -40,11 +34,11 @@ export async function installRlkube(cp: ControlPlane, checkpoints = 1): Promise<
 }
 
 /** The reverse example, shorter and asking less CPU (the real node has the machine's few cores). */
-export function reverseJob(name: string, maxSteps: number): Record<string, any> {
-  const job = parse(readFileSync(path.join(REPO_ROOT, 'examples/reverse-cpu.yaml'), 'utf8')) as Record<string, any>;
+export function reverseJob(name: string, maxSteps: number): JobManifest {
+  const job = parseYaml(readFileSync(path.join(REPO_ROOT, 'examples/reverse-cpu.yaml'), 'utf8'));
   job.metadata.name = name;
   Object.assign(job.spec.algorithm, { maxSteps, batchSize: 16, groupSize: 4 });
-  job.spec.rollout.pools[0].engine.resources = { requests: { cpu: '100m', memory: '256Mi' } };
+  firstPool(job).engine.resources = { requests: { cpu: '100m', memory: '256Mi' } };
   job.spec.learner.resources = { requests: { cpu: '100m', memory: '512Mi' } };
   job.spec.learner.checkpoint = { size: '1Gi', everySteps: 2 };
   return job;

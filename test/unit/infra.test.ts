@@ -10,7 +10,7 @@ import { NATS_ADMIN_SECRET, NATS_CREDS_SECRET, RlkubePlatform, splitImage } from
 interface Created {
   type: string;
   name: string;
-  inputs: Record<string, any>;
+  inputs: Record<string, unknown>;
 }
 
 let created: Created[] = [];
@@ -49,6 +49,10 @@ async function plan(settings: Record<string, unknown> = {}) {
  */
 const list = (value: unknown) => Object.values(value as object);
 
+/** What a recorded input holds at a path of keys (Pulumi records inputs untyped): undefined where the path ends. */
+const at = (value: unknown, ...keys: string[]): unknown =>
+  keys.reduce<unknown>((v, key) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined), value);
+
 const RELEASE = 'kubernetes:helm.sh/v3:Release';
 const NAMESPACE = 'kubernetes:core/v1:Namespace';
 const SECRET = 'kubernetes:core/v1:Secret';
@@ -61,32 +65,32 @@ describe('infra (Pulumi program)', () => {
   it('by default: system and job namespaces, NATS with JetStream on file storage, the device plugin, the operator wired to NATS', async () => {
     const { outputs, one, created } = await plan();
     expect(outputs).toEqual(['nats://nats.rlkube-system.svc:4222', 'rlkube-system', ['rlkube-jobs']]);
-    expect(one(NAMESPACE, 'rlkube-system').metadata.labels['app.kubernetes.io/part-of']).toBe('rlkube');
-    expect(one(NAMESPACE, 'rlkube-jobs').metadata.labels['rlkube.dev/jobs']).toBe('true');
+    expect(at(one(NAMESPACE, 'rlkube-system'), 'metadata', 'labels', 'app.kubernetes.io/part-of')).toBe('rlkube');
+    expect(at(one(NAMESPACE, 'rlkube-jobs'), 'metadata', 'labels', 'rlkube.dev/jobs')).toBe('true');
 
     const nats = one(RELEASE, 'nats');
-    expect(nats.namespace).toBe('rlkube-system');
-    expect(nats.values.config.jetstream).toMatchObject({ enabled: true, fileStore: { enabled: true, pvc: { enabled: true, size: '20Gi' } } });
-    expect(nats.values.config.cluster.enabled).toBe(false);
+    expect(at(nats, 'namespace')).toBe('rlkube-system');
+    expect(at(nats, 'values', 'config', 'jetstream')).toMatchObject({ enabled: true, fileStore: { enabled: true, pvc: { enabled: true, size: '20Gi' } } });
+    expect(at(nats, 'values', 'config', 'cluster', 'enabled')).toBe(false);
     // The bus's largest message (an 8 MiB trajectory group, plus headers) must fit.
-    expect(nats.values.config.merge.max_payload).toBeGreaterThan(8 * 1024 * 1024);
+    expect(at(nats, 'values', 'config', 'merge', 'max_payload')).toBeGreaterThan(8 * 1024 * 1024);
 
     const operator = one(RELEASE, 'rlkube-operator');
-    expect(operator.namespace).toBe('rlkube-system');
-    expect(operator.values.nats.url).toBe(outputs[0]);
-    expect(operator.values.nats.url).toContain(`${nats.values.fullnameOverride}.${nats.namespace}.svc`);
-    expect(list(operator.values.watchNamespaces)).toEqual(['rlkube-jobs']);
-    expect(existsSync(join(operator.chart, 'Chart.yaml'))).toBe(true); // this repository's chart
-    expect(existsSync(join(operator.chart, 'crds'))).toBe(true);
+    expect(at(operator, 'namespace')).toBe('rlkube-system');
+    expect(at(operator, 'values', 'nats', 'url')).toBe(outputs[0]);
+    expect(at(operator, 'values', 'nats', 'url')).toContain(`${String(at(nats, 'values', 'fullnameOverride'))}.${String(at(nats, 'namespace'))}.svc`);
+    expect(list(at(operator, 'values', 'watchNamespaces'))).toEqual(['rlkube-jobs']);
+    expect(existsSync(join(String(at(operator, 'chart')), 'Chart.yaml'))).toBe(true); // this repository's chart
+    expect(existsSync(join(String(at(operator, 'chart')), 'crds'))).toBe(true);
 
     expect(nats).toMatchObject({ chart: 'nats', version: '1.3.13', repositoryOpts: { repo: 'https://nats-io.github.io/k8s/helm/charts/' } });
     // one image is all an offline cluster needs for NATS
-    expect(nats.values).toMatchObject({ reloader: { enabled: false }, natsBox: { enabled: false } });
-    expect(operator.values.images).toBeUndefined(); // the chart's default images
+    expect(at(nats, 'values')).toMatchObject({ reloader: { enabled: false }, natsBox: { enabled: false } });
+    expect(at(operator, 'values', 'images')).toBeUndefined(); // the chart's default images
 
     const devicePlugin = one(RELEASE, 'nvidia-device-plugin');
-    expect(devicePlugin.values.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
-    expect(devicePlugin.values).not.toHaveProperty('affinity'); // the chart's node-feature affinity stays
+    expect(at(devicePlugin, 'values', 'tolerations')).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(at(devicePlugin, 'values')).not.toHaveProperty('affinity'); // the chart's node-feature affinity stays
     expect(created().map((c) => c.type).sort()).toEqual([NAMESPACE, NAMESPACE, RELEASE, RELEASE, RELEASE, 'rlkube:infra:Platform'].sort());
   });
 
@@ -100,14 +104,14 @@ describe('infra (Pulumi program)', () => {
       operator: { replicas: 3, chartPath: OPERATOR_CHART },
     });
     expect(outputs).toEqual(['nats://nats.rl-platform.svc:4222', 'rl-platform', ['team-a', 'team-b']]);
-    expect(one(RELEASE, 'nats').values.config.cluster).toEqual({ enabled: true, replicas: 3 });
-    expect(one(RELEASE, 'nats').values.config.jetstream.fileStore.pvc).toMatchObject({ size: '100Gi', storageClassName: 'fast-ssd' });
+    expect(at(one(RELEASE, 'nats'), 'values', 'config', 'cluster')).toEqual({ enabled: true, replicas: 3 });
+    expect(at(one(RELEASE, 'nats'), 'values', 'config', 'jetstream', 'fileStore', 'pvc')).toMatchObject({ size: '100Gi', storageClassName: 'fast-ssd' });
     const operator = one(RELEASE, 'rlkube-operator');
-    expect(operator.values).toMatchObject({ replicaCount: 3, image: { repository: 'registry.example.com:5000/rlkube/operator', tag: '1.2.3' } });
-    expect(operator.values.images).toEqual({ agent: 'r.example/agent:7', trainer: 'r.example/trainer:7', vllm: 'r.example/vllm:7' });
-    expect(operator.chart).toBe(OPERATOR_CHART);
-    expect(one(RELEASE, 'nats').values.container).toEqual({ image: { fullImageName: 'r.example/nats:2.12' } });
-    expect(list(operator.values.watchNamespaces)).toEqual(['team-a', 'team-b']);
+    expect(at(operator, 'values')).toMatchObject({ replicaCount: 3, image: { repository: 'registry.example.com:5000/rlkube/operator', tag: '1.2.3' } });
+    expect(at(operator, 'values', 'images')).toEqual({ agent: 'r.example/agent:7', trainer: 'r.example/trainer:7', vllm: 'r.example/vllm:7' });
+    expect(at(operator, 'chart')).toBe(OPERATOR_CHART);
+    expect(at(one(RELEASE, 'nats'), 'values', 'container')).toEqual({ image: { fullImageName: 'r.example/nats:2.12' } });
+    expect(list(at(operator, 'values', 'watchNamespaces'))).toEqual(['team-a', 'team-b']);
     expect(created().filter((c) => c.name === 'nvidia-device-plugin')).toHaveLength(0);
     expect(created().filter((c) => c.type === NAMESPACE).map((c) => c.name).sort()).toEqual(['rl-platform', 'team-a', 'team-b']);
   });
@@ -122,7 +126,7 @@ describe('infra (Pulumi program)', () => {
     const creds = one(SECRET, NATS_CREDS_SECRET);
     expect(creds).toMatchObject({ metadata: { namespace: 'rlkube-system' }, stringData: { [SECRET_SIG]: SECRET_VALUE, value: { creds: 'OPERATOR CREDS' } } });
     expect(one(SECRET, NATS_ADMIN_SECRET).stringData).toEqual({ [SECRET_SIG]: SECRET_VALUE, value: { 'system.creds': 'SYS CREDS', 'operator-signing.nk': 'SOKEY' } });
-    expect(one(RELEASE, 'rlkube-operator').values.nats).toEqual({
+    expect(at(one(RELEASE, 'rlkube-operator'), 'values', 'nats')).toEqual({
       url: outputs[0], credentialsSecret: NATS_CREDS_SECRET, jobCredentials: { secret: NATS_ADMIN_SECRET },
     });
   });
@@ -135,12 +139,12 @@ describe('infra (Pulumi program)', () => {
       gpu: { devicePluginChartPath: natsChart, nodeSelector: { 'node.example/gpu': 'h100' } },
     });
     const nats = one(RELEASE, 'nats');
-    expect(nats.chart).toBe(natsChart);
+    expect(at(nats, 'chart')).toBe(natsChart);
     expect(nats).not.toHaveProperty('repositoryOpts');
     const devicePlugin = one(RELEASE, 'nvidia-device-plugin');
-    expect(devicePlugin.chart).toBe(natsChart);
+    expect(at(devicePlugin, 'chart')).toBe(natsChart);
     // the chart's own affinity (node-feature labels) is dropped: the selector alone decides
-    expect(devicePlugin.values).toMatchObject({ nodeSelector: { 'node.example/gpu': 'h100' }, affinity: null });
+    expect(at(devicePlugin, 'values')).toMatchObject({ nodeSelector: { 'node.example/gpu': 'h100' }, affinity: null });
     rmSync(natsChart, { recursive: true });
   });
 

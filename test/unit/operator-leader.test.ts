@@ -4,30 +4,30 @@ import pino from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeApiError, KubeClient, NotLeaderError, RESOURCES, type KubeObject, type WriteFence } from '../../operator/kube/client.js';
-import { LeaderElector, microTime } from '../../operator/kube/leader.js';
+import { KubeApiError, KubeClient, NotLeaderError, RESOURCES, type WriteFence } from '../../operator/kube/client.js';
+import { LeaderElector, microTime, type Lease, type LeaseApi } from '../../operator/kube/leader.js';
 import { FakeClock } from '../harness/clock.js';
 
 /** An in-memory Lease store with the API server's optimistic concurrency (resourceVersion). */
 class FakeLeases {
-  lease?: KubeObject & { spec?: any };
+  lease?: Lease;
   rv = 0;
-  client = {
+  client: LeaseApi = {
     get: async () => {
       if (!this.lease) throw new KubeApiError(404, 'NotFound', 'not found');
       return structuredClone(this.lease);
     },
-    create: async (_t: unknown, _ns: unknown, obj: KubeObject) => {
+    create: async (_t, _ns, obj) => {
       if (this.lease) throw new KubeApiError(409, 'AlreadyExists', 'exists');
       this.lease = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } };
       return this.lease;
     },
-    replace: async (_t: unknown, _ns: unknown, _n: unknown, obj: KubeObject) => {
+    replace: async (_t, _ns, _n, obj) => {
       if (obj.metadata?.resourceVersion !== this.lease?.metadata?.resourceVersion) throw new KubeApiError(409, 'Conflict', 'conflict');
       this.lease = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } };
       return this.lease;
     },
-  } as unknown as KubeClient;
+  };
 }
 
 const log = pino({ level: 'silent' });
@@ -37,10 +37,10 @@ const elector = (store: FakeLeases, identity: string, clock: FakeClock, leaseDur
 /** Counts the calls of each verb on the store's client. */
 function counted(store: FakeLeases): string[] {
   const calls: string[] = [];
-  for (const verb of ['get', 'create', 'replace'] as const) {
-    const real = (store.client as any)[verb];
-    (store.client as any)[verb] = (...args: unknown[]) => { calls.push(verb); return real(...args); };
-  }
+  const { get, create, replace } = store.client;
+  store.client.get = (...args) => { calls.push('get'); return get(...args); };
+  store.client.create = (...args) => { calls.push('create'); return create(...args); };
+  store.client.replace = (...args) => { calls.push('replace'); return replace(...args); };
   return calls;
 }
 
@@ -93,9 +93,9 @@ describe('LeaderElector', () => {
     const b = elector(store, 'pod-b', clock);
     await b.tryAcquireOrRenew(); // observes the record
     await clock.advance(1000); // unchanged for its duration: b will try to take it
-    const realGet = store.client.get.bind(store.client);
-    (store.client as any).get = async (...args: unknown[]) => {
-      const seen = await (realGet as any)(...args);
+    const realGet = store.client.get;
+    store.client.get = async (...args) => {
+      const seen = await realGet(...args);
       store.rv++; store.lease!.metadata!.resourceVersion = String(store.rv); // pod-a renews in between
       return seen;
     };
@@ -125,7 +125,7 @@ describe('LeaderElector', () => {
     const a = elector(store, 'pod-a', clock);
     let stoppedAt: number | undefined;
     const running = a.run(() => {
-      (store.client as any).replace = async () => { throw new KubeApiError(500, 'InternalError', 'etcd down'); };
+      store.client.replace = async () => { throw new KubeApiError(500, 'InternalError', 'etcd down'); };
     }, () => { stoppedAt = clock.now(); });
     await clock.until('stepping down', () => stoppedAt !== undefined);
     await running;
@@ -141,9 +141,9 @@ describe('LeaderElector', () => {
     let stoppedAt: number | undefined;
     void a.run(() => {
       // From now on every renewal hangs, as a frozen API connection would.
-      const hang = () => { hanging = true; return new Promise(() => undefined); };
-      (store.client as any).get = hang;
-      (store.client as any).replace = hang;
+      const hang = () => { hanging = true; return new Promise<Lease>(() => undefined); };
+      store.client.get = hang;
+      store.client.replace = hang;
     }, () => { stoppedAt = clock.now(); });
     await clock.until('leadership', () => a.isLeader, 0);
     expect(a.writableForMs()).toBe(40);
@@ -158,8 +158,8 @@ describe('LeaderElector', () => {
     const store = new FakeLeases();
     const clock = new FakeClock();
     const writes: number[] = [];
-    const replace = store.client.replace.bind(store.client);
-    (store.client as any).replace = (...args: Parameters<KubeClient['replace']>) => { writes.push(clock.now()); return replace(...args); };
+    const replace = store.client.replace;
+    store.client.replace = (...args) => { writes.push(clock.now()); return replace(...args); };
     const a = elector(store, 'pod-a', clock); // renew deadline 40 ms, retry 10 ms
     let stopped = false;
     void a.run(() => undefined, () => { stopped = true; });
