@@ -3,6 +3,7 @@
 // nothing when it wakes (fencing, checked in the API server's audit log); an operator SIGKILLed in the middle
 // of reconciling converges after restart, with no duplicate children (deterministic names, server-side apply).
 import { readFileSync } from 'node:fs';
+import type { RLJobStatus } from '../../api/index.js';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
 import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, type OperatorProcess } from '../harness/operator-fixtures.js';
@@ -23,7 +24,9 @@ const JOBS = 120; // enough work that a kill at the first writes lands mid-way, 
 // made before the kill once on a quiet machine)
 const FROZEN = 20; // jobs in flight when the leader is frozen
 
-interface Obj { metadata: { name: string; labels?: Record<string, string>; ownerReferences?: Array<{ controller?: boolean; uid: string }> }; spec?: any; status?: any }
+interface Obj { kind: string; metadata: { name: string; labels?: Record<string, string>; ownerReferences?: Array<{ controller?: boolean; uid: string }> } }
+interface Job extends Obj { status?: RLJobStatus }
+interface Lease extends Obj { spec?: { holderIdentity?: string; renewTime?: string } }
 
 describe('rlkube operator availability (e2e)', () => {
   let cp: ControlPlane;
@@ -34,10 +37,10 @@ describe('rlkube operator availability (e2e)', () => {
     running.push(op);
     return op;
   };
-  const holder = async () => (await kubeJson<Obj>(cp, ['get', 'lease', 'rlkube-operator', '-n', 'default'])).spec?.holderIdentity as string | undefined;
+  const holder = async () => (await kubeJson<Lease>(cp, ['get', 'lease', 'rlkube-operator', '-n', 'default'])).spec?.holderIdentity;
   const items = async (kinds: string, selector: string) => (await kubeJson<{ items: Obj[] }>(cp, ['get', kinds, '-l', selector])).items;
   const reconciled = (job: string) => pollUntil(async (observe) => {
-    const j = await kubeJson<Obj>(cp, ['get', 'rljob', job]);
+    const j = await kubeJson<Job>(cp, ['get', 'rljob', job]);
     observe(JSON.stringify(j.status ?? {}));
     return j.status?.observedGeneration === 1 && j.status?.readyPools !== undefined ? j : undefined;
   }, { ...WAIT, what: `job ${job} to be reconciled` });
@@ -66,8 +69,8 @@ describe('rlkube operator availability (e2e)', () => {
     // The leader renews three times (the standby campaigns all the while): it must keep waiting.
     const renewals = new Set<string>();
     await pollUntil(async (observe) => {
-      const lease = await kubeJson<Obj>(cp, ['get', 'lease', 'rlkube-operator', '-n', 'default']);
-      if (lease.spec?.holderIdentity === leader.identity) renewals.add(lease.spec.renewTime);
+      const lease = await kubeJson<Lease>(cp, ['get', 'lease', 'rlkube-operator', '-n', 'default']);
+      if (lease.spec?.holderIdentity === leader.identity && lease.spec.renewTime) renewals.add(lease.spec.renewTime);
       observe(`${renewals.size} renewals by ${leader.identity}; holder ${lease.spec?.holderIdentity}`);
       return renewals.size >= 4;
     }, { ...WAIT, what: 'the leader to renew its lease three times' });
@@ -125,10 +128,10 @@ describe('rlkube operator availability (e2e)', () => {
 
     // The new leader finishes the burst.
     await pollUntil(async (observe) => {
-      const jobs = (await kubeJson<{ items: Obj[] }>(cp, ['get', 'rljobs'])).items.filter((j) => names.includes(j.metadata.name));
-      const done = jobs.filter((j) => j.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+      const jobs = (await kubeJson<{ items: Job[] }>(cp, ['get', 'rljobs'])).items.filter((j) => names.includes(j.metadata.name));
+      const done = jobs.filter((j) => j.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       const waiting = jobs.find((j) => !done.includes(j));
-      observe(`${done.length}/${names.length} jobs ready; ${waiting?.metadata.name}: ${JSON.stringify(waiting?.status?.conditions?.map((c: any) => `${c.type}=${c.status} ${c.reason}`))}`);
+      observe(`${done.length}/${names.length} jobs ready; ${waiting?.metadata.name}: ${JSON.stringify(waiting?.status?.conditions?.map((c) => `${c.type}=${c.status} ${c.reason}`))}`);
       return done.length === names.length;
     }, { ...WAIT, what: `the ${names.length} jobs to be Ready under ${standby.identity}` }).catch((err: Error) => {
       throw new Error(`${err.message}\n${standby.identity}'s log (tail):\n${standby.logs().slice(-3000)}`);
@@ -139,10 +142,12 @@ describe('rlkube operator availability (e2e)', () => {
   }, TEST_MS);
 
   test(`an operator SIGKILLed mid-reconcile converges after restart, with no duplicate children (${JOBS} jobs)`, async () => {
-    // The restarted process has the same identity, as a restarted container in the same pod would.
-    const first = await start('replica-c', [], 'debug');
+    // The jobs are there before the operator starts (as after any operator restart): its first list is the burst.
+    // (Applied while an operator reconciles on a loaded two-core machine, kubectl alone took past its 60 s.)
     const names = Array.from({ length: JOBS }, (_, i) => `kill-${i}`);
     await kube(cp, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: names.map((n) => cpuJob(n, 1)) }));
+    // The restarted process has the same identity, as a restarted container in the same pod would.
+    const first = await start('replica-c', [], 'debug');
     // Kill at its first writes: children of some jobs exist, others are still to be made.
     await pollUntil(async () => first.logs().includes('"msg":"applied"'), { timeoutMs: 60_000, intervalMs: 2, what: 'the operator to be mid-reconcile' });
     first.child.kill('SIGKILL');
@@ -154,15 +159,15 @@ describe('rlkube operator availability (e2e)', () => {
 
     await start('replica-c');
     await pollUntil(async (observe) => {
-      const jobs = (await kubeJson<{ items: Obj[] }>(cp, ['get', 'rljobs'])).items.filter((j) => names.includes(j.metadata.name));
-      const done = jobs.filter((j) => j.status?.readyPools === '1/1' && j.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+      const jobs = (await kubeJson<{ items: Job[] }>(cp, ['get', 'rljobs'])).items.filter((j) => names.includes(j.metadata.name));
+      const done = jobs.filter((j) => j.status?.readyPools === '1/1' && j.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       observe(`${done.length}/${JOBS} jobs ready`);
       return done.length === JOBS;
     }, { ...WAIT, what: `all ${JOBS} jobs to be Ready after the restart` });
 
     for (const name of names) {
       const children = await items('learners,rolloutpools,deployments,replicasets,statefulsets,services,pods', `rlkube.dev/job=${name}`);
-      const byKind = (kind: string) => children.filter((c) => (c as unknown as { kind: string }).kind === kind).length;
+      const byKind = (kind: string) => children.filter((c) => c.kind === kind).length;
       expect({ name, learners: byKind('Learner'), pools: byKind('RolloutPool'), deployments: byKind('Deployment'), replicaSets: byKind('ReplicaSet'),
         statefulSets: byKind('StatefulSet'), services: byKind('Service'), pods: byKind('Pod') })
         .toEqual({ name, learners: 1, pools: 1, deployments: 1, replicaSets: 1, statefulSets: 1, services: 1, pods: 2 });
