@@ -5,13 +5,14 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { connectBus, watchLearnerProgress, type LearnerProgress } from '../../bus/index.js';
+import type { RunSummary } from '../../cli/report.js';
 import { waitFor } from './groups.js';
 
 export interface Run {
   outDir: string;
   child: ChildProcess;
   exited: Promise<number | null>;
-  summary(): Record<string, any>;
+  summary(): RunSummary;
   pids(): Record<string, number>;
 }
 
@@ -58,9 +59,10 @@ export async function followProgress(run: Run) {
 }
 
 /** Every group published ended in exactly one count, and the per-worker ledger attributes every accepted one. */
-export function countsAddUp(summary: Record<string, any>) {
-  const { accepted, stale, rejected, leftOver, published } = summary.groups;
+export function countsAddUp(summary: RunSummary) {
+  const { accepted, stale, rejected, published } = summary.groups;
+  const leftOver = summary.groups.leftOver ?? 0;
   expect({ accepted, stale, rejected, leftOver, sum: accepted + stale + rejected + leftOver }).toEqual({ accepted, stale, rejected, leftOver, sum: published });
-  const ledgerAccepted = Object.values(summary.workers as Record<string, { accepted: number }>).reduce((a, w) => a + w.accepted, 0);
+  const ledgerAccepted = Object.values(summary.workers).reduce((a, w) => a + w.accepted, 0);
   expect(ledgerAccepted).toBe(accepted);
 }

@@ -127,13 +127,13 @@ describe('rlkube run with lying workers', () => {
     expect(summary.rejectedByReason.Copied).toBe(LIES);
     expect(summary.rejectedByReason.BadSignature).toBe(LIES);
     expect(summary.rejectedByReason.LogprobMismatch).toBeGreaterThan(0);
-    for (const liar of ['reward-liar', 'text-liar', 'stale-forger', 'copier']) expect(summary.workers[liar].accepted).toBe(0);
-    for (const liar of ['reward-liar', 'text-liar', 'copier']) expect(summary.workers[liar].rejected).toBe(LIES);
+    for (const liar of ['reward-liar', 'text-liar', 'stale-forger', 'copier']) expect(summary.workers[liar]?.accepted).toBe(0);
+    for (const liar of ['reward-liar', 'text-liar', 'copier']) expect(summary.workers[liar]?.rejected).toBe(LIES);
     // Nothing is booked against the worker whose name the signature forger used, and nothing for the forger.
-    expect(summary.workers[`${progress.job.name}-cpu-0`].rejected).toBe(0);
+    expect(summary.workers[`${progress.job.name}-cpu-0`]?.rejected).toBe(0);
     expect(summary.workers['signature-forger']).toBeUndefined();
     // Every accepted group is an honest worker's.
-    const honestAccepted = Object.entries(summary.workers as Record<string, { accepted: number }>)
+    const honestAccepted = Object.entries(summary.workers)
       .filter(([worker]) => honest(worker)).reduce((sum, [, entry]) => sum + entry.accepted, 0);
     expect(honestAccepted).toBe(summary.groups.accepted);
     // The curve is the reward of what was trained on (a random init scores little), not the forged groups' 1.
