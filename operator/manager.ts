@@ -3,7 +3,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { RESOURCES, type KubeClient, type KubeObject } from './kube/client.js';
-import type { Clock } from './kube/clock.js';
+import type { Clock } from '../util/clock.js';
 import type { EventSink } from './kube/events.js';
 import { Informer } from './kube/informer.js';
 import type { OperatorMetrics } from './kube/metrics.js';

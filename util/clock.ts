@@ -1,5 +1,5 @@
 // Time as a dependency: what the agents and the retry loop read and wait on, injected so that unit tests move a
-// fake clock (test/harness/clock.ts) instead of sleeping. The same shape as the operator's (operator/kube/clock.ts).
+// fake clock (test/harness/clock.ts) instead of sleeping. The operator's timing code (queue, leader, burst gate) reads it too.
 
 export interface Clock {
   /** Monotonic milliseconds: only differences mean anything. */

@@ -1,7 +1,7 @@
 // Work that can wait (status writes, the finalizer, NATS provisioning) yields to a burst of reconciles: children
 // are what unblocks everything else. One gate, one bound, one clock: such work goes at the next lull (the
 // Manager reports the queues drained) or MAX_DEFER_MS after it fell due, whichever comes first.
-import { realClock, type Clock } from '../kube/clock.js';
+import { realClock, type Clock } from '../../util/clock.js';
 
 export class BurstGate {
   /** The longest anything yields to a burst (agents start slower than that anyway). */

@@ -1,7 +1,7 @@
 // Expectations, as client-go's controllers keep them: our writes that the informer cache has not shown yet, by
 // the id of the object written.
 import type { KubeObject, ResourceType } from '../kube/client.js';
-import { realClock, type Clock } from '../kube/clock.js';
+import { realClock, type Clock } from '../../util/clock.js';
 
 /**
  * Our writes that the informer cache has not shown yet ("expectations", as client-go's controllers keep).

@@ -8,7 +8,7 @@
 // fails, so a slow API server costs it one round trip per renewal, not two.
 import type { Logger } from 'pino';
 import { KubeApiError, RESOURCES, isConflict, isNotFound, type KubeObject, type ResourceType, type WriteFence } from './client.js';
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock } from '../../util/clock.js';
 
 export interface LeaderElectionOptions {
   namespace: string;

@@ -2,7 +2,7 @@
 // runs at a time (a key added meanwhile runs once more afterwards), failures come back with per-key
 // exponential back-off, and a reconcile may ask to run again after a delay (deadlines, TTLs) or once the
 // queues have drained (work that yields to a burst: see Manager). Delays run on an injected clock.
-import { realClock, type Clock } from './clock.js';
+import { realClock, type Clock } from '../../util/clock.js';
 
 export interface ReconcileResult {
   /** Run this key again after this many milliseconds (a deadline or TTL falls due), even if nothing changes. */

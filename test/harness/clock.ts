@@ -1,6 +1,6 @@
-// A clock for unit tests (operator/kube/clock.ts): time moves only when the test moves it, and timers that
+// A clock for unit tests (util/clock.ts): time moves only when the test moves it, and timers that
 // fall due on the way run in order, with the promise jobs each one starts settled before the next.
-import type { Clock } from '../../operator/kube/clock.js';
+import type { Clock } from '../../util/clock.js';
 
 interface Timer { at: number; seq: number; fn: () => void }
 

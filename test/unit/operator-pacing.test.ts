@@ -12,7 +12,7 @@ import { WriteMemo } from '../../operator/controllers/expectations.js';
 import { sameJson } from '../../operator/controllers/json.js';
 import { StatusPacer } from '../../operator/controllers/pacing.js';
 import { RESOURCES, type KubeObject } from '../../operator/kube/client.js';
-import { sleep } from '../../operator/kube/clock.js';
+import { sleep } from '../../util/clock.js';
 import { EventRecorder, type EventSink } from '../../operator/kube/events.js';
 import { FakeClock, settle } from '../harness/clock.js';
 import { readExample } from '../harness/examples.js';
