@@ -2,36 +2,25 @@
 // cost only themselves (a job on the operator's NATS applied with them is provisioned and Ready without
 // waiting for them), each says Degraded/BusUnavailable naming its URL, deleting all of them completes, and a
 // ws:// URL (which the Node transport cannot dial) is refused by the API server, naming the field.
-import net from 'node:net';
 import { connectBus, jobProvisioned } from '../../bus/index.js';
 import { freePort } from '../../local/ports.js';
 import { pollUntil, startControlPlane, type ControlPlane } from '../harness/kube.js';
 import { startNats, type NatsServer } from '../harness/nats.js';
+import { silentPort } from '../harness/silent-port.js';
 import { cpuJob, kube, kubeJson, persistentVolumes, startOperator, type OperatorProcess } from '../harness/operator-fixtures.js';
 
 const TEST_MS = 240_000;
 type Condition = { type: string; status: string; reason: string; message?: string };
 type Job = { metadata: { name: string }; status?: { conditions?: Condition[] } };
 
-/** A loopback port that accepts connections and never says a word: a NATS dial there hangs rather than fails. */
-async function silentListener(): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => { sockets.add(socket); });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }),
-  };
-}
-
 describe('jobs with an unreachable spec.nats.url (e2e)', () => {
   let cp: ControlPlane;
   let nats: NatsServer;
   let operator: OperatorProcess;
-  let silent: Awaited<ReturnType<typeof silentListener>>;
+  let silent: Awaited<ReturnType<typeof silentPort>>;
 
   beforeAll(async () => {
-    [cp, nats, silent] = await Promise.all([startControlPlane({ name: 'bad-nats-url-e2e', gpuNodes: [], cpuNodes: 1 }), startNats({}), silentListener()]);
+    [cp, nats, silent] = await Promise.all([startControlPlane({ name: 'bad-nats-url-e2e', gpuNodes: [], cpuNodes: 1 }), startNats({}), silentPort()]);
     await kube(cp, ['apply', '--server-side', '-f', 'crds/']);
     await kube(cp, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
     await kube(cp, ['apply', '-f', '-'], persistentVolumes(8, '', 'pv-bad-nats'));

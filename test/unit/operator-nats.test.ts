@@ -1,32 +1,14 @@
 // The operator's connection to a job's own spec.nats.url: an address that cannot be reached (refused, silent,
 // not resolvable) fails within a deadline with a reason and the URL, so the job says BusUnavailable and can be
 // deleted; the operator's own NATS is still waited for however long it takes. And the operator's metrics count the
-// progress records its watches could not decode.
+// progress records its watches could not decode. (A free port is a closed one: nothing listens there.)
 import net from 'node:net';
 import pino from 'pino';
 import { BusError, controlDecodeFailures } from '../../bus/index.js';
 import { OperatorMetrics } from '../../operator/kube/metrics.js';
+import { freePort } from '../../local/ports.js';
 import { NatsJobBus } from '../../operator/nats.js';
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** A loopback port that accepts connections and never says a word (no NATS INFO): a dial hangs, not fails. */
-async function silentPort(): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => { sockets.add(socket); });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }),
-  };
-}
+import { silentPort } from '../harness/silent-port.js';
 
 /**
  * Just enough of a NATS server on a given port for a client to connect and drain: INFO on accept, PONG to
@@ -53,11 +35,11 @@ describe('NatsJobBus with a job URL that cannot be reached', () => {
   afterAll(async () => { await silent.close(); });
 
   test.each<[string, () => Promise<string>]>([
-    ['a closed port', async () => `nats://127.0.0.1:${await closedPort()}`],
-    ['TLS to a closed port', async () => `tls://127.0.0.1:${await closedPort()}`],
+    ['a closed port', async () => `nats://127.0.0.1:${await freePort()}`],
+    ['TLS to a closed port', async () => `tls://127.0.0.1:${await freePort()}`],
     ['a port that never answers', async () => `nats://127.0.0.1:${silent.port}`],
     ['a host that does not resolve', async () => 'nats://no-such-host.invalid:4222'],
-    ['a list of closed ports', async () => `nats://127.0.0.1:${await closedPort()},nats://127.0.0.1:${await closedPort()}`],
+    ['a list of closed ports', async () => `nats://127.0.0.1:${await freePort()},nats://127.0.0.1:${await freePort()}`],
   ])('%s: provision and teardown fail at the deadline with Unreachable, naming the URL', async (_name, urlOf) => {
     const url = await urlOf();
     const bus = new NatsJobBus('nats://127.0.0.1:4222', log, { jobConnectDeadlineMs: 1_000 });
@@ -69,11 +51,11 @@ describe('NatsJobBus with a job URL that cannot be reached', () => {
   }, 15_000);
 
   test('the operator\'s own NATS is waited for: still dialing when a job URL has failed, connected once it comes', async () => {
-    const ownPort = await closedPort();
+    const ownPort = await freePort();
     const bus = new NatsJobBus(`nats://127.0.0.1:${ownPort}`, log, { jobConnectDeadlineMs: 500 });
     let ownSettled = false;
     const own = bus.connect().finally(() => { ownSettled = true; });
-    expect(await failureOf(bus.connect(`nats://127.0.0.1:${await closedPort()}`))).toMatchObject({ reason: 'Unreachable' });
+    expect(await failureOf(bus.connect(`nats://127.0.0.1:${await freePort()}`))).toMatchObject({ reason: 'Unreachable' });
     expect(ownSettled).toBe(false);
     const server = await tinyNatsServer(ownPort);
     await expect(own).resolves.toBeUndefined();
