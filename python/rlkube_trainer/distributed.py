@@ -5,12 +5,18 @@ command (a train_step's groups), every rank computes the gradients of its share 
 gradients are summed with all_reduce, and every rank takes the same optimizer step, so all ranks hold the
 same weights. Only rank 0 writes files. The process group comes from the environment the operator sets
 (MASTER_ADDR, MASTER_PORT, WORLD_SIZE = learner nodes, NODE_RANK) times the GPUs per node.
+
+A group has one backend, and every collective runs on a tensor of that backend's device (`Dist.device`): NCCL
+reduces only CUDA tensors, and the trainer's log-prob buffer and metric sums are CPU tensors. They are moved to
+the group's device for the collective and back, rather than the group being started as "cpu:gloo,cuda:nccl":
+those tensors are small (N x T floats, 5 sums) next to the gradients, and a second, gloo mesh across the
+learner nodes would be one more set of TCP connections (and interface choice) to fail for no gain.
 """
 from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Optional
 
 import torch
@@ -24,6 +30,8 @@ IDLE_TIMEOUT = datetime.timedelta(hours=24)
 class Dist:
     rank: int = 0
     world: int = 1
+    # the device the backend's collectives take tensors on: cuda:<local rank> under NCCL, the CPU under gloo
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def active(self) -> bool:
@@ -34,17 +42,28 @@ class Dist:
         if not self.active:
             return obj
         box: List[Any] = [obj if self.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, device=self.device)
         return box[0]
 
     def mine(self, index: int) -> bool:
         """Whether work item `index` (a micro-batch, a row chunk) is this rank's."""
         return index % self.world == self.rank
 
+    def to_collective(self, t: torch.Tensor) -> torch.Tensor:
+        """t on the group's device (t itself when it is there already)."""
+        return t.to(self.device)
+
     def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sums t over the ranks, in place, wherever t lives."""
         if self.active:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            self._all_reduce_sum(t)
         return t
+
+    def _all_reduce_sum(self, t: torch.Tensor) -> None:
+        on_group = self.to_collective(t)
+        dist.all_reduce(on_group, op=dist.ReduceOp.SUM)
+        if on_group is not t:
+            t.copy_(on_group)
 
     def sum_grads(self, params: Iterable[torch.nn.Parameter]) -> None:
         """Sums the gradients over the ranks (a rank that had no micro-batch contributes zeros)."""
@@ -53,7 +72,7 @@ class Dist:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            self._all_reduce_sum(p.grad)
 
 
 def init_from_env(env=None, local_rank: int = 0, nproc_per_node: int = 1) -> Dist:
@@ -66,12 +85,14 @@ def init_from_env(env=None, local_rank: int = 0, nproc_per_node: int = 1) -> Dis
         return Dist()
     rank = node_rank * nproc_per_node + local_rank
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    device = torch.device("cpu")
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
     addr, port = env.get("MASTER_ADDR", "127.0.0.1"), env.get("MASTER_PORT", "29500")
     dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank, world_size=world,
                             timeout=IDLE_TIMEOUT)
-    return Dist(rank=rank, world=world)
+    return Dist(rank=rank, world=world, device=device)
 
 
 def device_for(local_rank: int) -> Optional[str]:

@@ -2,6 +2,7 @@
 with the trainer, micro-batched log-probs, and data parallelism over 2 gloo ranks."""
 import os
 import socket
+from collections import Counter
 
 import pytest
 import torch
@@ -89,23 +90,68 @@ def _free_port():
         return s.getsockname()[1]
 
 
+class _DeviceOnlyDist(Dist):
+    """A Dist whose backend, like NCCL, takes tensors on its device only, played by gloo on CI's CPU: a tensor is
+    "on the group's device" when it came out of to_collective (CI has no second device to move it to), and
+    _guard_collectives fails any collective given another, as NCCL would fail a CPU tensor."""
+
+    def __init__(self, rank, world):
+        super().__init__(rank=rank, world=world)
+        self.on_device = {}  # id -> tensor, held so that an id is never reused
+
+    def to_collective(self, t):
+        moved = t.clone()
+        self.on_device[id(moved)] = moved
+        return moved
+
+
+def _guard_collectives(d: _DeviceOnlyDist, calls: Counter):
+    """Wraps torch.distributed's collectives so that each asserts its tensors are on d's device (the object
+    collectives: that they name it), and counts them."""
+    import torch.distributed as dist
+
+    def tensors(args):
+        for a in args:
+            for x in (a if isinstance(a, (list, tuple)) else [a]):
+                if isinstance(x, torch.Tensor):
+                    yield x
+
+    def checked(name, collective):
+        def guarded(*args, **kw):
+            if name.endswith("_object") or name.endswith("_object_list"):
+                assert kw.get("device") == d.device, f"{name} without device={d.device}: got {kw.get('device')}"
+            for t in tensors([*args, *kw.values()]):
+                assert id(t) in d.on_device, f"{name} of a tensor that was not moved to the group's device {d.device}"
+            calls[name] += 1
+            return collective(*args, **kw)
+        return guarded
+
+    for name in ("all_reduce", "broadcast", "reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter",
+                 "reduce_scatter_tensor", "all_to_all", "all_to_all_single", "gather", "scatter",
+                 "broadcast_object_list", "all_gather_object", "gather_object", "scatter_object_list"):
+        setattr(dist, name, checked(name, getattr(dist, name)))
+
+
 def _rank(rank, world, port, model, ckpt, batch, out):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    d, calls = _DeviceOnlyDist(rank, world), Counter()
+    _guard_collectives(d, calls)
     t = Trainer(TrainerConfig(checkpoint_dir=ckpt, model=model, seed=1, lr=1e-2, minibatches=2, micro_batch=3,
-                              check_seed=7), Dist(rank=rank, world=world))
+                              check_seed=7), d)
     if rank == 0:
         t.train_step(batch)
         t.stop_followers()
     else:
         t.follow()
     torch.save({k: v.clone() for k, v in t.policy.module.state_dict().items()}, os.path.join(out, f"rank{rank}.pt"))
+    torch.save(dict(calls), os.path.join(out, f"calls{rank}.pt"))
     dist.destroy_process_group()
 
 
-def test_two_gloo_ranks_reach_the_weights_of_one(tmp_path, model_dir):
+def test_two_gloo_ranks_reach_the_weights_of_one_with_every_collective_on_the_groups_device(tmp_path, model_dir):
     batch = make_batch(Engine(model_dir, seed=1), 0)
     one = Trainer(TrainerConfig(checkpoint_dir=str(tmp_path / "one"), model=model_dir, seed=1, lr=1e-2, minibatches=2,
                                 micro_batch=3, check_seed=7))
@@ -116,6 +162,10 @@ def test_two_gloo_ranks_reach_the_weights_of_one(tmp_path, model_dir):
     mp.start_processes(_rank, args=(2, _free_port(), model_dir, str(tmp_path / "two"), batch, str(out)), nprocs=2,
                        start_method="spawn")
     r0, r1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    n_params = len(one.policy.trainable_parameters())
+    for rank in (0, 1):  # the guard saw the step's collectives: log-probs, 2 x the gradients, the metric sums
+        calls = torch.load(out / f"calls{rank}.pt")
+        assert calls["all_reduce"] == 1 + 2 * n_params + 1 and calls["broadcast_object_list"] > 0, calls
     start = build_policy(model_dir, 1).module.state_dict()
     for k, v in one.policy.module.state_dict().items():
         assert torch.equal(r0[k], r1[k]), k  # the ranks agree exactly
