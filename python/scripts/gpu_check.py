@@ -1,5 +1,7 @@
 """The GPU check (`npm run bench -- gpu`): a 0.5B-class Qwen2 config with random weights in bf16 — the trainer's
-train_step (tokens/s, peak GPU memory) and the hf engine's generation (tokens/s). No GPU: says so, no figures.
+train_step (tokens/s, peak GPU memory) and the hf engine's generation (tokens/s); with two GPUs or more, the
+trainer's collectives on a real two-rank NCCL group (CPU-held tensors reduced and broadcast through Dist, which
+CPU tests can only stand in for). No GPU: says so, no figures.
 
     ~/.cache/rlkube/venv/bin/python python/scripts/gpu_check.py
 
@@ -15,8 +17,10 @@ import tempfile
 import time
 
 import torch
+import torch.multiprocessing as mp
 
 from rlkube_policy.model import completion_log_probs_chunked, sample
+from rlkube_trainer.distributed import init_from_env
 from rlkube_trainer.trainer import Trainer, TrainerConfig
 
 # Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads / 2 KV heads, 151936 vocabulary), random weights.
@@ -36,6 +40,24 @@ def make_model(out: str) -> None:
     tok.save_pretrained(out)
 
 
+def nccl_rank(local_rank: int, port: int, results) -> None:
+    """One of two NCCL ranks: a CPU tensor summed and an object broadcast through Dist, as the trainer does."""
+    d = init_from_env({"WORLD_SIZE": "1", "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)},
+                      local_rank=local_rank, nproc_per_node=2)
+    summed = d.sum_(torch.full((4,), float(local_rank + 1)))  # a CPU tensor, like the log-prob buffer
+    results[local_rank] = (summed.device.type, summed.tolist(), d.broadcast({"from": local_rank}))
+    torch.distributed.destroy_process_group()
+
+
+def nccl_collectives() -> bool | str:
+    """True when two NCCL ranks sum a CPU tensor to 1+2 and agree on rank 0's broadcast; a reason otherwise."""
+    if torch.cuda.device_count() < 2:
+        return "needs 2 GPUs"
+    results = mp.Manager().dict()
+    mp.spawn(nccl_rank, args=(29517, results), nprocs=2, join=True)
+    return all(results[r] == ("cpu", [3.0] * 4, {"from": 0}) for r in (0, 1))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--groups", type=int, default=16)
@@ -49,6 +71,8 @@ def main(argv=None) -> int:
         print(json.dumps({"gpu": False}), flush=True)
         return 0
     name = torch.cuda.get_device_name(0)
+    collectives = nccl_collectives()
+    print(f"gpu: two-rank NCCL collectives through Dist: {collectives}", flush=True)
     with tempfile.TemporaryDirectory() as d:
         model_dir = os.path.join(d, "qwen-0.5b-random")
         make_model(model_dir)
@@ -86,7 +110,8 @@ def main(argv=None) -> int:
         gen_tokens = sum(len(o["token_ids"]) for o in outs)
         print(f"gpu: hf engine generated {gen_tokens} tokens in {gen_s:.2f} s", flush=True)
     print(json.dumps({"gpu": name, "train_tokens_per_s": round(tokens / train_s, 1), "train_peak_gib": round(peak_gib, 2),
-                      "generate_tokens_per_s": round(gen_tokens / gen_s, 1), "groups_accepted": res["metrics"]["groups_accepted"]}),
+                      "generate_tokens_per_s": round(gen_tokens / gen_s, 1), "groups_accepted": res["metrics"]["groups_accepted"],
+                      "nccl_collectives": collectives}),
           flush=True)
     return 0
 
