@@ -17,15 +17,12 @@ export class PythonEnvError extends Error {
 
 const venvDir = () => join(toolchainHome(), 'venv');
 
-/** The venv's python (whether or not it exists yet). */
-export const venvPython = () => join(venvDir(), 'bin', 'python');
-
 /**
  * The venv's python, checked to serve this checkout's python/ (one venv serves the checkout that last ran
  * `npm run setup`); throws PythonEnvError saying what to run otherwise.
  */
 export function projectPython(): string {
-  const python = venvPython();
+  const python = join(venvDir(), 'bin', 'python');
   const installed = installedProject();
   if (!existsSync(python) || installed === undefined) {
     throw new PythonEnvError('NotSetUp', `rlkube's Python project is not installed in ${venvDir()}: run \`npm run setup\` first`);
